@@ -1,0 +1,202 @@
+"""sequence_logps: padding invariance, agreement with a hand-made sum, and the KL estimator checked
+against exact enumeration of every response of a tiny GPT-NeoX."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from bonbon.logprobs import position_ids_from_mask, sequence_logps, token_logps
+from bonbon.metrics import kl_estimate
+
+PAD = 0
+
+
+def tiny_neox(seed: int, vocab: int = 5, init: float = 0.02, attn: str = "eager", layers: int = 1):
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        initializer_range=init,
+        attn_implementation=attn,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+# ---------------------------------------------------------------------------------------- padding
+
+
+def hand_logp(model, ids: list[int], n_prompt: int) -> float:
+    """sum_{t >= n_prompt} log_softmax(logits[t-1])[ids[t]] on the unpadded sequence, one gather at a time."""
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        logits = model(input_ids=x).logits[0].double()
+    total = 0.0
+    for t in range(n_prompt, len(ids)):
+        total += torch.log_softmax(logits[t - 1], dim=-1)[ids[t]].item()
+    return total
+
+
+def pad_batch(rows: list[tuple[list[int], int, str, int]]):
+    """rows: (ids, n_prompt, side, n_pad) with side in left/right/middle; returns the three masks."""
+    built = []
+    for ids, n_prompt, side, n_pad in rows:
+        prompt, resp = ids[:n_prompt], ids[n_prompt:]
+        pads = [PAD] * n_pad
+        seg = {
+            "left": [(pads, 0, 0), (prompt, 1, 0), (resp, 1, 1)],
+            "right": [(prompt, 1, 0), (resp, 1, 1), (pads, 0, 0)],
+            "middle": [(prompt, 1, 0), (pads, 0, 0), (resp, 1, 1)],
+        }[side]
+        tok = [t for s, _, _ in seg for t in s]
+        att = [a for s, a, _ in seg for _ in s]
+        rsp = [r for s, _, r in seg for _ in s]
+        built.append((tok, att, rsp))
+    width = max(len(t) for t, _, _ in built)
+    # pad every row on the right to a common width (rows already padded keep their own padding)
+    ids = torch.tensor([t + [PAD] * (width - len(t)) for t, _, _ in built])
+    att = torch.tensor([a + [0] * (width - len(a)) for _, a, _ in built])
+    rsp = torch.tensor([r + [0] * (width - len(r)) for _, _, r in built])
+    return ids, att, rsp
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_padding_invariance_and_hand_sum(attn):
+    model = tiny_neox(3, vocab=11, init=0.2, attn=attn, layers=2)
+    seq, n_prompt = [4, 7, 1, 9, 3, 3, 8], 3
+    other = [5, 2, 6, 10, 1, 2, 3, 4, 9, 7, 6]  # a longer row so the batch really is padded
+    ids, att, rsp = pad_batch(
+        [
+            (seq, n_prompt, "left", 0),
+            (seq, n_prompt, "left", 4),
+            (seq, n_prompt, "right", 4),
+            (seq, n_prompt, "middle", 3),
+            (other, 4, "left", 0),
+        ]
+    )
+    with torch.no_grad():
+        got = sequence_logps(model, ids, att, rsp)
+    expected = hand_logp(model, seq, n_prompt)
+    assert got.dtype == torch.float32
+    assert got.shape == (5,)
+    for i in range(4):
+        assert got[i].item() == pytest.approx(expected, abs=1e-5), (i, got.tolist(), expected)
+    assert got[4].item() == pytest.approx(hand_logp(model, other, 4), abs=1e-5)
+    # a different response gets a different value (the test is not vacuous)
+    assert abs(hand_logp(model, seq[:-1] + [2], n_prompt) - expected) > 1e-3
+
+
+def test_token_logps_aligned_and_zero_outside_response():
+    model = tiny_neox(4, vocab=11, init=0.2)
+    ids, att, rsp = pad_batch([([4, 7, 1, 9, 3], 2, "left", 2)])
+    with torch.no_grad():
+        tok = token_logps(model, ids, att, rsp)
+    assert tok.shape == ids.shape
+    counted = (rsp.bool() & att.bool())[0]
+    assert (tok[0][~counted] == 0).all()
+    assert (tok[0][counted] < 0).all()
+    # the last token's value is its own log-prob given the full prefix
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[4, 7, 1, 9, 3]])).logits[0]
+    assert tok[0, -1].item() == pytest.approx(torch.log_softmax(logits[3], -1)[3].item(), abs=1e-5)
+
+
+def test_position_ids_from_mask():
+    att = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 1, 1, 0]])
+    assert position_ids_from_mask(att).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 2, 2], [0, 0, 1, 2, 2]]
+
+
+def test_response_without_context_raises():
+    model = tiny_neox(0)
+    ids = torch.tensor([[0, 1, 2, 3]])
+    att = torch.tensor([[0, 1, 1, 1]])
+    rsp = torch.tensor([[0, 1, 1, 1]])  # first real token marked as response: nothing predicts it
+    with pytest.raises(ValueError, match="no real token before it"):
+        sequence_logps(model, ids, att, rsp)
+    with pytest.raises(ValueError, match="same shape"):
+        sequence_logps(model, ids, att, rsp[:, 1:])
+
+
+def test_gradients_flow():
+    model = tiny_neox(1, vocab=11, init=0.2)
+    model.train()
+    ids, att, rsp = pad_batch([([4, 7, 1, 9, 3], 2, "left", 2), ([4, 7, 1], 2, "right", 4)])
+    sequence_logps(model, ids, att, rsp).sum().backward()
+    grad = model.get_output_embeddings().weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------ KL vs enumeration
+
+V, L = 5, 3
+PROMPT = [1, 2]
+
+
+def full_batch(responses: torch.Tensor):
+    ids = torch.cat([torch.tensor(PROMPT).expand(len(responses), len(PROMPT)), responses], dim=1)
+    att = torch.ones_like(ids)
+    rsp = torch.zeros_like(ids)
+    rsp[:, len(PROMPT) :] = 1
+    return ids, att, rsp
+
+
+def ancestral_sample(model, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """m responses of exactly L tokens, temperature 1, full softmax; also their log-probs as sampled."""
+    seq = torch.tensor(PROMPT).expand(m, len(PROMPT)).clone()
+    logp = torch.zeros(m, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(L):
+            probs = torch.softmax(model(input_ids=seq).logits[:, -1].double(), dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=gen)
+            logp += probs.gather(1, nxt).squeeze(1).log()
+            seq = torch.cat([seq, nxt], dim=1)
+    return seq[:, len(PROMPT) :], logp
+
+
+@pytest.fixture(scope="module")
+def kl_setup():
+    policy = tiny_neox(0, vocab=V, init=0.1)
+    reference = tiny_neox(1, vocab=V, init=0.1)
+    every = torch.tensor(list(itertools.product(range(V), repeat=L)))
+    with torch.no_grad():
+        lp = sequence_logps(policy, *full_batch(every)).double()
+        lr = sequence_logps(reference, *full_batch(every)).double()
+    exact = float((lp.exp() * (lp - lr)).sum())
+    return policy, reference, lp, exact
+
+
+def test_enumeration_is_a_distribution(kl_setup):
+    _, _, lp, exact = kl_setup
+    assert float(lp.exp().sum()) == pytest.approx(1.0, abs=1e-5)
+    assert exact > 0.05  # clearly nonzero: the estimator check below has teeth
+
+
+def estimate(policy, reference, m: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    responses, sampled_logp = ancestral_sample(policy, m, gen)
+    batch = full_batch(responses)
+    with torch.no_grad():
+        lp = sequence_logps(policy, *batch)
+        lr = sequence_logps(reference, *batch)
+    # the shared function agrees with the sampler's own next-token softmaxes
+    assert torch.allclose(lp.double(), sampled_logp, atol=1e-4)
+    return kl_estimate(lp.numpy(), lr.numpy())
+
+
+def test_kl_estimate_matches_exact_enumeration(kl_setup):
+    policy, reference, _, exact = kl_setup
+    m = 2000
+    kl_m, se_m = estimate(policy, reference, m, seed=11)
+    kl_4m, se_4m = estimate(policy, reference, 4 * m, seed=12)
+    assert abs(kl_m - exact) < 3 * se_m, (kl_m, se_m, exact)
+    assert abs(kl_4m - exact) < 3 * se_4m, (kl_4m, se_4m, exact)
+    assert 0.35 <= se_4m / se_m <= 0.7, (se_m, se_4m)
+    # precise enough that "within 3 se" is a real constraint (it excludes KL = 0)
+    assert se_m < 0.2 * exact
