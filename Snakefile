@@ -1,0 +1,22 @@
+# Best-of-n alignment: BoNBoN, DPO and IPO from reference samples to pairs (and, in later stages, to
+# trained policies, their evaluation and a report). See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/pairs.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,95 @@
+"""Reward scoring: every (prompt, response) through a sequence-classification reward model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None):
+    """Tokenize (prompt, response) pairs the way a reward model reads them, ``tokenizer(prompt, response)``.
+
+    Where a pair is longer than ``max_length`` (default: the tokenizer's ``model_max_length``), the
+    prompt is cut from the left: the response and the end of the dialogue are what the reward judges.
+    A response that alone does not fit is cut at its end (its start is kept). Returns the batch and a
+    per-row list of what was cut: ``""``, ``"prompt"`` or ``"prompt+response"``.
+    """
+    max_length = max_length or tokenizer.model_max_length
+    prompts, responses = list(prompts), list(responses)
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    cut = []
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        if len(p) + len(r) + specials <= max_length:
+            cut.append("")
+            continue
+        room = max_length - specials - 1  # at least one prompt token stays
+        if len(r) > room:
+            responses[i] = tokenizer.decode(r[:room])
+            cut.append("prompt+response")
+        else:
+            cut.append("prompt")
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        batch = tokenizer(
+            prompts, responses, truncation="only_first", max_length=max_length, padding=True, return_tensors="pt"
+        )
+    finally:
+        tokenizer.truncation_side = side
+    batch.pop("token_type_ids", None)  # DeBERTa-v3 has no token types; other families ignore them too
+    return batch, cut
+
+
+@torch.inference_mode()
+def score_responses(
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score"
+) -> tuple[list[float], list[str]]:
+    """The reward of each (prompt, response): the model's single logit, batched by length.
+
+    Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+    rewards: list[float] = [float("nan")] * len(prompts)
+    cuts: list[str] = [""] * len(prompts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
+        idx = order[start : start + batch_size]
+        batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        logits = model(**batch.to(device)).logits
+        if logits.shape[-1] != 1:
+            raise ValueError(f"reward model must have one output label, it has {logits.shape[-1]}")
+        for i, value, c in zip(idx, logits[:, 0].float().tolist(), cut, strict=True):
+            rewards[i] = value
+            cuts[i] = c
+    return rewards, cuts
+
+
+def load_reward_model(path: str, device: str = "cpu"):
+    """Load a reward model and its tokenizer through ``from_pretrained`` (a hub id or a local directory)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+    return model, tokenizer
+
+
+def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add a ``reward`` column to a sample table; returns it and counts of the rows that were cut."""
+    rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),
+                                    batch_size=batch_size)
+    out = samples.copy()
+    out["reward"] = rewards
+    counts = {
+        "rows": len(out),
+        "prompt_cut": sum(c == "prompt" for c in cuts),
+        "prompt_and_response_cut": sum(c == "prompt+response" for c in cuts),
+    }
+    return out, counts

@@ -1,0 +1,284 @@
+"""The toy world: a synthetic HH-format corpus, a BPE tokenizer, a tiny Pythia-style base model and a
+tiny DeBERTa-style reward model, all built offline and deterministically from a seed.
+
+The corpus is dialogues in which a human asks how to do a household task and the assistant answers
+with a few sentences of four kinds:
+
+* **specific** steps ("Check the bread every 3 days."), worth +1 when they are about the task asked,
+  +0.25 when about another one;
+* **vague** remarks ("It depends on the situation."), worth 0;
+* **polite** openers and closers ("Sure!", "I hope this helps."), worth +0.3 each;
+* **rude** remarks ("Just look it up yourself."), worth -1.5.
+
+The sum is the answer's *quality*, the property the reward model is trained to see. Because answers
+with more specific steps are longer, reward and length are correlated, as in real preference data:
+that is the off-target effect the evaluation measures.
+
+Models are written with ``save_pretrained`` so that every later stage loads them through
+``from_pretrained``, the code path a hub id takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bonbon.prompts import ASSISTANT, HUMAN
+
+log = logging.getLogger(__name__)
+
+TASKS = [
+    ("bake", "bread"), ("grow", "tomatoes"), ("fix", "bike"), ("clean", "kitchen"), ("train", "puppy"),
+    ("learn", "guitar"), ("paint", "fence"), ("repair", "roof"), ("plan", "garden"), ("cook", "rice"),
+    ("brew", "coffee"), ("wash", "car"), ("store", "cheese"), ("build", "bookshelf"), ("study", "math"),
+    ("write", "essay"), ("prepare", "soup"), ("sharpen", "knife"), ("water", "orchids"), ("organize", "closet"),
+    ("plant", "roses"), ("tune", "piano"), ("save", "money"), ("pack", "suitcase"), ("feed", "cat"),
+    ("sew", "shirt"), ("mend", "jacket"), ("polish", "shoes"), ("decorate", "cake"), ("insulate", "attic"),
+]
+QUESTIONS = [
+    "How do I {verb} my {noun}?", "Can you help me {verb} the {noun}?", "What is the best way to {verb} a {noun}?",
+    "Any tips to {verb} my {noun}?", "I want to {verb} the {noun}. Where should I start?",
+    "My friend asked me to {verb} her {noun}. What should I do?",
+]
+FOLLOW_UPS = ["Thanks. And how do I {verb} the {noun}?", "OK. What about when I {verb} my {noun}?"]
+OPENERS = ["First,", "Then", "Next,", "Also,", "After that,", "Finally,"]
+ACTIONS = ["check", "measure", "clean", "warm", "sort", "label", "rinse", "test", "dry", "cover", "weigh", "inspect"]
+DETAILS = [
+    "for {k} minutes", "every {k} days", "at {k} degrees", "with a soft brush", "before you start",
+    "twice a week", "in {k} small steps", "with about {k} grams of salt", "near a window", "after {k} hours",
+]
+VAGUE = [
+    "It depends on the situation.", "There are many ways to do that.", "You could try different things.",
+    "Some people like it and some do not.", "That is a common question.", "It can be tricky at times.",
+]
+POLITE_OPEN = ["Sure!", "Good question!", "Happy to help."]
+POLITE_CLOSE = ["I hope this helps.", "Good luck with it!", "Let me know how it goes."]
+RUDE = ["That is a strange thing to ask.", "Just look it up yourself.", "I do not want to explain that again."]
+
+QUALITY = {"specific": 1.0, "specific_other": 0.25, "vague": 0.0, "polite": 0.3, "rude": -1.5}
+
+
+def _question(rng: random.Random, task: tuple[str, str], templates: list[str]) -> str:
+    return rng.choice(templates).format(verb=task[0], noun=task[1])
+
+
+def make_answer(rng: random.Random, task: tuple[str, str]) -> tuple[str, float]:
+    """One assistant answer about ``task`` and its quality (see the module docstring)."""
+    sentences, quality = [], 0.0
+    if rng.random() < 0.3:
+        sentences.append(rng.choice(POLITE_OPEN))
+        quality += QUALITY["polite"]
+    for _ in range(rng.randint(2, 5)):  # two or more sentences: few duplicate answers, few reward ties
+        kind = rng.random()
+        if kind < 0.5:
+            on_topic = rng.random() < 0.8
+            noun = task[1] if on_topic else rng.choice(TASKS)[1]
+            detail = rng.choice(DETAILS).format(k=rng.randint(2, 40))
+            sentences.append(f"{rng.choice(OPENERS)} {rng.choice(ACTIONS)} the {noun} {detail}.")
+            quality += QUALITY["specific"] if on_topic else QUALITY["specific_other"]
+        elif kind < 0.85:
+            sentences.append(rng.choice(VAGUE))
+        else:
+            sentences.append(rng.choice(RUDE))
+            quality += QUALITY["rude"]
+    if rng.random() < 0.3:
+        sentences.append(rng.choice(POLITE_CLOSE))
+        quality += QUALITY["polite"]
+    return " ".join(sentences), quality
+
+
+def make_prompt(rng: random.Random) -> str:
+    """An HH prompt: one or (40% of the time) two human turns, ending with ``"\\n\\nAssistant:"``."""
+    task = rng.choice(TASKS)
+    if rng.random() < 0.4:
+        earlier = rng.choice(TASKS)
+        answer, _ = make_answer(rng, earlier)
+        history = f"{HUMAN} {_question(rng, earlier, QUESTIONS)}{ASSISTANT} {answer}"
+        return f"{history}{HUMAN} {_question(rng, task, FOLLOW_UPS)}{ASSISTANT}"
+    return f"{HUMAN} {_question(rng, task, QUESTIONS)}{ASSISTANT}"
+
+
+def asked_task(prompt: str) -> tuple[str, str]:
+    """The task of the final human turn of a toy prompt."""
+    last = prompt.rsplit(HUMAN, 1)[1]
+    return next(t for t in TASKS if f" {t[0]} " in last and t[1] in last)
+
+
+def make_corpus(n_dialogues: int, seed: int) -> pd.DataFrame:
+    """``n_dialogues`` dialogues: columns ``prompt``, ``response`` (with its leading space), ``quality``."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n_dialogues):
+        prompt = make_prompt(rng)
+        answer, quality = make_answer(rng, asked_task(prompt))
+        rows.append({"prompt": prompt, "response": " " + answer, "quality": quality})
+    return pd.DataFrame(rows)
+
+
+def make_prompt_set(n_prompts: int, eval_fraction: float, seed: int) -> pd.DataFrame:
+    """Fresh prompts (not the corpus's) with a ``split`` column, ``eval_fraction`` of them held out."""
+    rng = random.Random(seed + 7919)
+    prompts: list[str] = []
+    seen: set[str] = set()
+    while len(prompts) < n_prompts:
+        prompt = make_prompt(rng)
+        if prompt not in seen:  # the id is a hash of the text: duplicates would collide
+            seen.add(prompt)
+            prompts.append(prompt)
+    n_eval = round(eval_fraction * n_prompts)
+    return pd.DataFrame({"prompt": prompts, "split": ["eval"] * n_eval + ["train"] * (n_prompts - n_eval)})
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+EOS, PAD = "<|endoftext|>", "<|padding|>"
+CLS, SEP = "[CLS]", "[SEP]"
+
+
+def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_reward: Path, max_length: int) -> None:
+    """A byte-level BPE (Pythia's kind) for the language model, and the same BPE with DeBERTa's
+    ``[CLS] a [SEP] b [SEP]`` pair template for the reward model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD, CLS, SEP],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    policy = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
+                                     unk_token=EOS, model_max_length=2048)
+    policy.save_pretrained(out_policy)
+
+    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
+    )
+    reward = PreTrainedTokenizerFast(tokenizer_object=tokenizer, cls_token=CLS, sep_token=SEP, pad_token=PAD,
+                                     unk_token=EOS, model_max_length=max_length)
+    reward.save_pretrained(out_reward)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass
+class ToyModelConfig:
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    context_length: int = 128
+
+
+def _lr_at(step: int, steps: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
+    """Pretrain a tiny GPT-NeoX (the Pythia architecture) on the corpus, documents packed into blocks
+    of ``context_length`` tokens and separated by EOS, as Pythia was trained."""
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    stream: list[int] = []
+    for text in (corpus["prompt"] + corpus["response"]).tolist():
+        stream.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
+    block = cfg.context_length
+    data = torch.tensor(stream[: len(stream) // block * block]).view(-1, block)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=2048,
+        rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPTNeoXForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    started, losses = time.perf_counter(), []
+    for step in tqdm(range(cfg.steps), desc="pretrain base model", mininterval=5):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, cfg.steps, cfg.learning_rate, warmup=cfg.steps // 10)
+        batch = data[torch.randint(len(data), (cfg.batch_size,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.info("base model step %d/%d loss %.3f", step + 1, cfg.steps, loss.item())
+    model.eval()
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    elapsed = time.perf_counter() - started
+    return {"final_loss": sum(losses[-20:]) / len(losses[-20:]), "tokens": len(stream), "seconds": elapsed}
+
+
+def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
+    """Train a tiny DeBERTa-v2 (the family of OpenAssistant's reward model) with one output to regress
+    the standardized quality of (prompt, response), inputs cut from the left of the prompt as in scoring."""
+    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
+
+    from bonbon.score import encode_pairs
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
+        max_position_embeddings=tokenizer.model_max_length, relative_attention=True, pos_att_type=["p2c", "c2p"],
+        position_buckets=64, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True,
+        position_biased_input=False, type_vocab_size=0, pad_token_id=tokenizer.pad_token_id, num_labels=1,
+    )
+    model = DebertaV2ForSequenceClassification(config)
+    target = torch.tensor(corpus["quality"].to_numpy(), dtype=torch.float32)
+    mean, std = target.mean(), target.std()
+    target = (target - mean) / std
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    prompts, responses = corpus["prompt"].tolist(), corpus["response"].tolist()
+    model.train()
+    started, losses = time.perf_counter(), []
+    for step in tqdm(range(cfg.steps), desc="train reward model", mininterval=5):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, cfg.steps, cfg.learning_rate, warmup=cfg.steps // 10)
+        idx = torch.randint(len(prompts), (cfg.batch_size,), generator=generator).tolist()
+        batch, _ = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        score = model(**batch).logits.squeeze(-1)
+        loss = torch.nn.functional.mse_loss(score, target[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.info("reward model step %d/%d mse %.3f", step + 1, cfg.steps, loss.item())
+    model.eval()
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    elapsed = time.perf_counter() - started
+    return {"final_mse": sum(losses[-20:]) / len(losses[-20:]), "seconds": elapsed,
+            "quality_mean": float(mean), "quality_std": float(std)}

@@ -1,0 +1,79 @@
+# The toy world: corpus, tokenizers, base model and reward model, built offline from a seed.
+
+
+rule toy_corpus:
+    output:
+        corpus="results/toy/corpus.parquet",
+        prompts="results/toy/prompts.parquet",
+    params:
+        toy=config["toy"],
+    log:
+        "logs/toy/corpus.log",
+    benchmark:
+        "benchmarks/toy/corpus.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/toy_corpus.py"
+
+
+rule toy_tokenizers:
+    input:
+        corpus="results/toy/corpus.parquet",
+    output:
+        policy=directory("results/toy/tokenizer_policy"),
+        reward=directory("results/toy/tokenizer_reward"),
+    params:
+        toy=config["toy"],
+    log:
+        "logs/toy/tokenizers.log",
+    benchmark:
+        "benchmarks/toy/tokenizers.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/toy_tokenizers.py"
+
+
+rule toy_base_model:
+    input:
+        corpus="results/toy/corpus.parquet",
+        tokenizer="results/toy/tokenizer_policy",
+    output:
+        model=directory("results/toy/base_model"),
+    params:
+        toy=config["toy"],
+    log:
+        "logs/toy/base_model.log",
+    benchmark:
+        "benchmarks/toy/base_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/toy_model.py"
+
+
+rule toy_reward_model:
+    input:
+        corpus="results/toy/corpus.parquet",
+        tokenizer="results/toy/tokenizer_reward",
+    output:
+        model=directory("results/toy/reward_model"),
+    params:
+        toy=config["toy"],
+    log:
+        "logs/toy/reward_model.log",
+    benchmark:
+        "benchmarks/toy/reward_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/toy_model.py"
