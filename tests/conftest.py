@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny toy models built once per test session, and a way to run the workflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+HH_PROMPTS = REPO.parent / "shared" / "data" / "hh_prompt_subset.csv"
+
+
+@pytest.fixture(scope="session")
+def toy_models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny toy world (tokenizers, base model, reward model) trained for a few steps."""
+    import torch
+
+    from bonbon import toy
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("toy")
+    corpus = toy.make_corpus(600, seed=1)
+    toy.train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), 512, root / "tok_policy",
+                         root / "tok_reward", max_length=64)
+    small = toy.ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2, steps=40, batch_size=16)
+    toy.pretrain_base_model(corpus, root / "tok_policy", root / "base", small, seed=1)
+    toy.train_reward_model(corpus, root / "tok_reward", root / "reward", small, seed=1)
+    return {"base": root / "base", "reward": root / "reward", "root": root}
+
+
+def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow with ``config`` in ``workdir`` through the Snakemake CLI."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "test-config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result

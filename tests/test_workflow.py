@@ -1,0 +1,109 @@
+"""The workflow through the Snakemake CLI: dry run, bad input, and the toy world end to end."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bonbon.theory import bon_win_rate
+
+from conftest import HH_PROMPTS, REPO, run_workflow
+
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+SMALL = {
+    "datasets": {"toy": {"source": "toy"}},
+    "n_values": [2, 4, 8],
+    "toy": {
+        "seed": 1, "n_dialogues": 1500, "n_prompts": 420, "eval_fraction": 0.25,
+        "base_model": {"steps": 200, "batch_size": 16},
+        "reward_model": {"steps": 80, "batch_size": 32},
+    },
+    "generation": {"max_new_tokens": 48, "batch_size": 64, "seed": 3},
+}
+
+
+def test_dry_run_of_the_default_dag(tmp_path):
+    result = run_workflow(tmp_path, DEFAULT, "-n", "--quiet", "rules")
+    for rule in ("toy_corpus", "toy_tokenizers", "toy_base_model", "toy_reward_model", "prompts", "generate",
+                 "score", "pairs"):
+        assert rule in result.stdout, result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"Prompt": ["\n\nHuman: ok?\n\nAssistant:", "no turns at all"]}).to_csv(bad, index=False)
+    config = copy.deepcopy(SMALL)
+    config["datasets"] = {"bad": {"source": "file", "path": str(bad)}}
+    result = run_workflow(tmp_path, config, "--until", "prompts", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "prompts" / "bad.log").read_text()
+    assert "bad.csv: row 2: does not start with" in log
+    assert not (tmp_path / "results" / "prompts" / "bad.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = copy.deepcopy(SMALL)
+    if HH_PROMPTS.exists():
+        config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24, "eval_fraction": 0.25}
+    run_workflow(workdir, config)
+    return workdir
+
+
+def test_best_of_n_theorem_end_to_end(small_run):
+    """Only a correct pipeline (independent samples, continuous rewards, the best of the first n) makes
+    the best of n samples beat an independent sample of the same prompt at rate n/(n+1)."""
+    rewards = pd.read_parquet(small_run / "results/score/toy/rewards.parquet")
+    table = rewards.pivot(index="prompt_id", columns="sample_idx", values="reward")
+    assert table.shape == (315, 8) and not table.isna().any().any()
+    tied = (table.nunique(axis=1) < 8).mean()
+    assert tied < 0.02, f"{tied:.1%} of prompts have tied rewards"
+    for n in (2, 4):
+        pairs = pd.read_parquet(small_run / f"results/pairs/toy/n{n}.parquet").set_index("prompt_id")
+        assert (pairs["chosen_idx"] < n).all() and (pairs["rejected_idx"] < n).all()
+        assert (pairs["chosen_reward"] > pairs["rejected_reward"]).all()
+        opponents = table.loc[pairs.index, list(range(n, 8))].to_numpy()  # independent draws: index >= n
+        best = pairs["chosen_reward"].to_numpy()[:, None]
+        per_prompt = ((best > opponents) + 0.5 * (best == opponents)).mean(axis=1)
+        rate, se = per_prompt.mean(), per_prompt.std(ddof=1) / np.sqrt(len(per_prompt))
+        assert se < 0.02
+        assert abs(rate - bon_win_rate(n)) < 3 * se, (n, rate, se)
+        # the worst of n loses at the mirrored rate
+        worst = pairs["rejected_reward"].to_numpy()[:, None]
+        worst_rate = ((worst > opponents) + 0.5 * (worst == opponents)).mean()
+        assert abs(worst_rate - 1 / (n + 1)) < 0.05
+
+
+def test_sample_and_pair_tables(small_run):
+    samples = pd.read_parquet(small_run / "results/generate/toy/samples.parquet")
+    prompts = pd.read_parquet(small_run / "results/prompts/toy.parquet")
+    assert set(samples["prompt_id"]) == set(prompts.loc[prompts["split"] == "train", "prompt_id"])
+    assert samples["response"].nunique() > 0.9 * len(samples)  # varied text
+    assert samples["finished"].mean() > 0.8
+    assert (samples.loc[~samples["finished"], "n_tokens"] == 48).all()
+    n8 = pd.read_parquet(small_run / "results/pairs/toy/n8.parquet")
+    assert list(n8.columns[:9]) == ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
+                                    "chosen_idx", "rejected_idx", "chosen_finished"]
+    rewards = pd.read_parquet(small_run / "results/score/toy/rewards.parquet")
+    best = rewards.loc[rewards.groupby("prompt_id")["reward"].idxmax()].set_index("prompt_id")
+    assert (n8.set_index("prompt_id")["chosen"] == best.loc[n8["prompt_id"], "response"]).all()
+
+
+@pytest.mark.skipif(not HH_PROMPTS.exists(), reason=f"real HH prompts not present at {HH_PROMPTS}")
+def test_real_hh_prompts_through_the_data_half(small_run):
+    prompts = pd.read_parquet(small_run / "results/prompts/hh.parquet")
+    assert len(prompts) == 24 and prompts["prompt"].str.endswith("\n\nAssistant:").all()
+    samples = pd.read_parquet(small_run / "results/generate/hh/samples.parquet")
+    assert len(samples) == 8 * (prompts["split"] == "train").sum()
+    log = (small_run / "logs/score/hh.log").read_text()
+    rewards = pd.read_parquet(small_run / "results/score/hh/rewards.parquet")
+    assert rewards["reward"].notna().all()
+    # real HH prompts are long: the toy reward model (64... 128 tokens) must cut most of them, and say so
+    assert "'prompt_cut': 0," not in log
+    pairs = pd.read_parquet(small_run / "results/pairs/hh/n8.parquet")
+    assert len(pairs) >= 0.9 * (prompts["split"] == "train").sum()
