@@ -1,0 +1,235 @@
+"""The training loop on a tiny GPT-NeoX: one policy forward per step and no reference model,
+reference log-probs equal to sequence_logps, resume after a crash ending where an uninterrupted run
+ends, BoNBoN moving the margin towards 1/(2 beta), non-finite losses caught."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from test_batching import build_tokenizer, hh_prompt
+from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+
+import bonbon.train as train_module
+from bonbon.batching import collate, tokenize_pair
+from bonbon.logprobs import sequence_logps
+from bonbon.reference import write_reference_logps
+from bonbon.theory import beta_star, target_margin
+from bonbon.train import TrainConfig, sft, train
+
+torch.set_num_threads(2)
+
+N = 4
+GOOD = [
+    " Sure, check the bread every day.",
+    " Happy to help: first clean the bike.",
+    " Good question, water it.",
+]
+BAD = [" Just look it up yourself.", " I do not want to explain that.", " That is a strange thing to ask."]
+MAX_PROMPT, MAX_LEN = 24, 48
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Tokenizer + tiny policy saved together, 32 pairs (one emptied), their reference log-probs."""
+    root = tmp_path_factory.mktemp("world")
+    model_dir = root / "base"
+    tokenizer = build_tokenizer(model_dir)
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    GPTNeoXForCausalLM(config).save_pretrained(model_dir)
+    rng = random.Random(5)
+    rows = [
+        {
+            "prompt_id": f"p{i:03d}",
+            "prompt": hh_prompt(rng, rng.randint(1, 3)),
+            "chosen": rng.choice(GOOD),
+            "rejected": rng.choice(BAD),
+            "chosen_reward": 1.0,
+            "rejected_reward": -1.0,
+            "chosen_idx": rng.randrange(N),
+            "rejected_idx": N + i,  # distinct from chosen_idx
+            "n": N,
+        }
+        for i in range(33)
+    ]
+    rows[7]["rejected"] = ""  # dropped by tokenization: NaN reference, skipped by training
+    pairs = root / "n4.parquet"
+    pd.DataFrame(rows).to_parquet(pairs)
+    ref = root / "ref.parquet"
+    write_reference_logps(model_dir, pairs, ref, MAX_PROMPT, MAX_LEN, batch_size=16)
+    return {"model": model_dir, "pairs": pairs, "ref": ref, "tokenizer": tokenizer, "root": root}
+
+
+def cfg(**overrides) -> TrainConfig:
+    base = dict(
+        learning_rate=1e-3,
+        optimizer="adamw",
+        warmup_steps=0,
+        batch_size=4,
+        max_steps=3,
+        log_every=100,
+        max_prompt_length=MAX_PROMPT,
+        max_length=MAX_LEN,
+        checkpoint_every=100,
+        seed=0,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def params(model_dir: Path) -> dict[str, torch.Tensor]:
+    return dict(AutoModelForCausalLM.from_pretrained(model_dir).named_parameters())
+
+
+def test_reference_logps_equal_sequence_logps(world):
+    ref = pd.read_parquet(world["ref"])
+    pairs = pd.read_parquet(world["pairs"])
+    assert len(ref) == len(pairs)
+    assert ref.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()
+    model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+    tok = world["tokenizer"]
+    for i in (0, 3, 12, 31):
+        for side in ("chosen", "rejected"):
+            seq = tokenize_pair(tok, pairs.loc[i, "prompt"], pairs.loc[i, side], MAX_PROMPT, MAX_LEN)
+            b = collate([seq], tok.pad_token_id)  # alone: no padding at all
+            with torch.no_grad():
+                expected = sequence_logps(
+                    model, b["input_ids"], b["attention_mask"], b["response_mask"]
+                ).item()
+            assert ref.loc[i, f"{side}_ref_logp"] == pytest.approx(expected, abs=1e-4)
+            assert ref.loc[i, f"{side}_length"] == seq["response_length"]
+
+
+def test_one_policy_forward_per_step_and_no_reference_model(world, tmp_path, monkeypatch):
+    calls, loaded = [], []
+    forward = GPTNeoXForCausalLM.forward
+    monkeypatch.setattr(
+        GPTNeoXForCausalLM, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k)
+    )
+    from_pretrained = AutoModelForCausalLM.from_pretrained.__func__
+
+    def recording(cls, path, *a, **k):
+        loaded.append(Path(path))
+        return from_pretrained(cls, path, *a, **k)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(recording))
+    summary = train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=3))
+    assert len(calls) == 3  # one forward over chosen + rejected per step, none for SFT or reference
+    assert loaded == [world["model"]]  # the policy only: reference log-probs come from the file
+    assert summary["examples"] == 32 and summary["data"]["dropped_empty"] == 1
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert metrics["step"].tolist() == [0, 1, 2]
+    # step 0: policy == reference, so h = 0 and the IPO term is (1 / (2 beta))^2
+    beta = beta_star(N)
+    assert summary["beta"] == pytest.approx(beta)
+    assert abs(metrics.loc[0, "margin"]) < 1e-4
+    assert metrics.loc[0, "ipo"] == pytest.approx(target_margin(N) ** 2, rel=1e-4)
+    expected_loss = 0.005 * metrics.loc[0, "sft"] + 0.995 * metrics.loc[0, "ipo"]
+    assert metrics.loc[0, "loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics.loc[1, "margin"] != 0.0  # and training moves it
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted_run(world, tmp_path, monkeypatch):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    train(world["model"], world["pairs"], world["ref"], full, cfg(max_steps=6, checkpoint_every=1))
+    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-000004", "step-000005"]
+
+    def crash_at_step_2(step, row):
+        if step == 2:  # after the step-2 checkpoint, partway to the next one
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(
+            world["model"],
+            world["pairs"],
+            world["ref"],
+            broken,
+            cfg(max_steps=6, checkpoint_every=2),
+            callback=crash_at_step_2,
+        )
+    assert not (broken / "train_summary.json").exists() and not (broken / "config.json").exists()
+    assert pd.read_csv(broken / "metrics.csv")["step"].tolist() == [0, 1, 2]
+    (broken / "checkpoints" / ".tmp-step-000004").mkdir()  # a save killed half way: ignored
+
+    calls = []
+    forward = GPTNeoXForCausalLM.forward
+    monkeypatch.setattr(
+        GPTNeoXForCausalLM, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k)
+    )
+    summary = train(
+        world["model"], world["pairs"], world["ref"], broken, cfg(max_steps=6, checkpoint_every=2)
+    )
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
+    assert len(calls) == 4  # steps 2..5 only
+    assert pd.read_csv(broken / "metrics.csv")["step"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+
+    start, a, b = params(world["model"]), params(full), params(broken)
+    assert any((a[k] - start[k]).abs().max() > 1e-3 for k in a)  # training changed the model
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
+
+
+def test_bonbon_margin_moves_towards_target(world, tmp_path):
+    summary = train(
+        world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=40, batch_size=8)
+    )
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    first, last = metrics.head(3), metrics.tail(5)
+    target = target_margin(N)  # 5.5 = 1 / (2 beta*(4))
+    assert summary["target_margin"] == pytest.approx(target)
+    assert last["ipo"].mean() < 0.2 * first["ipo"].mean()
+    assert abs(last["margin"].mean() - target) < 0.5 * abs(first["margin"].mean() - target)
+    assert last["reward_accuracy"].mean() > 0.9
+    assert (metrics["grad_norm"] > 0).all() and (metrics["tokens_per_s"] > 0).all()
+
+
+def test_non_finite_loss_raises_naming_step(world, tmp_path, monkeypatch):
+    real = train_module.compute_loss
+    seen = []
+
+    def nan_from_step_1(name, pc, *args, **kwargs):
+        losses, metrics = real(name, pc, *args, **kwargs)
+        seen.append(1)
+        return (losses * float("nan") if len(seen) > 1 else losses), metrics
+
+    monkeypatch.setattr(train_module, "compute_loss", nan_from_step_1)
+    with pytest.raises(FloatingPointError, match=r"at step 1 .*prompt_ids of the batch: \['p0"):
+        train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=3))
+
+
+def test_reference_file_mismatch_is_an_error(world, tmp_path):
+    ref = pd.read_parquet(world["ref"])
+    short = tmp_path / "short.parquet"
+    ref.drop(index=3).to_parquet(short)
+    with pytest.raises(ValueError, match=r"short\.parquet: no reference log-prob for pair \('p003'"):
+        train(world["model"], world["pairs"], short, tmp_path / "a", cfg())
+    # computed with another max_length: lengths differ, caught before training
+    with pytest.raises(ValueError, match="another tokenizer or max_length"):
+        train(world["model"], world["pairs"], world["ref"], tmp_path / "b", cfg(max_length=30))
+
+
+def test_sft_same_loop(world, tmp_path):
+    pairs = pd.read_parquet(world["pairs"])
+    texts = pd.DataFrame({"prompt": pairs["prompt"], "response": pairs["chosen"]})
+    summary = sft(world["model"], texts, tmp_path / "sft", cfg(max_steps=15, batch_size=8))
+    metrics = pd.read_csv(tmp_path / "sft" / "metrics.csv")
+    assert summary["loss"] == "sft" and len(metrics) == 15
+    assert metrics["loss"].tail(3).mean() < 0.9 * metrics["loss"].head(3).mean()
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "sft") is not None
