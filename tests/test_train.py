@@ -188,14 +188,15 @@ def test_resume_after_crash_matches_uninterrupted_run(world, tmp_path, monkeypat
 
 def test_bonbon_margin_moves_towards_target(world, tmp_path):
     summary = train(
-        world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=40, batch_size=8)
+        world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=24, batch_size=8)
     )
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     first, last = metrics.head(3), metrics.tail(5)
     target = target_margin(N)  # 5.5 = 1 / (2 beta*(4))
     assert summary["target_margin"] == pytest.approx(target)
-    assert last["ipo"].mean() < 0.2 * first["ipo"].mean()
+    assert last["ipo"].mean() < 0.05 * first["ipo"].mean()
     assert abs(last["margin"].mean() - target) < 0.5 * abs(first["margin"].mean() - target)
+    assert abs(last["margin"].mean() - target) < 0.1 * target  # and gets there: the IPO optimum
     assert last["reward_accuracy"].mean() > 0.9
     assert (metrics["grad_norm"] > 0).all() and (metrics["tokens_per_s"] > 0).all()
 
