@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bonbon.io import SAMPLE_COLUMNS
 from bonbon.prompts import ASSISTANT, HUMAN
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS = ("prompt_id", "prompt", "sample_idx", "response", "n_tokens", "finished", "prompt_cut")
 
 
 @dataclass(frozen=True)

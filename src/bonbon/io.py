@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+# Columns of the tables between stages (the README's artifact table describes them).
+SAMPLE_COLUMNS = ("prompt_id", "prompt", "sample_idx", "response", "n_tokens", "finished", "prompt_cut")
+REWARD_COLUMNS = (*SAMPLE_COLUMNS, "reward")
+
 
 class TableError(ValueError):
     """A stage's input table that cannot be used; the message names the file."""

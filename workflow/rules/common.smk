@@ -1,15 +1,18 @@
 # Helpers, config validation and wildcard constraints shared by every stage.
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-try:
-    import bonbon.config as bonbon_config
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    import bonbon.config as bonbon_config
+# Jobs import the package from this checkout, also in a conda env (--use-conda) that holds only the
+# dependencies, and on a cluster node, where each job evaluates this file again.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+import bonbon.config as bonbon_config
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 

@@ -21,5 +21,7 @@ rule generate:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/generate.py"

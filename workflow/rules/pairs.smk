@@ -16,5 +16,7 @@ rule pairs:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/pairs.py"

@@ -16,5 +16,7 @@ rule prompts:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/prompts.py"

@@ -20,5 +20,7 @@ rule score:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/score.py"

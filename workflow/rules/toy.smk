@@ -15,6 +15,8 @@ rule toy_corpus:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/toy_corpus.py"
 
@@ -35,6 +37,8 @@ rule toy_tokenizers:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/toy_tokenizers.py"
 
@@ -55,6 +59,8 @@ rule toy_base_model:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/toy_model.py"
 
@@ -75,5 +81,7 @@ rule toy_reward_model:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/toy_model.py"

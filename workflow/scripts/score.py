@@ -1,7 +1,6 @@
 """Reward scoring of every sample."""
 
-from bonbon.generate import SAMPLE_COLUMNS
-from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
+from bonbon.io import SAMPLE_COLUMNS, read_table, set_threads, setup_job_logging, torch_device, write_parquet
 from bonbon.score import load_reward_model, score_samples
 
 snakemake = globals()["snakemake"]
