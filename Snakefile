@@ -19,6 +19,7 @@ include: "workflow/rules/prompts.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/pairs.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

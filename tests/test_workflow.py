@@ -1,6 +1,12 @@
 """The workflow through the Snakemake CLI: dry run, bad input, and the toy world end to end."""
 
 import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -22,6 +28,11 @@ SMALL = {
         "reward_model": {"steps": 80, "batch_size": 32},
     },
     "generation": {"max_new_tokens": 48, "batch_size": 64, "seed": 3},
+    "sft": {"training": {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_steps": 2, "batch_size": 16,
+                         "max_steps": 10, "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 100}},
+    "training": {"optimizer": "rmsprop", "learning_rate": 1e-4, "warmup_steps": 5, "batch_size": 4, "epochs": 2,
+                 "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 3, "log_every": 1},
+    "runs": [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005], "n": [4]}],
 }
 
 
@@ -51,7 +62,7 @@ def small_run(tmp_path_factory):
     config = copy.deepcopy(SMALL)
     if HH_PROMPTS.exists():
         config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24, "eval_fraction": 0.25}
-    run_workflow(workdir, config)
+    run_workflow(workdir, config, "--until", "pairs")
     return workdir
 
 
@@ -107,3 +118,43 @@ def test_real_hh_prompts_through_the_data_half(small_run):
     assert "'prompt_cut': 0," not in log
     pairs = pd.read_parquet(small_run / "results/pairs/hh/n8.parquet")
     assert len(pairs) >= 0.9 * (prompts["split"] == "train").sum()
+
+
+def test_killed_training_job_resumes_from_its_checkpoint(small_run):
+    """A training job killed (SIGKILL, the whole Snakemake process group) after its first checkpoint
+    resumes from it when Snakemake reruns it, and ends at the same step count."""
+    run = "toy-n4-bonbon-betaauto-alpha0.005"
+    target = f"results/models/{run}/train_summary.json"
+    config_file = small_run / "test-config.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),
+           "--configfile", str(config_file), "--cores", "2", target]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    checkpoints = small_run / "results" / "models" / run / "checkpoints"
+    job = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("step-*")):
+        assert job.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.1)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not (small_run / target).exists()
+    first = sorted(checkpoints.glob("step-*"))[-1].name
+
+    # a killed Snakemake leaves its lock: a user unlocks, then reruns (Snakemake asks for --rerun-incomplete)
+    subprocess.run([*cmd, "--unlock"], env=env, check=True, capture_output=True)
+    rerun = subprocess.run([*cmd, "--rerun-incomplete"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    log = (small_run / "logs" / "train" / f"{run}.log").read_text()
+    assert "resuming from" in log and "at step 0 " not in log, log[-2000:]
+    summary = json.loads((small_run / target).read_text())
+    pairs = len(pd.read_parquet(small_run / "results/pairs/toy/n4.parquet"))
+    assert 0.95 * pairs <= summary["examples"] <= pairs
+    assert summary["steps"] == 2 * (summary["examples"] // 4)  # two epochs of 4 pairs a step, as if never killed
+    assert summary["resumed_from_step"] >= int(first.split("-")[1]) > 0
+    metrics = pd.read_csv(small_run / "results" / "models" / run / "metrics.csv")
+    assert metrics["step"].tolist() == list(range(summary["steps"]))  # no step twice, none missing
+
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(small_run / "results" / "models" / run)

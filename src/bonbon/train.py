@@ -42,7 +42,7 @@ from bonbon.theory import beta_star
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "sft", "train"]
+__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_or_train", "sft", "train"]
 
 LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
 METRIC_COLUMNS = (
@@ -520,6 +520,41 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def launch_or_train(
+    policy_path: str | Path,
+    pairs_path: str | Path,
+    ref_logps_path: str | Path | None,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    gpus: int = 0,
+    accelerate_config: str | Path | None = None,
+    log_path: str | Path | None = None,
+) -> None:
+    """Run :func:`train` here (0 or 1 GPU, or CPU), or under ``accelerate launch --num_processes gpus``
+    with ``accelerate_config`` (FSDP or DDP) when a job was given more than one GPU."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    if gpus <= 1 or not torch.cuda.is_available():
+        train(policy_path, pairs_path, ref_logps_path, out_dir, cfg)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(asdict(cfg), handle)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
+    if accelerate_config:
+        cmd += ["--config_file", str(accelerate_config)]
+    cmd += ["-m", "bonbon.train", "--policy", str(policy_path), "--pairs", str(pairs_path), "--out", str(out_dir),
+            "--config", handle.name]
+    if ref_logps_path is not None:
+        cmd += ["--ref-logps", str(ref_logps_path)]
+    log.info("launching: %s", " ".join(cmd))
+    with open(log_path, "a") if log_path else open(os.devnull, "w") as sink:  # noqa: SIM115
+        subprocess.run(cmd, check=True, stdout=sink, stderr=subprocess.STDOUT)
 
 
 def main(argv: list[str] | None = None) -> None:

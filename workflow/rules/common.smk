@@ -13,6 +13,7 @@ sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 import bonbon.config as bonbon_config
+from bonbon.runs import expand_runs
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -29,11 +30,16 @@ except bonbon_config.ConfigError as error:
 DATASETS = sorted(config["datasets"])
 N_VALUES = sorted(config["n_values"])
 N_SAMPLES = max(N_VALUES)
+try:
+    RUNS = expand_runs(config)
+except bonbon_config.ConfigError as error:
+    raise WorkflowError(str(error))
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
+    run="|".join(RUNS) or "no-runs",
 
 
 def uses_toy():
@@ -55,14 +61,13 @@ def model_input(role):
 
 
 def reference_model():
-    """The reference model pi_0 that generation samples from.
-
-    Seam for SFT: until the SFT stage exists the reference model is the base model.
-    """
-    return model_dir("base")
+    """The reference model pi_0: the SFT model, or the base model where SFT is switched off."""
+    return "results/models/sft" if config["sft"]["enabled"] else model_dir("base")
 
 
 def reference_model_input():
+    if config["sft"]["enabled"]:
+        return ["results/models/sft/train_summary.json"]
     return model_input("base")
 
 
@@ -72,4 +77,5 @@ def prompt_source(wildcards):
 
 
 def all_outputs():
-    return expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
+    pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
+    return pairs + expand("results/models/{run}/train_summary.json", run=RUNS)

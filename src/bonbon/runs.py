@@ -1,0 +1,65 @@
+"""The alignment runs a config declares, expanded from grids into named runs (no torch needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bonbon.config import ConfigError
+
+# truncation must match the reference log-prob pass that all runs of a pair file share
+SHARED_TRAINING_KEYS = ("max_length", "max_prompt_length")
+
+
+def _fmt(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def run_name(dataset: str, n: int, loss: str, beta: float | str, alpha: float | None = None) -> str:
+    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}]``."""
+    name = f"{dataset}-n{n}-{loss}-beta{_fmt(beta)}"
+    return name if alpha is None else f"{name}-alpha{_fmt(alpha)}"
+
+
+def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every run of ``config["runs"]`` as ``name -> {dataset, n, loss, beta, alpha, training}``.
+
+    ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's overrides, then
+    the loss and its hyper-parameters (``beta: None`` stands for ``auto``, beta*(n)). Raises
+    ConfigError naming the ``runs[i]`` key for unknown datasets, n outside ``n_values``, ``auto`` with
+    DPO, per-run truncation overrides and duplicate runs.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    for i, spec in enumerate(config["runs"]):
+        key = f"runs[{i}]"
+        datasets = spec.get("datasets") or sorted(config["datasets"])
+        unknown = [d for d in datasets if d not in config["datasets"]]
+        if unknown:
+            raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; known: {sorted(config['datasets'])}")
+        ns = spec.get("n") or sorted(config["n_values"])
+        outside = [n for n in ns if n not in config["n_values"]]
+        if outside:
+            raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
+        if spec["loss"] == "dpo" and "auto" in spec["beta"]:
+            raise ConfigError(f"config key {key}.beta: 'auto' (beta*(n)) is defined for ipo and bonbon, not dpo")
+        overridden = [k for k in SHARED_TRAINING_KEYS if k in spec.get("training", {})]
+        if overridden:
+            raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
+                              "(the reference log-probs of a pair file are computed once for every run)")
+        alphas = spec.get("alpha", [0.005]) if spec["loss"] == "bonbon" else [None]
+        for dataset in datasets:
+            for n in ns:
+                for beta in spec["beta"]:
+                    for alpha in alphas:
+                        name = run_name(dataset, n, spec["loss"], beta, alpha)
+                        if name in runs:
+                            raise ConfigError(f"config key {key}: run {name!r} is declared twice")
+                        training = {**config["training"], **spec.get("training", {}), "loss": spec["loss"],
+                                    "beta": None if beta == "auto" else float(beta)}
+                        if alpha is not None:
+                            training["alpha"] = float(alpha)
+                        if spec["loss"] == "dpo":
+                            training["label_smoothing"] = spec.get("label_smoothing", 0.0)
+                            training["reference_free"] = spec.get("reference_free", False)
+                        runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": beta,
+                                      "alpha": alpha, "training": training}
+    return runs

@@ -1,0 +1,82 @@
+# SFT (the reference model), reference log-probs once per pair file, and the alignment runs.
+
+
+rule sft:
+    input:
+        model=model_input("base"),
+        corpus="results/toy/corpus.parquet",
+    output:
+        summary="results/models/sft/train_summary.json",
+    params:
+        base=model_dir("base"),
+        out="results/models/sft",
+        training=config["sft"]["training"],
+        accelerate=config["accelerate"]["config_file"],
+    log:
+        "logs/train/sft.log",
+    benchmark:
+        "benchmarks/train/sft.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/sft.py"
+
+
+rule ref_logps:
+    input:
+        pairs="results/pairs/{dataset}/n{n}.parquet",
+        model=reference_model_input(),
+    output:
+        ref_logps="results/ref_logps/{dataset}/n{n}.parquet",
+    params:
+        model=reference_model(),
+        max_length=config["training"].get("max_length", 512),
+        max_prompt_length=config["training"].get("max_prompt_length", 256),
+        batch_size=config["scoring"]["batch_size"],
+    log:
+        "logs/ref_logps/{dataset}/n{n}.log",
+    benchmark:
+        "benchmarks/ref_logps/{dataset}/n{n}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/ref_logps.py"
+
+
+rule train:
+    input:
+        pairs=lambda wc: "results/pairs/{dataset}/n{n}.parquet".format(**RUNS[wc.run]),
+        ref_logps=lambda wc: "results/ref_logps/{dataset}/n{n}.parquet".format(**RUNS[wc.run]),
+        model=reference_model_input(),
+    output:
+        # the summary, not the directory: Snakemake deletes a failed job's outputs, and the run's
+        # checkpoints in the directory must survive a kill so that a rerun resumes from them
+        summary="results/models/{run}/train_summary.json",
+    params:
+        model=reference_model(),
+        out="results/models/{run}",
+        training=lambda wc: RUNS[wc.run]["training"],
+        accelerate=config["accelerate"]["config_file"],
+    log:
+        "logs/train/{run}.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=480,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train.py"

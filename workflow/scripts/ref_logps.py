@@ -1,0 +1,13 @@
+"""Reference log-probs of every chosen and rejected response of a pair file, once."""
+
+from bonbon.io import set_threads, setup_job_logging
+from bonbon.reference import write_reference_logps
+
+snakemake = globals()["snakemake"]
+log = setup_job_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+p = snakemake.params
+table = write_reference_logps(p.model, snakemake.input.pairs, snakemake.output.ref_logps, p.max_prompt_length,
+                              p.max_length, p.batch_size)
+log.info("%s: %d pairs, %d without a reference log-prob (emptied by truncation)", snakemake.input.pairs,
+         len(table), int(table["chosen_ref_logp"].isna().sum()))
