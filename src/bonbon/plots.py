@@ -1,0 +1,390 @@
+"""Figures of the evaluation and training stages: one PNG per function, no global pyplot state.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (rendered by Agg on save, so no
+display and no backend switch is needed), writes it to ``path`` and returns it, so tests can read the
+plotted data back from the Axes. Artists that carry data are tagged with a ``gid``:
+
+- frontier: ``"theory"`` (the best-of-n curve), ``"chance"`` (win rate 1/2),
+  ``"policy:{name}"`` (one scatter point per summary row), ``"xerr:{name}"`` / ``"yerr:{name}"``
+  (the error bars, where the standard error is finite);
+- lengths: ``"box:{name}"`` (one box per policy);
+- rewards: ``"violin:{name}"`` (one violin per policy);
+- training: ``"run:{run}"`` (one line per run on every panel), ``"target:{run}"`` (1/(2 beta) on the
+  margin panel, ipo and bonbon runs only).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from bonbon.theory import beta_star
+
+__all__ = [
+    "LOSS_MARKERS",
+    "plot_frontier",
+    "plot_length_distributions",
+    "plot_reward_distributions",
+    "plot_training_curves",
+    "policy_order",
+    "target_beta",
+]
+
+DPI = 120
+LOSS_MARKERS = {"bonbon": "o", "ipo": "s", "dpo": "^"}
+BEST_OF_N_MARKER = "*"
+REFERENCE_MARKER = "D"
+THEORY_LABEL = "best-of-n theory n/(n+1) vs log n − (n−1)/n"
+_OTHER_MARKER = "P"  # a trained policy with an unknown loss
+
+
+def _save(fig: Figure, path: str | Path) -> Figure:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return fig
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _finite(value: Any) -> bool:
+    return not _is_missing(value) and math.isfinite(float(value))
+
+
+def _natural_key(text: str) -> list[Any]:
+    # "n8" before "n16"; digits compared as numbers
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
+def policy_order(policies: Iterable[str], reference: str = "reference") -> list[str]:
+    """Policies with ``reference`` first, the rest in natural order (``n8`` before ``n16``)."""
+    names = list(dict.fromkeys(policies))
+    rest = sorted((p for p in names if p != reference), key=_natural_key)
+    return ([reference] if reference in names else []) + rest
+
+
+def _n_colours(ns: Iterable[Any]) -> dict[int, Any]:
+    """One viridis colour per distinct n, evenly spread (so n=2, 4, 8 stay distinguishable)."""
+    from matplotlib import colormaps
+
+    distinct = sorted({int(n) for n in ns if not _is_missing(n)})
+    cmap = colormaps["viridis"]
+    if len(distinct) == 1:
+        return {distinct[0]: cmap(0.35)}
+    return {n: cmap(0.8 * i / (len(distinct) - 1)) for i, n in enumerate(distinct)}
+
+
+def _fmt_beta(beta: float) -> str:
+    return f"{beta:.3g}"
+
+
+# --------------------------------------------------------------------------------------------------
+# frontier
+
+
+def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
+    """Win rate against the reference vs KL(pi || pi_ref), with the best-of-n theory curve.
+
+    ``summary``: one row per policy (columns policy, kind, loss, n, beta, alpha, win_rate,
+    win_rate_se, kl, kl_se, ...). ``theory``: :func:`bonbon.theory.bon_curve` (n, win_rate, kl).
+    Each summary row is one scatter point at (kl, win_rate): trained policies with a marker per loss,
+    best-of-n policies as stars, both coloured by n; the reference as a diamond at its (kl, win_rate),
+    or at (0, 1/2) where those are missing. Error bars are drawn where the SE is finite (the analytic
+    best-of-n KL has none).
+    """
+    missing = [c for c in ("policy", "kind", "win_rate", "kl") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks column(s) {missing} (columns: {list(summary.columns)})")
+    fig = Figure(figsize=(8.0, 6.0), layout="constrained")
+    ax = fig.add_subplot()
+
+    ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
+
+    # theory: the curve with its integer n marked
+    th = theory.sort_values("n")
+    (line,) = ax.plot(th["kl"].to_numpy(float), th["win_rate"].to_numpy(float), color="0.25", linewidth=1.2,
+                      marker=".", markersize=6, label=THEORY_LABEL, gid="theory", zorder=2)
+    ns = th["n"].astype(int).to_numpy()
+    annotate = ns if len(ns) <= 12 else [n for n in ns if n & (n - 1) == 0]  # powers of two when crowded
+    for n, kl, wr in zip(ns, th["kl"], th["win_rate"], strict=True):
+        if n in annotate:
+            ax.annotate(f"{n}", (kl, wr), xytext=(-4, 5), textcoords="offset points", fontsize=7,
+                        color="0.3", ha="right")
+
+    colours = _n_colours(summary.loc[summary["kind"] != "reference", "n"] if "n" in summary else [])
+    bonbon_alphas = set()
+    if {"loss", "alpha"} <= set(summary.columns):
+        bonbon_alphas = {float(a) for a in summary.loc[summary["loss"] == "bonbon", "alpha"] if _finite(a)}
+
+    xs: list[float] = [0.0]
+    for row in summary.itertuples(index=False):
+        d = row._asdict()
+        name, kind = str(d["policy"]), d["kind"]
+        kl, wr = d["kl"], d["win_rate"]
+        n = d.get("n")
+        colour = colours.get(int(n), "C1") if not _is_missing(n) else "C1"
+        if kind == "reference":
+            kl = float(kl) if _finite(kl) else 0.0
+            wr = float(wr) if _finite(wr) else 0.5
+            marker, colour, size, text = REFERENCE_MARKER, "black", 45, "reference"
+        elif not (_finite(kl) and _finite(wr)):
+            continue  # nowhere to put it; the summary table still lists it
+        elif kind == "best_of_n":
+            marker, size = BEST_OF_N_MARKER, 140
+            text = f"BoN n={int(n)}" if not _is_missing(n) else "BoN"
+        else:
+            loss = d.get("loss")
+            marker, size = LOSS_MARKERS.get(loss, _OTHER_MARKER), 55
+            parts = [] if _is_missing(n) else [f"n={int(n)}"]
+            if _finite(d.get("beta")):
+                parts.append(f"β={_fmt_beta(float(d['beta']))}")
+            if loss == "bonbon" and len(bonbon_alphas) > 1 and _finite(d.get("alpha")):
+                parts.append(f"α={float(d['alpha']):g}")
+            text = " ".join(parts) or name
+        kl, wr = float(kl), float(wr)
+        xs.append(kl)
+        ax.scatter([kl], [wr], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
+                   zorder=4, gid=f"policy:{name}", label="_nolegend_")
+        for axis, se in (("x", d.get("kl_se")), ("y", d.get("win_rate_se"))):
+            if _finite(se) and float(se) > 0:
+                err = {"xerr": float(se)} if axis == "x" else {"yerr": float(se)}
+                container = ax.errorbar([kl], [wr], **err, fmt="none", ecolor=colour, elinewidth=1,
+                                        capsize=2, zorder=3, label="_nolegend_")
+                for collection in container.lines[2]:
+                    collection.set_gid(f"{axis}err:{name}")
+        ax.annotate(text, (kl, wr), xytext=(5, -9 if kind == "best_of_n" else 4), textcoords="offset points",
+                    fontsize=7)
+
+    # legend: what the markers mean, then what the colours mean
+    handles: list[Any] = [line]
+    handles.append(Line2D([], [], linestyle="none", marker=REFERENCE_MARKER, color="black", label="reference π_ref"))
+    kinds = set(summary["kind"])
+    if "best_of_n" in kinds:
+        handles.append(Line2D([], [], linestyle="none", marker=BEST_OF_N_MARKER, markersize=11, color="0.6",
+                              markeredgecolor="black", label="best-of-n sampling"))
+    losses = summary.loc[summary["kind"] == "trained", "loss"] if "loss" in summary else pd.Series([], dtype=object)
+    for loss in [x for x in ("bonbon", "ipo", "dpo") if x in set(losses)] + sorted(
+            {str(x) for x in losses if x not in LOSS_MARKERS and not _is_missing(x)}):
+        handles.append(Line2D([], [], linestyle="none", marker=LOSS_MARKERS.get(loss, _OTHER_MARKER), color="0.6",
+                              markeredgecolor="black", label=f"{loss} (trained)"))
+    for n, colour in colours.items():
+        handles.append(Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour, label=f"n = {n}"))
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+
+    xmax = max([*xs, float(np.nanmax(th["kl"].to_numpy(float))) if len(th) else 0.0])
+    ax.set_xlim(-0.04 * max(xmax, 0.1), None)
+    ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
+    ax.set_ylabel("win rate vs reference (reward-model judge, ties ½)")
+    ax.set_title("Win rate vs KL: the alignment frontier")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation distributions
+
+
+def _check_tables(eval_tables: Mapping[str, pd.DataFrame], columns: tuple[str, ...]) -> None:
+    if not eval_tables:
+        raise ValueError("no evaluation tables to plot")
+    for name, table in eval_tables.items():
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise ValueError(f"evaluation table of {name!r} lacks column(s) {missing} (columns: {list(table.columns)})")
+
+
+def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
+                              reference: str = "reference") -> Figure:
+    """Reward of every evaluated response, one horizontal violin per policy (``reference`` on top).
+
+    The white dot is the mean reward, the bar the median; the dotted line is the reference's median.
+    """
+    _check_tables(eval_tables, ("reward",))
+    order = policy_order(eval_tables, reference)
+    data = [eval_tables[p]["reward"].dropna().to_numpy(float) for p in order]
+    fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(order)), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(order))[::-1]  # first policy at the top
+    for pos, name, values in zip(positions, order, data, strict=True):
+        colour = "0.45" if name == reference else "C0"
+        if len(values) >= 2 and np.ptp(values) > 0:
+            parts = ax.violinplot([values], positions=[pos], orientation="horizontal", showmedians=True,
+                                  showextrema=False, widths=0.8)
+            for body in parts["bodies"]:
+                body.set_facecolor(colour)
+                body.set_alpha(0.55)
+                body.set_gid(f"violin:{name}")
+            parts["cmedians"].set_color("black")
+        elif len(values):
+            ax.scatter(values, np.full(len(values), pos), color=colour, s=12, gid=f"violin:{name}")
+        if len(values):
+            ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3)
+    if reference in eval_tables and len(data[0]):
+        ax.axvline(float(np.median(data[0])), color="0.45", linestyle=":", linewidth=1)
+    ax.set_yticks(positions, [f"{p}  (N={len(v)})" for p, v in zip(order, data, strict=True)], fontsize=8)
+    ax.set_xlabel("reward (reward model score)")
+    ax.set_title("Reward distribution per policy (○ mean, | median)")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
+                              reference: str = "reference") -> Figure:
+    """Response length in tokens, one horizontal box per policy, with the share of unfinished responses.
+
+    A response is unfinished when it hit the token limit before an end-of-sequence token
+    (``finished`` is False); its length is then the limit, so a large share piles the box at the right.
+    """
+    _check_tables(eval_tables, ("n_tokens", "finished"))
+    order = policy_order(eval_tables, reference)
+    data = [eval_tables[p]["n_tokens"].dropna().to_numpy(float) for p in order]
+    unfinished = [1.0 - float(eval_tables[p]["finished"].astype(bool).mean()) if len(eval_tables[p]) else float("nan")
+                  for p in order]
+    fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(order)), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(order))[::-1]
+    parts = ax.boxplot(data, positions=positions, orientation="horizontal", patch_artist=True, widths=0.6,
+                       showmeans=True, manage_ticks=False,
+                       meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
+                                  "markersize": 4},
+                       medianprops={"color": "black"}, flierprops={"markersize": 2, "alpha": 0.4})
+    for box, name in zip(parts["boxes"], order, strict=True):
+        box.set_facecolor("0.75" if name == reference else "C0")
+        box.set_alpha(0.7)
+        box.set_gid(f"box:{name}")
+    ax.set_yticks(positions, order, fontsize=8)
+    for pos, share in zip(positions, unfinished, strict=True):
+        if math.isfinite(share):
+            ax.annotate(f"unfinished {100 * share:.1f}%", (1.0, pos), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_xlabel("response length [tokens]")
+    ax.set_title("Response length per policy (○ mean; unfinished = hit the token limit)")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+
+TRAINING_PANELS = (
+    ("loss", "training loss"),
+    ("margin", "margin h: log-ratio chosen − rejected"),
+    ("reward_accuracy", "reward accuracy"),
+    ("grad_norm", "gradient norm (before clipping)"),
+)
+
+
+def _run_info(run: str, frame: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    info = dict(runs[run]) if runs is not None and run in runs else {}
+    for key in ("loss", "n", "beta", "alpha"):
+        if key not in info and key in frame.attrs:
+            info[key] = frame.attrs[key]
+    return info
+
+
+def target_beta(info: Mapping[str, Any]) -> float | None:
+    """The run's beta: the given one, beta*(n) where it is None/'auto' (ipo/bonbon), else None."""
+    beta = info.get("beta")
+    if beta is not None and beta != "auto" and _finite(beta):
+        return float(beta)
+    n = info.get("n")
+    if info.get("loss") in ("ipo", "bonbon") and n is not None and not _is_missing(n) and int(n) >= 2:
+        return beta_star(int(n))
+    return None
+
+
+def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
+                         runs: Mapping[str, Mapping[str, Any]] | None = None,
+                         smooth: int | None = None) -> Figure:
+    """A 2x2 grid over optimizer steps: loss, margin, reward accuracy, gradient norm; one line per run.
+
+    ``metrics``: run -> its metrics.csv as a DataFrame. ``runs``: run -> {loss, n, beta[, alpha]}
+    (the workflow's expanded runs; ``beta`` None or 'auto' means beta*(n)); where a run is missing
+    there, ``frame.attrs`` is read instead. On the margin panel, each ipo/bonbon run gets a dashed
+    line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the margin to.
+    ``smooth``: rolling-mean window in steps; None picks one step per 1% of the longest run.
+    """
+    if not metrics:
+        raise ValueError("no training metrics to plot")
+    for run, frame in metrics.items():
+        if "step" not in frame.columns:
+            raise ValueError(f"metrics of run {run!r} lack the 'step' column (columns: {list(frame.columns)})")
+    names = sorted(metrics, key=_natural_key)
+    infos = {r: _run_info(r, metrics[r], runs) for r in names}
+
+    def label_of(run: str) -> str:
+        info = infos[run]
+        if "loss" not in info:
+            return run
+        parts = [str(info["loss"])]
+        if info.get("n") is not None and not _is_missing(info.get("n")):
+            parts.append(f"n={int(info['n'])}")
+        beta = target_beta(info)
+        if beta is not None:
+            parts.append(f"β={_fmt_beta(beta)}")
+        if info["loss"] == "bonbon" and _finite(info.get("alpha")):
+            parts.append(f"α={float(info['alpha']):g}")
+        return " ".join(parts)
+
+    labels = {r: label_of(r) for r in names}
+    if len(set(labels.values())) < len(labels):  # several datasets: the run name tells them apart
+        labels = {r: r for r in names}
+
+    longest = max(len(metrics[r]) for r in names)
+    window = max(1, longest // 100) if smooth is None else max(1, int(smooth))
+    cycle = [f"C{i}" for i in range(10)]
+    colours = {r: cycle[i % 10] for i, r in enumerate(names)}
+    styles = {r: "-" if i < 10 else "--" for i, r in enumerate(names)}
+
+    fig = Figure(figsize=(11.0, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for ax, (column, title) in zip(axes, TRAINING_PANELS, strict=True):
+        positive = True
+        for run in names:
+            frame = metrics[run].sort_values("step")
+            if column not in frame.columns:
+                continue
+            values = frame[column].astype(float)
+            if window > 1:
+                values = values.rolling(window, min_periods=1).mean()
+            ok = values.notna().to_numpy()
+            if not ok.any():
+                continue
+            positive &= bool((values[ok] > 0).all())
+            ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colours[run],
+                    linestyle=styles[run], linewidth=1.2, label=labels[run], gid=f"run:{run}")
+        if column == "margin":
+            for run in names:
+                info = infos[run]
+                beta = target_beta(info)
+                if info.get("loss") in ("ipo", "bonbon") and beta is not None:
+                    ax.axhline(1.0 / (2.0 * beta), color=colours[run], linestyle="--", linewidth=1, alpha=0.8,
+                               gid=f"target:{run}", label="_nolegend_")
+            title += " (dashed: 1/(2β))"
+        if column in ("loss", "grad_norm") and positive and ax.lines:
+            ax.set_yscale("log")
+        if column == "reward_accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[2:]:
+        ax.set_xlabel("optimizer step")
+    handles, legend_labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else ""))
+    return _save(fig, path)

@@ -1,0 +1,266 @@
+"""Figures: the plotted data read back from the Axes, and the PNG files checked byte by byte."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bonbon.plots import (
+    THEORY_LABEL,
+    plot_frontier,
+    plot_length_distributions,
+    plot_reward_distributions,
+    plot_training_curves,
+    policy_order,
+)
+from bonbon.theory import beta_star, bon_curve, bon_kl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk; fails unless the file starts like a PNG."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def by_gid(ax, prefix: str) -> dict[str, object]:
+    found = {}
+    for artist in ax.get_children():
+        gid = artist.get_gid()
+        if gid and gid.startswith(prefix):
+            assert gid not in found, f"two artists tagged {gid}"
+            found[gid[len(prefix):]] = artist
+    return found
+
+
+def make_summary() -> pd.DataFrame:
+    nan = float("nan")
+    rows = [
+        # policy, kind, loss, n, beta, alpha, win_rate, win_rate_se, kl, kl_se, kl_method
+        ("reference", "reference", None, pd.NA, nan, nan, 0.5, nan, 0.0, nan, "zero"),
+        ("bon-n2", "best_of_n", None, 2, nan, nan, 0.66, 0.02, float(bon_kl(2)), nan, "analytic"),
+        ("bon-n8", "best_of_n", None, 8, nan, nan, 0.87, 0.015, float(bon_kl(8)), nan, "analytic"),
+        ("toy-n8-bonbon-betaauto-alpha0.005", "trained", "bonbon", 8, beta_star(8), 0.005, 0.81, 0.03, 1.1, 0.07,
+         "monte_carlo"),
+        ("toy-n8-ipo-betaauto", "trained", "ipo", 8, beta_star(8), nan, 0.78, 0.025, 1.4, 0.09, "monte_carlo"),
+        ("toy-n2-dpo-beta0.1", "trained", "dpo", 2, 0.1, nan, 0.74, 0.02, 2.3, 0.2, "monte_carlo"),
+        # a trained policy whose SEs are unknown: no error bars
+        ("toy-n2-ipo-betaauto", "trained", "ipo", 2, 0.5, nan, 0.6, nan, 0.2, nan, "monte_carlo"),
+    ]
+    cols = ["policy", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se", "kl_method"]
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["n"] = frame["n"].astype("Int64")
+    for col, value in (("mean_reward", 0.0), ("mean_length", 30.0), ("unfinished_share", 0.1),
+                       ("n_prompts", 50), ("n_samples", 200)):
+        frame[col] = value
+    return frame
+
+
+@pytest.fixture(scope="module")
+def frontier(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plots") / "sub" / "frontier.png"
+    summary, theory = make_summary(), bon_curve(16)
+    fig = plot_frontier(summary, theory, path)
+    return fig, summary, theory, path
+
+
+def test_frontier_png_written(frontier):
+    _, _, _, path = frontier
+    width, height = png_size(path)
+    assert (width, height) == (960, 720)  # 8 x 6 inches at 120 dpi
+    assert path.stat().st_size > 20_000  # markers, text and a legend, not a blank canvas
+
+
+def test_frontier_theory_curve(frontier):
+    fig, _, theory, _ = frontier
+    ax = fig.axes[0]
+    line = by_gid(ax, "theory")[""]
+    n = theory["n"].to_numpy(float)
+    np.testing.assert_allclose(line.get_ydata(), n / (n + 1))
+    np.testing.assert_allclose(line.get_xdata(), np.log(n) - (n - 1) / n)
+    assert line.get_marker() not in (None, "None", "")  # integer n marked
+    assert line.get_label() == THEORY_LABEL
+    annotations = {t.get_text() for t in ax.texts}
+    assert {"1", "2", "4", "8", "16"} <= annotations  # 16 points: only powers of two are labelled
+    assert "3" not in annotations
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == THEORY_LABEL
+    chance = by_gid(ax, "chance")[""]
+    np.testing.assert_allclose(chance.get_ydata(), [0.5, 0.5])
+
+
+def test_frontier_one_point_per_policy_in_place(frontier):
+    fig, summary, _, _ = frontier
+    ax = fig.axes[0]
+    points = by_gid(ax, "policy:")
+    assert set(points) == set(summary["policy"])
+    for row in summary.itertuples():
+        offsets = points[row.policy].get_offsets()
+        assert offsets.shape == (1, 2)
+        np.testing.assert_allclose(offsets[0], [row.kl, row.win_rate])
+    # markers tell the kinds and losses apart, colours the n
+    marker_paths = {p: points[p].get_paths()[0].vertices.shape for p in points}
+    assert marker_paths["toy-n8-ipo-betaauto"] != marker_paths["toy-n8-bonbon-betaauto-alpha0.005"]
+    assert marker_paths["bon-n8"] != marker_paths["toy-n8-ipo-betaauto"]
+    colour = {p: tuple(points[p].get_facecolor()[0]) for p in points}
+    assert colour["bon-n8"] == colour["toy-n8-ipo-betaauto"] == colour["toy-n8-bonbon-betaauto-alpha0.005"]
+    assert colour["bon-n2"] != colour["bon-n8"]
+    texts = {t.get_text() for t in ax.texts}
+    assert "n=8 β=0.0275" in texts
+    assert "n=2 β=0.1" in texts
+    assert fig.axes[0].get_title() == "Win rate vs KL: the alignment frontier"
+
+
+def test_frontier_error_bars_only_for_finite_se(frontier):
+    fig, summary, _, _ = frontier
+    ax = fig.axes[0]
+    xerr, yerr = by_gid(ax, "xerr:"), by_gid(ax, "yerr:")
+    finite_kl = set(summary.loc[summary["kl_se"].notna(), "policy"])
+    finite_wr = set(summary.loc[summary["win_rate_se"].notna(), "policy"])
+    assert set(xerr) == finite_kl == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n8-ipo-betaauto", "toy-n2-dpo-beta0.1"}
+    assert set(yerr) == finite_wr
+    assert "bon-n8" in yerr and "bon-n8" not in xerr  # analytic KL: no horizontal bar
+    for row in summary.itertuples():
+        if row.policy in yerr:
+            (segment,) = yerr[row.policy].get_segments()
+            np.testing.assert_allclose(segment, [[row.kl, row.win_rate - row.win_rate_se],
+                                                 [row.kl, row.win_rate + row.win_rate_se]])
+        if row.policy in xerr:
+            (segment,) = xerr[row.policy].get_segments()
+            np.testing.assert_allclose(segment, [[row.kl - row.kl_se, row.win_rate],
+                                                 [row.kl + row.kl_se, row.win_rate]])
+
+
+def test_frontier_reference_defaults_to_origin_of_the_curve(tmp_path):
+    summary = make_summary()
+    summary.loc[summary["kind"] == "reference", ["kl", "win_rate"]] = np.nan
+    fig = plot_frontier(summary, bon_curve(4), tmp_path / "f.png")
+    np.testing.assert_allclose(by_gid(fig.axes[0], "policy:")["reference"].get_offsets()[0], [0.0, 0.5])
+
+
+def test_frontier_rejects_summary_without_columns(tmp_path):
+    with pytest.raises(ValueError, match="win_rate"):
+        plot_frontier(make_summary().drop(columns=["win_rate"]), bon_curve(4), tmp_path / "f.png")
+
+
+def make_eval_tables() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    tables = {}
+    for name, shift, unfinished in (("toy-n8-bonbon-betaauto-alpha0.005", 1.0, 0.25), ("reference", 0.0, 0.0),
+                                    ("bon-n16", 1.5, 0.5), ("bon-n2", 0.5, 0.1)):
+        size = 40
+        finished = np.arange(size) >= int(unfinished * size)
+        tables[name] = pd.DataFrame({
+            "reward": rng.normal(shift, 1.0, size),
+            "n_tokens": np.where(finished, rng.integers(5, 60, size), 64),
+            "finished": finished,
+        })
+    return tables
+
+
+def test_policy_order_reference_first_natural_order():
+    assert policy_order(["bon-n16", "reference", "bon-n2", "a"]) == ["reference", "a", "bon-n2", "bon-n16"]
+    assert policy_order(["b", "a"]) == ["a", "b"]
+
+
+def test_length_plot_one_box_per_policy(tmp_path):
+    tables = make_eval_tables()
+    path = tmp_path / "lengths.png"
+    fig = plot_length_distributions(tables, path)
+    ax = fig.axes[0]
+    boxes = by_gid(ax, "box:")
+    assert set(boxes) == set(tables)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    ticks = list(ax.get_yticks())
+    top_to_bottom = [label for _, label in sorted(zip(ticks, labels, strict=True), reverse=True)]
+    assert top_to_bottom == ["reference", "bon-n2", "bon-n16", "toy-n8-bonbon-betaauto-alpha0.005"]
+    # each box spans its policy's quartiles of n_tokens
+    for name, box in boxes.items():
+        xs = box.get_path().vertices[:, 0]
+        q1, q3 = np.percentile(tables[name]["n_tokens"], [25, 75])
+        assert xs.min() == pytest.approx(q1) and xs.max() == pytest.approx(q3)
+    texts = {t.get_text() for t in ax.texts}
+    assert {"unfinished 0.0%", "unfinished 10.0%", "unfinished 25.0%", "unfinished 50.0%"} <= texts
+    png_size(path)
+
+
+def test_reward_plot_one_violin_per_policy(tmp_path):
+    tables = make_eval_tables()
+    tables["constant"] = pd.DataFrame({"reward": [1.0, 1.0], "n_tokens": [3, 3], "finished": [True, True]})
+    path = tmp_path / "rewards.png"
+    fig = plot_reward_distributions(tables, path)
+    assert set(by_gid(fig.axes[0], "violin:")) == set(tables)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[np.argmax(fig.axes[0].get_yticks())].startswith("reference")
+    w, h = png_size(path)
+    assert w == 960 and h > 300
+
+
+def test_distribution_plots_reject_missing_columns(tmp_path):
+    tables = {"reference": pd.DataFrame({"reward": [0.0, 1.0]})}
+    with pytest.raises(ValueError, match="n_tokens"):
+        plot_length_distributions(tables, tmp_path / "l.png")
+    with pytest.raises(ValueError, match="no evaluation tables"):
+        plot_reward_distributions({}, tmp_path / "r.png")
+
+
+def make_metrics(steps: int, seed: int, loss: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    step = np.arange(1, steps + 1)
+    return pd.DataFrame({
+        "step": step, "epoch": 0, "loss": 10.0 / step + rng.uniform(0.01, 0.1, steps),
+        "sft": np.nan if loss == "dpo" else rng.uniform(1, 2, steps),
+        "ipo": np.nan if loss == "dpo" else rng.uniform(1, 2, steps),
+        "chosen_reward": rng.normal(size=steps), "rejected_reward": rng.normal(size=steps),
+        "margin": np.linspace(0, 15, steps), "reward_accuracy": rng.uniform(0, 1, steps),
+        "grad_norm": rng.uniform(1, 5, steps), "lr": 1e-4, "tokens_per_s": 5000.0,
+    })
+
+
+def test_training_curves(tmp_path):
+    runs = {
+        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": None,
+                                              "alpha": 0.005},
+        "toy-n4-ipo-beta0.2": {"dataset": "toy", "loss": "ipo", "n": 4, "beta": 0.2},
+        "toy-n2-dpo-beta0.1": {"dataset": "toy", "loss": "dpo", "n": 2, "beta": 0.1},
+    }
+    metrics = {name: make_metrics(30 + 5 * i, i, info["loss"]) for i, (name, info) in enumerate(runs.items())}
+    path = tmp_path / "training.png"
+    fig = plot_training_curves(metrics, path, runs=runs)
+    loss_ax, margin_ax, acc_ax, grad_ax = fig.axes
+    lines = by_gid(loss_ax, "run:")
+    assert set(lines) == set(runs)
+    for name, line in lines.items():  # raw values at this length (no smoothing)
+        np.testing.assert_allclose(line.get_ydata(), metrics[name]["loss"])
+        np.testing.assert_allclose(line.get_xdata(), metrics[name]["step"])
+    for ax in (margin_ax, acc_ax, grad_ax):
+        assert set(by_gid(ax, "run:")) == set(runs)
+    targets = by_gid(margin_ax, "target:")
+    assert set(targets) == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n4-ipo-beta0.2"}  # not dpo
+    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(), [1 / (2 * beta_star(8))] * 2)
+    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(), [18.15] * 2, atol=0.01)
+    np.testing.assert_allclose(targets["toy-n4-ipo-beta0.2"].get_ydata(), [2.5, 2.5])
+    assert targets["toy-n4-ipo-beta0.2"].get_linestyle() == "--"
+    assert targets["toy-n4-ipo-beta0.2"].get_color() == lines["toy-n4-ipo-beta0.2"].get_color()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "bonbon n=8 β=0.0275 α=0.005" in legend and "dpo n=2 β=0.1" in legend
+    w, h = png_size(path)
+    assert (w, h) == (1320, 900)
+
+
+def test_training_curves_from_attrs_and_smoothing(tmp_path):
+    frame = make_metrics(400, 0, "ipo")
+    frame.attrs.update(loss="ipo", n=2, beta=None)
+    fig = plot_training_curves({"run": frame}, tmp_path / "t.png")
+    (target,) = by_gid(fig.axes[1], "target:").values()
+    np.testing.assert_allclose(target.get_ydata(), [1.0, 1.0])  # beta*(2) = 1/2
+    (line,) = by_gid(fig.axes[0], "run:").values()
+    window = 4  # 400 steps // 100
+    np.testing.assert_allclose(line.get_ydata()[-1], frame["loss"].tail(window).mean())
+    assert "rolling mean of 4 steps" in fig.get_suptitle()
