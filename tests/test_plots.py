@@ -167,6 +167,8 @@ def make_eval_tables() -> dict[str, pd.DataFrame]:
 def test_policy_order_reference_first_natural_order():
     assert policy_order(["bon-n16", "reference", "bon-n2", "a"]) == ["reference", "a", "bon-n2", "bon-n16"]
     assert policy_order(["b", "a"]) == ["a", "b"]
+    assert policy_order(["toy-n2-ipo", "toy-reference", "hh-reference"]) == ["hh-reference", "toy-reference", "toy-n2-ipo"]
+    assert policy_order(["my-ref", "x"], reference="ref") == ["my-ref", "x"]
 
 
 def test_length_plot_one_box_per_policy(tmp_path):
@@ -264,3 +266,12 @@ def test_training_curves_from_attrs_and_smoothing(tmp_path):
     window = 4  # 400 steps // 100
     np.testing.assert_allclose(line.get_ydata()[-1], frame["loss"].tail(window).mean())
     assert "rolling mean of 4 steps" in fig.get_suptitle()
+
+
+def test_training_curves_label_columns_and_clobbered_loss(tmp_path):
+    frame = make_metrics(20, 0, "ipo").assign(n=4, beta=0.2)
+    fig = plot_training_curves({"run": frame}, tmp_path / "t.png", runs={"run": {"loss": "ipo"}})
+    (target,) = by_gid(fig.axes[1], "target:").values()
+    np.testing.assert_allclose(target.get_ydata(), [2.5, 2.5])
+    with pytest.raises(ValueError, match="not the loss"):
+        plot_training_curves({"run": frame.assign(loss="ipo")}, tmp_path / "t.png")

@@ -34,6 +34,7 @@ __all__ = [
     "plot_length_distributions",
     "plot_reward_distributions",
     "plot_training_curves",
+    "is_reference",
     "policy_order",
     "target_beta",
 ]
@@ -69,11 +70,17 @@ def _natural_key(text: str) -> list[Any]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
+def is_reference(policy: str, reference: str = "reference") -> bool:
+    """Whether ``policy`` names a reference model: ``reference`` itself or ``{dataset}-{reference}``."""
+    return policy == reference or policy.endswith(f"-{reference}")
+
+
 def policy_order(policies: Iterable[str], reference: str = "reference") -> list[str]:
-    """Policies with ``reference`` first, the rest in natural order (``n8`` before ``n16``)."""
+    """Reference policies (:func:`is_reference`) first, then the rest, each in natural order (n8 before n16)."""
     names = list(dict.fromkeys(policies))
-    rest = sorted((p for p in names if p != reference), key=_natural_key)
-    return ([reference] if reference in names else []) + rest
+    refs = sorted((p for p in names if is_reference(p, reference)), key=_natural_key)
+    rest = sorted((p for p in names if not is_reference(p, reference)), key=_natural_key)
+    return refs + rest
 
 
 def _n_colours(ns: Iterable[Any]) -> dict[int, Any]:
@@ -208,7 +215,7 @@ def _check_tables(eval_tables: Mapping[str, pd.DataFrame], columns: tuple[str, .
 
 def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
                               reference: str = "reference") -> Figure:
-    """Reward of every evaluated response, one horizontal violin per policy (``reference`` on top).
+    """Reward of every evaluated response, one horizontal violin per policy (references on top).
 
     The white dot is the mean reward, the bar the median; the dotted line is the reference's median.
     """
@@ -219,7 +226,7 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
     ax = fig.add_subplot()
     positions = np.arange(len(order))[::-1]  # first policy at the top
     for pos, name, values in zip(positions, order, data, strict=True):
-        colour = "0.45" if name == reference else "C0"
+        colour = "0.45" if is_reference(name, reference) else "C0"
         if len(values) >= 2 and np.ptp(values) > 0:
             parts = ax.violinplot([values], positions=[pos], orientation="horizontal", showmedians=True,
                                   showextrema=False, widths=0.8)
@@ -232,7 +239,7 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
             ax.scatter(values, np.full(len(values), pos), color=colour, s=12, gid=f"violin:{name}")
         if len(values):
             ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3)
-    if reference in eval_tables and len(data[0]):
+    if is_reference(order[0], reference) and len(data[0]):
         ax.axvline(float(np.median(data[0])), color="0.45", linestyle=":", linewidth=1)
     ax.set_yticks(positions, [f"{p}  (N={len(v)})" for p, v in zip(order, data, strict=True)], fontsize=8)
     ax.set_xlabel("reward (reward model score)")
@@ -243,7 +250,7 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
 
 def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
                               reference: str = "reference") -> Figure:
-    """Response length in tokens, one horizontal box per policy, with the share of unfinished responses.
+    """Response length in tokens, one horizontal box per policy (references on top), with the unfinished share.
 
     A response is unfinished when it hit the token limit before an end-of-sequence token
     (``finished`` is False); its length is then the limit, so a large share piles the box at the right.
@@ -262,7 +269,7 @@ def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
                                   "markersize": 4},
                        medianprops={"color": "black"}, flierprops={"markersize": 2, "alpha": 0.4})
     for box, name in zip(parts["boxes"], order, strict=True):
-        box.set_facecolor("0.75" if name == reference else "C0")
+        box.set_facecolor("0.75" if is_reference(name, reference) else "C0")
         box.set_alpha(0.7)
         box.set_gid(f"box:{name}")
     ax.set_yticks(positions, order, fontsize=8)
@@ -293,6 +300,9 @@ def _run_info(run: str, frame: pd.DataFrame, runs: Mapping[str, Mapping[str, Any
     for key in ("loss", "n", "beta", "alpha"):
         if key not in info and key in frame.attrs:
             info[key] = frame.attrs[key]
+    for key in ("n", "beta", "alpha"):  # constant label columns (not "loss": that is the loss value)
+        if key not in info and key in frame.columns and frame[key].nunique(dropna=False) == 1:
+            info[key] = frame[key].iloc[0]
     return info
 
 
@@ -313,8 +323,9 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     """A 2x2 grid over optimizer steps: loss, margin, reward accuracy, gradient norm; one line per run.
 
     ``metrics``: run -> its metrics.csv as a DataFrame. ``runs``: run -> {loss, n, beta[, alpha]}
-    (the workflow's expanded runs; ``beta`` None or 'auto' means beta*(n)); where a run is missing
-    there, ``frame.attrs`` is read instead. On the margin panel, each ipo/bonbon run gets a dashed
+    (the workflow's expanded runs, ``bonbon.runs.expand_runs``; ``beta`` None or 'auto' means
+    beta*(n)); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
+    ``beta`` / ``alpha`` columns. The ``loss`` column must hold the loss values. On the margin panel, each ipo/bonbon run gets a dashed
     line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the margin to.
     ``smooth``: rolling-mean window in steps; None picks one step per 1% of the longest run.
     """
@@ -323,6 +334,9 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     for run, frame in metrics.items():
         if "step" not in frame.columns:
             raise ValueError(f"metrics of run {run!r} lack the 'step' column (columns: {list(frame.columns)})")
+        if "loss" in frame.columns and not pd.api.types.is_numeric_dtype(frame["loss"]):
+            raise ValueError(f"metrics of run {run!r}: column 'loss' holds {frame['loss'].iloc[0]!r}, not the loss "
+                             "values; pass the run's loss name in runs={run: {'loss': ..., 'n': ..., 'beta': ...}}")
     names = sorted(metrics, key=_natural_key)
     infos = {r: _run_info(r, metrics[r], runs) for r in names}
 
