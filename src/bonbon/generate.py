@@ -105,8 +105,9 @@ def sample_prompt_batch(
 ) -> list[list[tuple[list[int], bool]]]:
     """Sample ``cfg.n`` responses for each prompt (given as token ids) of one batch.
 
-    Returns, per prompt, ``n`` pairs ``(response token ids, finished)``; ``finished`` means the response
-    ended with EOS or a stop string, never that the token limit was hit. EOS is not part of the ids.
+    Returns, per prompt, ``n`` pairs ``(sampled token ids, finished)``; ``finished`` means the response
+    ended with EOS or a stop string, never that the token limit was hit. The ids end with EOS where the
+    response did, and hold the stop string's tokens where it ended with one.
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -144,10 +145,10 @@ def sample_prompt_batch(
         keep = []
         for b, token in enumerate(next_tokens.tolist()):
             r = rows[b]
+            tokens[r].append(token)  # EOS too: it is part of what was sampled (and of its probability)
             if token == eos:
                 finished[r] = True
                 continue
-            tokens[r].append(token)
             if stop_tail and _ends_with_stop(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings):
                 finished[r] = True
                 continue
@@ -177,8 +178,9 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
 
     Prompts longer than ``cfg.max_prompt_length`` tokens are cut from the left (their end, with the
     final ``"\\n\\nAssistant:"``, stays). ``batch_indices`` selects batches of the length-sorted plan
-    (for shards). Returns the rows (columns ``SAMPLE_COLUMNS``) sorted by prompt id and sample index,
-    and counts for the log.
+    (for shards). Returns the rows (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids
+    that log-probs of the sample must be computed on) sorted by prompt id and sample index, and
+    counts for the log.
     """
     from bonbon.prompts import truncate_prompt_ids
 
@@ -196,12 +198,14 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
             results = sample_prompt_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
-                    text, stopped = _cut_at_stop(tokenizer.decode(ids), cfg.stop_strings)
-                    n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(ids)
+                    content = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
+                    text, stopped = _cut_at_stop(tokenizer.decode(content), cfg.stop_strings)
+                    n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(content)
                     records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": j, "response": text,
-                                    "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i]})
+                                    "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
+                                    "response_ids": ids})
             bar.update(len(batch) * cfg.n)
-    frame = pd.DataFrame.from_records(records, columns=list(SAMPLE_COLUMNS))
+    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids"])
     frame = frame.sort_values(["prompt_id", "sample_idx"], kind="stable").reset_index(drop=True)
     counts = {
         "prompts": sum(len(b) for b in plan),

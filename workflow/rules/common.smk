@@ -35,11 +35,26 @@ try:
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
+# Every policy the evaluation compares, per dataset: the reference, best-of-n for each n, trained runs.
+POLICIES = {}
+for _dataset in DATASETS:
+    POLICIES[f"{_dataset}-reference"] = {"dataset": _dataset, "kind": "reference"}
+    for _n in N_VALUES:
+        POLICIES[f"{_dataset}-bon-n{_n}"] = {"dataset": _dataset, "kind": "best_of_n", "n": _n}
+for _run, _spec in RUNS.items():
+    POLICIES[_run] = {"dataset": _spec["dataset"], "kind": "trained", "loss": _spec["loss"], "n": _spec["n"],
+                      "beta": _spec["beta"], "alpha": _spec["alpha"]}
+SAMPLED_POLICIES = [p for p, spec in POLICIES.items() if spec["kind"] != "best_of_n"]
+PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
+    ["results/plots/training.png"] if RUNS else []
+)
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
     run="|".join(RUNS) or "no-runs",
+    policy="|".join(POLICIES),
 
 
 def uses_toy():
@@ -76,6 +91,25 @@ def prompt_source(wildcards):
     return "results/toy/prompts.parquet" if dataset["source"] == "toy" else dataset["path"]
 
 
+def policy_model(policy):
+    """The model a sampled policy is drawn from."""
+    return reference_model() if POLICIES[policy]["kind"] == "reference" else f"results/models/{policy}"
+
+
+def policy_model_input(wildcards):
+    if POLICIES[wildcards.policy]["kind"] == "reference":
+        return reference_model_input()
+    return [f"results/models/{wildcards.policy}/train_summary.json"]
+
+
+def policy_samples(wildcards):
+    """The samples an evaluation reads: best-of-n is built from the reference's samples."""
+    spec = POLICIES[wildcards.policy]
+    return "results/samples/{}-reference.parquet".format(spec["dataset"]) if spec["kind"] == "best_of_n" \
+        else f"results/samples/{wildcards.policy}.parquet"
+
+
 def all_outputs():
     pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
-    return pairs + expand("results/models/{run}/train_summary.json", run=RUNS)
+    models = expand("results/models/{run}/train_summary.json", run=RUNS)
+    return pairs + models + ["results/eval/summary.parquet"] + PLOTS

@@ -1,0 +1,23 @@
+"""Samples from one policy on the eval prompts, with policy and reference log-probs and rewards."""
+
+from bonbon.evaluate import policy_seed, sample_and_score
+from bonbon.generate import SamplingConfig
+from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
+from bonbon.prompts import build_prompt_table
+
+snakemake = globals()["snakemake"]
+log = setup_job_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+p = snakemake.params
+prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
+prompts = prompts[prompts["split"] == "eval"]
+if prompts.empty:
+    raise ValueError(f"{snakemake.input.prompts}: no eval prompts to sample on")
+if p.evaluation["max_prompts"]:
+    prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.evaluation["max_prompts"])
+cfg = SamplingConfig(**{**p.generation, "n": p.n, "seed": policy_seed(p.generation["seed"], p.seed)})
+log.info("%s: %d eval prompts x %d samples from %s", p.seed, len(prompts), cfg.n, p.policy)
+samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, torch_device(p.device),
+                                   p.evaluation["batch_size"], p.is_reference)
+log.info("done: %s", counts)
+write_parquet(samples, snakemake.output.samples)
