@@ -1,0 +1,78 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bonbon.evaluate import (
+    best_of_n,
+    pair_with_opponents,
+    policy_seed,
+    reference_samples_needed,
+    summarize,
+    summary_table,
+)
+from bonbon.theory import bon_kl
+
+
+def reference_table(rewards: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"prompt_id": pid, "sample_idx": j, "reward": r, "response": f"{pid}-{j}", "n_tokens": j + 1, "finished": True}
+        for pid, values in rewards.items() for j, r in enumerate(values)
+    ])
+
+
+def test_best_of_n_takes_the_best_of_each_block_and_never_an_opponent():
+    k, n_max = 2, 4
+    assert reference_samples_needed(k, n_max) == 10
+    # samples 0,1 are opponents; block 0 = 2..5, block 1 = 6..9
+    rewards = {"a": [9.0, 9.0, 0.1, 0.5, 0.3, 0.9, 0.2, 0.8, 0.7, 0.0]}
+    ref = reference_table(rewards)
+    bon2 = best_of_n(ref, 2, k, n_max).set_index("sample_idx")
+    assert bon2.loc[0, "response"] == "a-3" and bon2.loc[1, "response"] == "a-7"
+    bon4 = best_of_n(ref, 4, k, n_max).set_index("sample_idx")
+    assert bon4.loc[0, "response"] == "a-5" and bon4.loc[1, "response"] == "a-7"
+    bon1 = best_of_n(ref, 1, k, n_max).set_index("sample_idx")
+    assert bon1.loc[0, "response"] == "a-2" and bon1.loc[1, "response"] == "a-6"
+    with pytest.raises(ValueError, match="outside"):
+        best_of_n(ref, 5, k, n_max)
+    with pytest.raises(ValueError, match="blocks"):
+        best_of_n(ref[ref["sample_idx"] < 8], 4, k, n_max)
+
+
+def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
+    rng = np.random.default_rng(0)
+    k, n_max, prompts = 4, 8, 2000
+    ref = reference_table({f"p{i}": rng.normal(size=reference_samples_needed(k, n_max)).tolist() for i in range(prompts)})
+    for n in (1, 2, 4, 8):
+        table = pair_with_opponents(best_of_n(ref, n, k, n_max), ref, k, "test")
+        row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n", dataset="d", n=n)
+        assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"]
+        assert row["kl"] == pytest.approx(bon_kl(n)) and row["kl_method"] == "analytic"
+
+
+def test_opponents_and_errors():
+    ref = reference_table({"a": [1.0, 2.0], "b": [0.5, 0.5]})
+    policy = reference_table({"a": [1.5, 2.0], "b": [0.5, 0.1]})
+    table = pair_with_opponents(policy, ref, 2, "policy.parquet")
+    assert table.sort_values(["prompt_id", "sample_idx"])["win"].tolist() == [1.0, 0.5, 0.5, 0.0]
+    with pytest.raises(ValueError, match=r"policy\.parquet: no samples to evaluate \(zero rows\)"):
+        pair_with_opponents(policy.iloc[:0], ref, 2, "policy.parquet")
+    with pytest.raises(ValueError, match=r"policy\.parquet: prompt 'c' has no reference sample"):
+        pair_with_opponents(reference_table({"c": [1.0]}), ref, 2, "policy.parquet")
+
+
+def test_summarize_kl_and_its_validity():
+    table = reference_table({"a": [1.0, 2.0], "b": [0.0, 3.0]})
+    table = table.assign(opponent_reward=[0.0, 2.0, 1.0, 1.0], policy_logp=[-1.0, -2.0, -1.5, -2.5],
+                         reference_logp=[-2.0, -2.5, -2.0, -3.5])
+    row = summarize(table, "run", "trained", dataset="d", loss="bonbon", n=8, beta=0.0275, alpha=0.005,
+                    sampling={"temperature": 1.0, "top_k": 0, "top_p": 1.0})
+    assert row["kl"] == pytest.approx((1.0 + 0.5 + 0.5 + 1.0) / 4) and row["kl_method"] == "monte_carlo"
+    assert row["win_rate"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert row["mean_length"] == pytest.approx(1.5) and row["n_prompts"] == 2
+    hot = summarize(table, "run", "trained", dataset="d", sampling={"temperature": 0.7, "top_k": 0, "top_p": 1.0})
+    assert math.isnan(hot["kl"]) and hot["kl_method"].startswith("invalid")
+    frame = summary_table([row, summarize(table, "ref", "reference", dataset="d")])
+    assert frame["policy"].tolist() == ["ref", "run"]
+    assert policy_seed(0, "a") != policy_seed(0, "b") and policy_seed(0, "a") == policy_seed(0, "a")
