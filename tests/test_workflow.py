@@ -32,7 +32,7 @@ SMALL = {
                          "max_steps": 10, "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 100}},
     "training": {"optimizer": "rmsprop", "learning_rate": 1e-4, "warmup_steps": 5, "batch_size": 4, "epochs": 2,
                  "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 3, "log_every": 1},
-    "runs": [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005], "n": [4]}],
+    "runs": [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005], "n": [4], "datasets": ["toy"]}],
 }
 
 
@@ -158,3 +158,74 @@ def test_killed_training_job_resumes_from_its_checkpoint(small_run):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(small_run / "results" / "models" / run)
+
+
+def rendered_text(html: str) -> str:
+    """The text of a page that its scripts rendered, without the scripts and styles themselves."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.parts = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            self.depth += tag in ("script", "style")
+
+        def handle_endtag(self, tag):
+            self.depth -= tag in ("script", "style")
+
+        def handle_data(self, data):
+            if not self.depth and data.strip():
+                self.parts.append(data.strip())
+
+    parser = Text()
+    parser.feed(html)
+    return "\n".join(parser.parts)
+
+
+def test_whole_workflow_to_report(small_run, tmp_path):
+    """Toy world -> report: the evaluation agrees with the best-of-n theory, and the report opens in a
+    real headless browser with the frontier plot and the summary table in it."""
+    run_workflow(small_run, yaml.safe_load((small_run / "test-config.yaml").read_text()))
+    summary = pd.read_parquet(small_run / "results/eval/summary.parquet").set_index("policy")
+    summary = summary[summary["dataset"] == "toy"]  # the real HH prompts, where present, are evaluated too
+    assert set(summary.index) == {"toy-reference", "toy-bon-n2", "toy-bon-n4", "toy-bon-n8",
+                                  "toy-n4-bonbon-betaauto-alpha0.005"}
+    assert (summary["n_samples"] == 2 * summary["n_prompts"]).all() and (summary["n_prompts"] == 105).all()
+    for n in (2, 4, 8):
+        row = summary.loc[f"toy-bon-n{n}"]
+        assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"], (n, row["win_rate"], row["win_rate_se"])
+        assert row["kl_method"] == "analytic" and row["kl"] == pytest.approx(np.log(n) - (n - 1) / n)
+    trained = summary.loc["toy-n4-bonbon-betaauto-alpha0.005"]
+    assert trained["kl_method"] == "monte_carlo" and trained["kl"] > 0 and trained["kl_se"] > 0
+    assert trained["beta"] == pytest.approx(1 / 11)
+    csv = pd.read_csv(small_run / "results/eval/summary.csv")
+    assert list(csv.columns[:11]) == ["policy", "dataset", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se",
+                                      "kl", "kl_se"]
+
+    report = small_run / "results" / "report.html"
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),
+                             "--configfile", str(small_run / "test-config.yaml"), "--report", str(report)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text()
+    assert "filename=frontier.png;base64" in html and "toy-bon-n8" in html  # the figure and the table are embedded
+
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium); the report was built but not opened")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    text = rendered_text(dom)
+    # these appear only once the report's scripts have run and rendered its navigation
+    for heading in ("Results", "1. Frontier", "2. Evaluation", "3. Best-of-n theory", "4. Training"):
+        assert heading in text.splitlines(), text[:2000]
+    assert "Win rate vs KL" in dom or "frontier.png" in dom  # the frontier figure is in the page
+    assert "toy-n4-bonbon-betaauto-alpha0.005" in dom  # and so is the summary table
