@@ -135,3 +135,15 @@ def test_long_prompts_are_cut_from_the_left(policy):
     assert counts["prompts_cut"] == 1 and samples["prompt_cut"].all()
     assert samples["prompt"].iloc[0] == long  # the table keeps the whole prompt
     assert math.isfinite(samples["n_tokens"].mean())
+
+
+def test_shards_together_are_the_unsharded_run(policy, prompts):
+    model, tokenizer = policy
+    cfg = SamplingConfig(n=2, max_new_tokens=12, batch_size=4, seed=5)  # 2 prompts a batch: 6 batches
+    whole, _ = generate_samples(model, tokenizer, prompts, cfg)
+    parts = [generate_samples(model, tokenizer, prompts, cfg, shard=i, shards=4)[0] for i in range(4)]
+    assert all(len(p) > 0 for p in parts[:2])
+    gathered = pd.concat(parts).sort_values(["prompt_id", "sample_idx"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(gathered, whole)
+    with pytest.raises(ValueError, match="shard 4 is not in 0..3"):
+        generate_samples(model, tokenizer, prompts, cfg, shard=4, shards=4)

@@ -172,13 +172,14 @@ def sample_prompt_batch(
     return [[(tokens[i * n + j], finished[i * n + j]) for j in range(n)] for i in range(n_prompts)]
 
 
-def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig,
-                     batch_indices: Sequence[int] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig, shard: int = 0,
+                     shards: int = 1) -> tuple[pd.DataFrame, dict[str, int]]:
     """``cfg.n`` samples for every prompt of ``prompts`` (columns ``prompt_id``, ``prompt``).
 
     Prompts longer than ``cfg.max_prompt_length`` tokens are cut from the left (their end, with the
-    final ``"\\n\\nAssistant:"``, stays). ``batch_indices`` selects batches of the length-sorted plan
-    (for shards). Returns the rows (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids
+    final ``"\\n\\nAssistant:"``, stays). Shard ``shard`` of ``shards`` takes every ``shards``-th batch
+    of the length-sorted plan of the whole prompt set, so shards are balanced in length and their
+    union is exactly the unsharded run. Returns the rows (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids
     that log-probs of the sample must be computed on) sorted by prompt id and sample index, and
     counts for the log.
     """
@@ -189,8 +190,9 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
     encoded = [truncate_prompt_ids(ids, cfg.max_prompt_length) for ids in encoded]
     plan = plan_batches([len(e) for e in encoded], keys, max(1, cfg.batch_size // cfg.n))
-    if batch_indices is not None:
-        plan = [plan[b] for b in batch_indices]
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+    plan = plan[shard::shards]
     records = []
     total = sum(len(batch) for batch in plan) * cfg.n
     with tqdm(total=total, desc="generate", unit="sample", mininterval=5) as bar:

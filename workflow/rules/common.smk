@@ -50,6 +50,16 @@ PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths
 )
 
 
+scattergather:
+    generate=config["shards"]["generate"],
+
+
+def shard_of(scatteritem):
+    """(index, count) of a scattergather item '2-of-4' -> (1, 4)."""
+    index, count = scatteritem.split("-of-")
+    return int(index) - 1, int(count)
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
@@ -111,5 +121,6 @@ def policy_samples(wildcards):
 
 def all_outputs():
     pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
+    pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
     models = expand("results/models/{run}/train_summary.json", run=RUNS)
     return pairs + models + ["results/eval/summary.parquet"] + PLOTS

@@ -1,4 +1,5 @@
-# Reference generation: max(n_values) samples per train prompt from the reference model.
+# Reference generation: max(n_values) samples per train prompt from the reference model, in
+# config["shards"]["generate"] jobs (scattergather) that are gathered into one table.
 
 
 rule generate:
@@ -6,16 +7,17 @@ rule generate:
         prompts="results/prompts/{dataset}.parquet",
         model=reference_model_input(),
     output:
-        samples="results/generate/{dataset}/samples.parquet",
+        samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
     params:
         model=reference_model(),
         n=N_SAMPLES,
         generation=config["generation"],
         device=config["device"],
+        shard=lambda wc: shard_of(wc.scatteritem),
     log:
-        "logs/generate/{dataset}.log",
+        "logs/generate/{dataset}/{scatteritem}.log",
     benchmark:
-        "benchmarks/generate/{dataset}.tsv"
+        "benchmarks/generate/{dataset}/{scatteritem}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -25,3 +27,22 @@ rule generate:
         "../../envs/torch.yaml"
     script:
         "../scripts/generate.py"
+
+
+rule gather_samples:
+    input:
+        shards=gather.generate("results/generate/{{dataset}}/shards/{scatteritem}.parquet"),
+    output:
+        table="results/generate/{dataset}/samples.parquet",
+    log:
+        "logs/generate/{dataset}/gather.log",
+    benchmark:
+        "benchmarks/generate/{dataset}/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather.py"

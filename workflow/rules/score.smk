@@ -1,20 +1,20 @@
-# Reward scoring of every reference sample.
+# Reward scoring of every reference sample, shard by shard, gathered into one table.
 
 
 rule score:
     input:
-        samples="results/generate/{dataset}/samples.parquet",
+        samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
         model=model_input("reward"),
     output:
-        rewards="results/score/{dataset}/rewards.parquet",
+        rewards="results/score/{dataset}/shards/{scatteritem}.parquet",
     params:
         model=model_dir("reward"),
         batch_size=config["scoring"]["batch_size"],
         device=config["device"],
     log:
-        "logs/score/{dataset}.log",
+        "logs/score/{dataset}/{scatteritem}.log",
     benchmark:
-        "benchmarks/score/{dataset}.tsv"
+        "benchmarks/score/{dataset}/{scatteritem}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -24,3 +24,22 @@ rule score:
         "../../envs/torch.yaml"
     script:
         "../scripts/score.py"
+
+
+rule gather_rewards:
+    input:
+        shards=gather.generate("results/score/{{dataset}}/shards/{scatteritem}.parquet"),
+    output:
+        table="results/score/{dataset}/rewards.parquet",
+    log:
+        "logs/score/{dataset}/gather.log",
+    benchmark:
+        "benchmarks/score/{dataset}/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather.py"

@@ -11,7 +11,8 @@ prompts = prompts[prompts["split"] == "train"]
 device = torch_device(snakemake.params.device)
 model, tokenizer = load_policy(snakemake.params.model, device)
 cfg = SamplingConfig(n=snakemake.params.n, **snakemake.params.generation)
-log.info("sampling %d x %d responses from %s on %s: %s", len(prompts), cfg.n, snakemake.params.model, device, cfg)
-samples, counts = generate_samples(model, tokenizer, prompts, cfg)
+log.info("shard %d of %d: sampling from %d prompts x %d responses from %s on %s: %s", snakemake.params.shard[0] + 1, snakemake.params.shard[1], len(prompts), cfg.n, snakemake.params.model, device, cfg)
+shard, shards = snakemake.params.shard
+samples, counts = generate_samples(model, tokenizer, prompts, cfg, shard=shard, shards=shards)
 log.info("done: %s", counts)
 write_parquet(samples, snakemake.output.samples)

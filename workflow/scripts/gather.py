@@ -1,0 +1,17 @@
+"""Gather shards into one table, in (prompt_id, sample_idx) order: the same table as one job makes."""
+
+import pandas as pd
+
+from bonbon.io import SAMPLE_COLUMNS, read_table, setup_job_logging, write_parquet
+
+snakemake = globals()["snakemake"]
+log = setup_job_logging(snakemake.log[0])
+shards = [read_table(path, SAMPLE_COLUMNS, allow_empty=True) for path in snakemake.input.shards]
+table = pd.concat(shards, ignore_index=True).sort_values(["prompt_id", "sample_idx"], kind="stable")
+if table.empty:
+    raise ValueError(f"{snakemake.output.table}: all {len(shards)} shards are empty")
+duplicated = table.duplicated(["prompt_id", "sample_idx"])
+if duplicated.any():
+    raise ValueError(f"shards overlap: prompt {table.loc[duplicated, 'prompt_id'].iloc[0]!r} appears twice")
+log.info("gathered %d rows from %d shards", len(table), len(shards))
+write_parquet(table.reset_index(drop=True), snakemake.output.table)
