@@ -65,3 +65,12 @@ def test_bad_config_stops_the_workflow_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "config key generation.temperature" in result.stderr and "config key n_values" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_paper_config_is_valid_and_its_dag_builds_offline(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "hh-pythia28.yaml").read_text())
+    assert schema_errors(config, SCHEMA) == []
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
+    for rule in ("original_pairs", "sft", "generate", "score", "ref_logps", "train", "sample", "summary"):
+        assert rule in result.stdout
+    assert not (tmp_path / "results").exists()

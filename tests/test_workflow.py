@@ -56,10 +56,36 @@ def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_
     assert not (tmp_path / "results" / "prompts" / "bad.parquet").exists()
 
 
+def write_local_hh(root, seed: int = 0) -> None:
+    """A small dataset laid out like the hub's Anthropic/hh-rlhf (helpful-base/{train,test}.jsonl.gz):
+    chosen and rejected dialogues share the prompt; chosen is the answer of higher toy quality."""
+    import gzip
+    import random
+
+    from bonbon.toy import asked_task, make_answer, make_prompt
+
+    rng = random.Random(seed)
+    for split, rows in (("train", 48), ("test", 16)):
+        lines = []
+        for _ in range(rows):
+            prompt = make_prompt(rng)
+            (a, qa), (b, qb) = make_answer(rng, asked_task(prompt)), make_answer(rng, asked_task(prompt))
+            chosen, rejected = (a, b) if qa >= qb else (b, a)
+            lines.append(json.dumps({"chosen": f"{prompt} {chosen}", "rejected": f"{prompt} {rejected}"}))
+        path = root / "helpful-base" / f"{split}.jsonl.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     config = copy.deepcopy(SMALL)
+    # a local directory standing in for the hub's Anthropic/hh-rlhf: the hub code path, offline
+    write_local_hh(workdir / "hh-rlhf")
+    config["datasets"]["hhlocal"] = {"source": "hf", "path": str(workdir / "hh-rlhf"), "data_dir": "helpful-base"}
+    config["runs"].append({"loss": "dpo", "source": "original", "beta": [0.1], "datasets": ["hhlocal"]})
     if HH_PROMPTS.exists():
         config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24, "eval_fraction": 0.25}
     run_workflow(workdir, config, "--until", "pairs")
@@ -198,6 +224,11 @@ def test_whole_workflow_to_report(small_run, tmp_path):
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"], (n, row["win_rate"], row["win_rate_se"])
         assert row["kl_method"] == "analytic" and row["kl"] == pytest.approx(np.log(n) - (n - 1) / n)
     trained = summary.loc["toy-n4-bonbon-betaauto-alpha0.005"]
+    # the original HH-format pairs of a hub-layout dataset were loaded, trained on and evaluated
+    original = json.loads((small_run / "results/models/hhlocal-original-dpo-beta0.1/train_summary.json").read_text())
+    assert original["examples"] >= 40 and original["steps"] == 2 * (original["examples"] // 4)
+    hh_summary = pd.read_parquet(small_run / "results/eval/summary.parquet").set_index("policy")
+    assert hh_summary.loc["hhlocal-original-dpo-beta0.1", "n_prompts"] == 16  # HH's test split is the eval set
     assert trained["kl_method"] == "monte_carlo" and trained["kl"] > 0 and trained["kl_se"] > 0
     assert trained["beta"] == pytest.approx(1 / 11)
     csv = pd.read_csv(small_run / "results/eval/summary.csv")

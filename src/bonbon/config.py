@@ -50,8 +50,19 @@ def check_config(config: dict[str, Any]) -> None:
                 problems.append(f"config key {key}.path: required when source is 'file'")
             elif not Path(path).is_file():
                 problems.append(f"config key {key}.path: prompt file {path!r} does not exist")
+        elif dataset["source"] == "hf":
+            path = dataset.get("path")
+            if not path:
+                problems.append(f"config key {key}.path: required when source is 'hf' (a hub id or a local directory)")
+            elif is_local_path(path) and not Path(path).expanduser().is_dir():
+                problems.append(f"config key {key}.path: local dataset directory {path!r} does not exist")
         elif dataset.get("path"):
-            problems.append(f"config key {key}.path: only used with source 'file', but source is {dataset['source']!r}")
+            problems.append(f"config key {key}.path: only used with source 'file' or 'hf', but source is {dataset['source']!r}")
+    sft = config.get("sft", {})
+    if sft.get("enabled", True) and sft.get("data", TOY) != TOY:
+        target = config["datasets"].get(sft["data"])
+        if target is None or target["source"] != "hf":
+            problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
     for role in ("base", "reward"):
         model = config["models"][role]
         if model != TOY and is_local_path(model):

@@ -14,14 +14,16 @@ def _fmt(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
 
-def run_name(dataset: str, n: int, loss: str, beta: float | str, alpha: float | None = None) -> str:
-    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}]``."""
-    name = f"{dataset}-n{n}-{loss}-beta{_fmt(beta)}"
+def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: float | None = None) -> str:
+    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}]``, with
+    ``original`` in place of ``n{n}`` for a dataset's own preference pairs."""
+    name = f"{dataset}-{'original' if n is None else f'n{n}'}-{loss}-beta{_fmt(beta)}"
     return name if alpha is None else f"{name}-alpha{_fmt(alpha)}"
 
 
 def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every run of ``config["runs"]`` as ``name -> {dataset, n, loss, beta, alpha, training}``.
+    """Every run of ``config["runs"]`` as ``name -> {dataset, n, loss, beta, alpha, training, pairs}``,
+    ``pairs`` naming the pair file (``n{n}`` or ``original``).
 
     ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's overrides, then
     the loss and its hyper-parameters (``beta: None`` stands for ``auto``, beta*(n)). Raises
@@ -35,10 +37,21 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         unknown = [d for d in datasets if d not in config["datasets"]]
         if unknown:
             raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; known: {sorted(config['datasets'])}")
-        ns = spec.get("n") or sorted(config["n_values"])
-        outside = [n for n in ns if n not in config["n_values"]]
-        if outside:
-            raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
+        original = spec.get("source", "pairs") == "original"
+        if original:
+            not_hf = [d for d in datasets if config["datasets"][d]["source"] != "hf"]
+            if not_hf:
+                raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, not {not_hf}")
+            if "auto" in spec["beta"]:
+                raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; source 'original' has no n")
+            if "n" in spec:
+                raise ConfigError(f"config key {key}.n: source 'original' has no n")
+            ns = [None]
+        else:
+            ns = spec.get("n") or sorted(config["n_values"])
+            outside = [n for n in ns if n not in config["n_values"]]
+            if outside:
+                raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
         if spec["loss"] == "dpo" and "auto" in spec["beta"]:
             raise ConfigError(f"config key {key}.beta: 'auto' (beta*(n)) is defined for ipo and bonbon, not dpo")
         overridden = [k for k in SHARED_TRAINING_KEYS if k in spec.get("training", {})]
@@ -51,6 +64,7 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 for beta in spec["beta"]:
                     for alpha in alphas:
                         name = run_name(dataset, n, spec["loss"], beta, alpha)
+                        pairs = "original" if n is None else f"n{n}"
                         if name in runs:
                             raise ConfigError(f"config key {key}: run {name!r} is declared twice")
                         training = {**config["training"], **spec.get("training", {}), "loss": spec["loss"],
@@ -61,5 +75,5 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
                             training["label_smoothing"] = spec.get("label_smoothing", 0.0)
                             training["reference_free"] = spec.get("reference_free", False)
                         runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": beta,
-                                      "alpha": alpha, "training": training}
+                                      "alpha": alpha, "training": training, "pairs": pairs}
     return runs

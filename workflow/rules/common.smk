@@ -63,6 +63,7 @@ def shard_of(scatteritem):
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
+    pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     policy="|".join(POLICIES),
 
@@ -97,8 +98,29 @@ def reference_model_input():
 
 
 def prompt_source(wildcards):
-    dataset = config["datasets"][wildcards.dataset]
-    return "results/toy/prompts.parquet" if dataset["source"] == "toy" else dataset["path"]
+    return dataset_source(wildcards.dataset)
+
+
+def dataset_source(name):
+    """A dataset's source as an input: the toy prompt set, a prompt file, or a local HH directory."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "toy":
+        return "results/toy/prompts.parquet"
+    if dataset["source"] == "hf" and not bonbon_config.is_local_path(dataset["path"]):
+        return []  # a hub id: nothing on disk to depend on
+    return dataset["path"]
+
+
+def pair_file(dataset, pairs):
+    """The pair file a training source names: best/worst pairs 'n{n}' or the dataset's 'original' ones."""
+    if pairs == "original":
+        return f"results/original_pairs/{dataset}.parquet"
+    return f"results/pairs/{dataset}/{pairs}.parquet"
+
+
+def sft_input():
+    data = config["sft"]["data"]
+    return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
 
 
 def policy_model(policy):

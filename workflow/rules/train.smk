@@ -4,11 +4,13 @@
 rule sft:
     input:
         model=model_input("base"),
-        corpus="results/toy/corpus.parquet",
+        data=sft_input(),
     output:
         summary="results/models/sft/train_summary.json",
     params:
         base=model_dir("base"),
+        data=config["sft"]["data"],
+        dataset=config["datasets"].get(config["sft"]["data"]),
         out="results/models/sft",
         training=config["sft"]["training"],
         accelerate=config["accelerate"]["config_file"],
@@ -27,21 +29,42 @@ rule sft:
         "../scripts/sft.py"
 
 
+rule original_pairs:
+    input:
+        source=prompt_source,
+    output:
+        pairs="results/original_pairs/{dataset}.parquet",
+    params:
+        dataset=lambda wc: config["datasets"][wc.dataset],
+    log:
+        "logs/original_pairs/{dataset}.log",
+    benchmark:
+        "benchmarks/original_pairs/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/original_pairs.py"
+
+
 rule ref_logps:
     input:
-        pairs="results/pairs/{dataset}/n{n}.parquet",
+        pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
         model=reference_model_input(),
     output:
-        ref_logps="results/ref_logps/{dataset}/n{n}.parquet",
+        ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
     params:
         model=reference_model(),
         max_length=config["training"].get("max_length", 512),
         max_prompt_length=config["training"].get("max_prompt_length", 256),
         batch_size=config["scoring"]["batch_size"],
     log:
-        "logs/ref_logps/{dataset}/n{n}.log",
+        "logs/ref_logps/{dataset}/{pairs}.log",
     benchmark:
-        "benchmarks/ref_logps/{dataset}/n{n}.tsv"
+        "benchmarks/ref_logps/{dataset}/{pairs}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -55,8 +78,8 @@ rule ref_logps:
 
 rule train:
     input:
-        pairs=lambda wc: "results/pairs/{dataset}/n{n}.parquet".format(**RUNS[wc.run]),
-        ref_logps=lambda wc: "results/ref_logps/{dataset}/n{n}.parquet".format(**RUNS[wc.run]),
+        pairs=lambda wc: pair_file(RUNS[wc.run]["dataset"], RUNS[wc.run]["pairs"]),
+        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),
         model=reference_model_input(),
     output:
         # the summary, not the directory: Snakemake deletes a failed job's outputs, and the run's

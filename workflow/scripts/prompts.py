@@ -2,13 +2,18 @@
 
 from bonbon.io import setup_job_logging, write_parquet
 from bonbon.prompts import build_prompt_table, read_prompt_file
+from bonbon.sources import load_hh_prompts
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
 dataset = snakemake.params.dataset
-source = read_prompt_file(snakemake.input.source)
+if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
+    splits = dataset["splits"]
+    source = load_hh_prompts(dataset["path"], dataset["data_dir"], (splits["train"], splits["eval"]))
+else:
+    source = read_prompt_file(snakemake.input.source)
 table, counts = build_prompt_table(source, dataset["eval_fraction"], dataset["seed"], dataset["max_prompts"])
 if not (table["split"] == "train").any():
-    raise ValueError(f"{snakemake.input.source}: no prompt falls in the train split ({counts})")
-log.info("%s: %s", snakemake.input.source, counts)
+    raise ValueError(f"dataset {snakemake.wildcards.dataset}: no prompt falls in the train split ({counts})")
+log.info("dataset %s: %s", snakemake.wildcards.dataset, counts)
 write_parquet(table, snakemake.output.prompts)
