@@ -49,6 +49,7 @@ def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_
     pd.DataFrame({"Prompt": ["\n\nHuman: ok?\n\nAssistant:", "no turns at all"]}).to_csv(bad, index=False)
     config = copy.deepcopy(SMALL)
     config["datasets"] = {"bad": {"source": "file", "path": str(bad)}}
+    config["runs"] = []
     result = run_workflow(tmp_path, config, "--until", "prompts", check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs" / "prompts" / "bad.log").read_text()
