@@ -1,0 +1,339 @@
+"""The workflow on SLURM through profiles/slurm.
+
+Without SLURM: the profile's keys, and the sbatch call the SLURM executor plugin builds for a GPU rule
+from it (a fake sbatch on PATH records the call instead of submitting).
+
+With SLURM (BONBON_SLURM_TESTS=1 starts a local one-node cluster with fake GPUs through
+scripts/slurm/start-local-cluster.sh; or a cluster started by that script already answers to sinfo):
+a tiny toy world to pairs through `snakemake --profile profiles/slurm`, GPU rules submitted with
+--gpus=1 to the gpu partition, results equal to a local run; a rule asking for more GPUs than the
+cluster has fails at once with SLURM's reason instead of waiting.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from pandas.testing import assert_frame_equal
+
+from conftest import REPO, run_workflow
+
+PROFILE = REPO / "profiles" / "slurm"
+START = REPO / "scripts" / "slurm" / "start-local-cluster.sh"
+STOP = REPO / "scripts" / "slurm" / "stop-local-cluster.sh"
+FORCED = os.environ.get("BONBON_SLURM_TESTS") == "1"
+HAVE_PLUGIN = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None
+
+# The rules that ask for a GPU (resources gpu=1 in workflow/rules); the profile sizes each of them.
+KNOWN_GPU_RULES = {"generate", "score", "sft", "ref_logps", "train", "sample"}
+
+# Small enough that each of the 12 SLURM jobs (each evaluates the Snakefile again) takes seconds; two
+# generation/scoring shards, so that two GPU jobs share the node's two (fake) GPUs.
+TINY = {
+    "datasets": {"toy": {"source": "toy"}},
+    "n_values": [2, 4],
+    "toy": {
+        "n_dialogues": 300, "n_prompts": 40, "eval_fraction": 0.25,
+        "base_model": {"steps": 20, "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+        "reward_model": {"steps": 20, "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+    },
+    "generation": {"max_new_tokens": 16, "batch_size": 16},
+    "sft": {"enabled": False},
+    "runs": [],
+    "shards": {"generate": 2},
+}
+TABLES = [  # what --until pairs makes (scoring reads the generation shards, not a gathered table)
+    "results/generate/toy/shards/1-of-2.parquet",
+    "results/generate/toy/shards/2-of-2.parquet",
+    "results/score/toy/rewards.parquet",
+    "results/pairs/toy/n2.parquet",
+    "results/pairs/toy/n4.parquet",
+]
+SLURM_RUN_TIMEOUT = 600  # seconds; the run takes about 2 minutes on 2 busy cores
+
+
+def profile_config() -> dict:
+    return yaml.safe_load((PROFILE / "config.yaml").read_text())
+
+
+def workflow_gpu_rules() -> set[str]:
+    """Rules whose `resources:` ask for a GPU, read from workflow/rules/*.smk."""
+    rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        blocks = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
+            if re.search(r"^\s+gpu\s*=", body, flags=re.M):
+                rules.add(name)
+    return rules
+
+
+def snakemake_cmd(workdir: Path, configfile: Path, *args: str, timeout: int) -> list[str]:
+    """Snakemake with the SLURM profile, stopped by SIGINT (not SIGTERM, which a waiting Snakemake
+    ignores) after `timeout` seconds, so a run that never sees its jobs finish fails instead of hanging."""
+    return ["timeout", "-s", "INT", "-k", "60", str(timeout), sys.executable, "-m", "snakemake",
+            "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+            "--profile", str(PROFILE), *args]
+
+
+def run(cmd: list[str], timeout: int, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str, float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
+    start = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 120)
+    return result, result.stdout + result.stderr, time.monotonic() - start
+
+
+def sbatch_calls(output: str) -> dict[str, list[str]]:
+    """rule -> the sbatch calls the plugin logged (--verbose), without the --wrap'ed command."""
+    calls: dict[str, list[str]] = {}
+    for call in re.findall(r"sbatch call: (sbatch .*?) --wrap=", output):
+        rule = re.search(r"--comment '?rule_([A-Za-z0-9_]+?)(?:_wildcards_\S*)?'?\s", call).group(1)
+        calls.setdefault(rule, []).append(call)
+    return calls
+
+
+# --- without SLURM ------------------------------------------------------------------------------------
+
+
+def test_profile_sizes_every_gpu_rule_in_one_place():
+    profile = profile_config()
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] == 1, "a failed job (one shard) must be resubmitted alone, once"
+    assert profile["jobs"] >= 1 and profile["latency-wait"] >= 1
+    for key in ("slurm_partition", "mem_mb", "runtime", "cpus_per_task"):
+        assert key in profile["default-resources"], key
+    gpu_rules = workflow_gpu_rules()
+    assert KNOWN_GPU_RULES <= gpu_rules, gpu_rules
+    sized = {rule for rule, res in profile["set-resources"].items() if res.get("gpu", 0) >= 1}
+    assert sized == gpu_rules, f"rules with gpu= in workflow/rules but not in the profile: {gpu_rules - sized}"
+    for rule in gpu_rules:
+        for key in ("gpu", "runtime", "mem_mb", "slurm_partition"):
+            assert key in profile["set-resources"][rule], f"profiles/slurm: set-resources.{rule}.{key}"
+
+
+def test_no_workflow_profile_replaces_the_slurm_profiles_resources():
+    """A workflow profile is loaded automatically and replaces --profile's keys one top-level key at a
+    time: set-resources there would silently take the GPUs away from every GPU rule on SLURM."""
+    for folder in (REPO / "profiles" / "default", REPO / "workflow" / "profiles" / "default"):
+        for name in ("config.yaml", "profile.yaml"):
+            path = folder / name
+            if path.exists():
+                keys = set(yaml.safe_load(path.read_text()) or {})
+                assert not keys & {"set-resources", "default-resources", "set-threads"}, (
+                    f"{path.relative_to(REPO)} sets {keys & {'set-resources', 'default-resources', 'set-threads'}}, "
+                    "which replaces profiles/slurm's on every run; put such settings in profiles/slurm")
+
+
+FAKE_SBATCH = """#!{python}
+# records the call instead of submitting it, and fails like a rejected submission
+import json, os, sys
+with open(os.environ["FAKE_SBATCH_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+print("sbatch: error: fake sbatch of tests/test_slurm.py: not submitted", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+@pytest.mark.skipif(not HAVE_PLUGIN, reason="snakemake-executor-plugin-slurm is not installed")
+@pytest.mark.parametrize("gpu_model", [None, "a100"])
+def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
+    """The sbatch call the plugin builds for `generate` from the profile, caught by a fake sbatch."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
+    # no SLURM needed: accounting absent (the plugin then submits without -A), nothing queued
+    (bin_dir / "sacct").write_text("#!/bin/sh\necho 'sacct: accounting storage is disabled' >&2\nexit 1\n")
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'PARTITION'\n")
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'MinJobAge = 300 sec'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    work = tmp_path / "work"
+    (work / "results" / "prompts").mkdir(parents=True)
+    (work / "results" / "prompts" / "toy.parquet").write_bytes(b"")  # inputs are never read here
+    (work / "results" / "toy" / "base_model").mkdir(parents=True)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump({**TINY, "shards": {"generate": 1}}))
+    extra = []
+    if gpu_model:
+        # a second profile replaces top-level keys of the first: the whole set-resources block
+        resources = copy.deepcopy(profile_config()["set-resources"])
+        resources["generate"]["gpu_model"] = gpu_model
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "config.yaml").write_text(yaml.safe_dump({"set-resources": resources}))
+        extra = ["--profile", str(tmp_path / "site")]
+    log = tmp_path / "sbatch.jsonl"
+    cmd = snakemake_cmd(work, configfile, *extra, "--allowed-rules", "generate",
+                        "--slurm-init-seconds-before-status-checks", "1", "--",
+                        "results/generate/toy/shards/1-of-1.parquet", timeout=120)
+    result, output, _ = run(cmd, timeout=120, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                                                    "FAKE_SBATCH_LOG": str(log)})
+    assert result.returncode not in (0, 124, 137), output[-3000:]
+    assert log.exists(), f"sbatch was never called:\n{output[-3000:]}"
+    args = json.loads(log.read_text().splitlines()[0])
+    expected = profile_config()["set-resources"]["generate"]
+    assert (f"--gpus={gpu_model}:1" if gpu_model else "--gpus=1") in args, args
+    assert args[args.index("-p") + 1] == expected["slurm_partition"]
+    assert args[args.index("-t") + 1] == str(expected["runtime"])
+    assert args[args.index("--mem") + 1] == str(expected["mem_mb"])
+    assert "--cpus-per-task=2" in args, "default-resources cpus_per_task=threads: generate has 2 threads"
+    assert args[args.index("--comment") + 1].startswith("rule_generate_wildcards_toy"), args
+    # retries: 1 in the profile resubmits the failed job once
+    assert len(log.read_text().splitlines()) == 2, log.read_text()
+
+
+# --- with SLURM ---------------------------------------------------------------------------------------
+
+
+def _sinfo_works() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _cluster_name() -> str:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    match = re.search(r"^ClusterName\s*=\s*(\S+)", out, flags=re.M)
+    return match.group(1) if match else ""
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The local test cluster: started here (and stopped at the end) with BONBON_SLURM_TESTS=1, or
+    one already running; otherwise the SLURM tests are skipped."""
+    if not HAVE_PLUGIN:
+        message = "snakemake-executor-plugin-slurm is not installed (pip install snakemake-executor-plugin-slurm)"
+        if FORCED:
+            pytest.fail(message)
+        pytest.skip(message)
+    started = False
+    if not _sinfo_works():
+        if not FORCED:
+            pytest.skip("no SLURM here: set BONBON_SLURM_TESTS=1 to start a local test cluster "
+                        "(root, Debian/Ubuntu: scripts/slurm/start-local-cluster.sh), or start it beforehand")
+        result = subprocess.run([str(START)], capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.fail(f"could not start the local SLURM cluster:\n{result.stdout}\n{result.stderr}")
+        started = True
+    if _cluster_name() != "bonbon":
+        pytest.skip("sinfo answers, but not the local test cluster of scripts/slurm/start-local-cluster.sh "
+                    f"(ClusterName {_cluster_name()!r}); these tests assume its partitions and fake GPUs")
+    yield
+    if started:
+        subprocess.run([str(STOP)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def slurm_profile(tmp_path_factory, slurm_cluster) -> Path:
+    """profiles/slurm plus what the test cluster needs, as a second --profile (its keys replace the
+    first's): squeue for job status (the cluster has no accounting database, so sacct cannot see jobs:
+    with sacct Snakemake would wait for ever), fast polling, and the GPU rules cut to what the 2-CPU,
+    24 GB node can give: 4 GB and one CPU each, so that two shards run at once on the two GPUs (the rest
+    of set-resources, partitions and GPUs included, as in the profile)."""
+    resources = copy.deepcopy(profile_config()["set-resources"])
+    for res in resources.values():
+        res["mem_mb"] = min(res["mem_mb"], 4000)
+        res["cpus_per_task"] = 1
+    folder = tmp_path_factory.mktemp("test-cluster-profile")
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 1,
+        "seconds-between-status-checks": 1,
+        "slurm-keep-successful-logs": True,
+        "latency-wait": 5,
+        "set-resources": resources,
+    }))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, slurm_profile):
+    """The tiny toy world to pairs on SLURM; job records taken right away (squeue/scontrol forget a
+    job MinJobAge = 300 s after it ends)."""
+    workdir = tmp_path_factory.mktemp("slurm-run")
+    configfile = workdir / "test-config.yaml"
+    configfile.write_text(yaml.safe_dump(TINY))
+    cmd = snakemake_cmd(workdir, configfile, "--profile", str(slurm_profile), "--until", "pairs", "--verbose",
+                        timeout=SLURM_RUN_TIMEOUT)
+    result, output, seconds = run(cmd, timeout=SLURM_RUN_TIMEOUT)
+    jobs = {}
+    for job_id, rule in re.findall(r"SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_([A-Za-z0-9_]+)/", output):
+        record = subprocess.run(["scontrol", "-d", "show", "job", job_id], capture_output=True, text=True,
+                                timeout=30).stdout
+        jobs[job_id] = (rule, record)
+    print(f"SLURM run: {seconds:.1f} s, {len(jobs)} SLURM jobs")
+    return {"workdir": workdir, "configfile": configfile, "result": result, "output": output,
+            "seconds": seconds, "jobs": jobs, "profile": slurm_profile}
+
+
+def test_workflow_runs_on_slurm_with_gpus_for_the_gpu_rules(slurm_run):
+    result, output = slurm_run["result"], slurm_run["output"]
+    assert result.returncode != 124, f"Snakemake on SLURM did not finish in {SLURM_RUN_TIMEOUT} s:\n{output[-6000:]}"
+    assert result.returncode == 0, output[-6000:]
+    for table in TABLES:
+        assert (slurm_run["workdir"] / table).exists(), table
+    calls = sbatch_calls(output)
+    expected = profile_config()["set-resources"]
+    for rule in ("generate", "score"):
+        assert len(calls[rule]) == 2, calls[rule]  # two shards
+        for call in calls[rule]:
+            assert " --gpus=1" in call and f" -p {expected[rule]['slurm_partition']} " in call, call
+            assert f" -t {expected[rule]['runtime']} " in call, call
+    for rule in ("toy_corpus", "prompts", "gather_rewards", "pairs"):
+        assert "--gpus" not in calls[rule][0] and " -p cpu " in calls[rule][0], calls[rule][0]
+    # what SLURM itself recorded: each GPU job got one (fake) GPU device on the gpu partition
+    rules = {}
+    for rule, record in slurm_run["jobs"].values():
+        rules.setdefault(rule, []).append(record)
+    assert set(rules) >= {"toy_corpus", "toy_base_model", "prompts", "generate", "score", "pairs"}, set(rules)
+    for rule in ("generate", "score"):
+        for record in rules[rule]:
+            assert "JobState=COMPLETED" in record, record
+            assert "Partition=gpu" in record and "TresPerJob=gres:gpu:1" in record, record
+            assert "JOB_GRES=gpu:fake:1" in record, record  # a device of the node's gres.conf
+    for record in rules["pairs"]:
+        assert "Partition=cpu" in record and "gres:gpu" not in record, record
+    # the two generation shards ran at the same time, one on each GPU
+    (start_a, end_a), (start_b, end_b) = (
+        re.search(r"StartTime=(\S+) EndTime=(\S+)", record).groups() for record in rules["generate"])
+    assert start_a < end_b and start_b < end_a, rules["generate"]
+
+
+def test_slurm_results_equal_a_local_run(slurm_run, tmp_path):
+    assert slurm_run["result"].returncode == 0, slurm_run["output"][-3000:]
+    start = time.monotonic()
+    run_workflow(tmp_path, TINY, "--until", "pairs")
+    print(f"local run (--cores 2): {time.monotonic() - start:.1f} s; SLURM run: {slurm_run['seconds']:.1f} s")
+    for table in TABLES:
+        assert_frame_equal(pd.read_parquet(slurm_run["workdir"] / table), pd.read_parquet(tmp_path / table),
+                           obj=table)
+
+
+def test_more_gpus_than_the_cluster_has_fails_fast_with_slurms_reason(slurm_run, tmp_path):
+    """A generate shard asks for 8 GPUs on a cluster whose node has 2: the submission is refused and
+    Snakemake stops with SLURM's reason (after the profile's one retry), instead of waiting."""
+    assert slurm_run["result"].returncode == 0, slurm_run["output"][-3000:]
+    shutil.copytree(slurm_run["workdir"] / "results", tmp_path / "results")  # prompts and toy models
+    # --set-resources on the command line replaces the profiles' whole set-resources: repeat the partition
+    cmd = snakemake_cmd(tmp_path, slurm_run["configfile"], "--profile", str(slurm_run["profile"]),
+                        "--forcerun", "generate", "--set-resources", "generate:gpu=8", "generate:slurm_partition=gpu",
+                        "--", "results/generate/toy/shards/1-of-2.parquet", timeout=300)
+    result, output, seconds = run(cmd, timeout=300)
+    assert result.returncode not in (0, 124, 137), f"rc {result.returncode} after {seconds:.0f} s:\n{output[-4000:]}"
+    assert seconds < 120, f"took {seconds:.0f} s to fail"
+    assert "--gpus=8" in output
+    assert "Requested node configuration is not available" in output, output[-4000:]
+    assert "--attempt 2" in output, "retries: 1 resubmits the failed job once"
+    assert "has been submitted with SLURM jobid" not in output, "refused at submission, never queued"
