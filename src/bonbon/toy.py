@@ -24,6 +24,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,29 @@ def _lr_at(step: int, steps: int, base: float, warmup: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def _fit(model, cfg: ToyModelConfig, seed: int, batch_loss: Callable[[torch.Generator], torch.Tensor],
+         what: str) -> tuple[list[float], float]:
+    """The toy models' training loop: AdamW, warmup then cosine, clipping; batches drawn by
+    ``batch_loss`` from a seeded generator. Returns the losses and the seconds it took."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    started, losses = time.perf_counter(), []
+    for step in tqdm(range(cfg.steps), desc=what, mininterval=5):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, cfg.steps, cfg.learning_rate, warmup=cfg.steps // 10)
+        loss = batch_loss(generator)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.info("%s: step %d/%d %.3f", what, step + 1, cfg.steps, loss.item())
+    model.eval()
+    return losses, time.perf_counter() - started
+
+
 def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
     """Pretrain a tiny GPT-NeoX (the Pythia architecture) on the corpus, documents packed into blocks
     of ``context_length`` tokens and separated by EOS, as Pythia was trained."""
@@ -214,27 +238,15 @@ def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model = GPTNeoXForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    started, losses = time.perf_counter(), []
-    for step in tqdm(range(cfg.steps), desc="pretrain base model", mininterval=5):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, cfg.steps, cfg.learning_rate, warmup=cfg.steps // 10)
+
+    def batch_loss(generator: torch.Generator) -> torch.Tensor:
         batch = data[torch.randint(len(data), (cfg.batch_size,), generator=generator)]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
-            log.info("base model step %d/%d loss %.3f", step + 1, cfg.steps, loss.item())
-    model.eval()
+        return model(input_ids=batch, labels=batch).loss
+
+    losses, seconds = _fit(model, cfg, seed, batch_loss, "base model loss")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    elapsed = time.perf_counter() - started
-    return {"final_loss": sum(losses[-20:]) / len(losses[-20:]), "tokens": len(stream), "seconds": elapsed}
+    return {"final_loss": sum(losses[-20:]) / len(losses[-20:]), "tokens": len(stream), "seconds": seconds}
 
 
 def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
@@ -257,28 +269,15 @@ def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path,
     target = torch.tensor(corpus["quality"].to_numpy(), dtype=torch.float32)
     mean, std = target.mean(), target.std()
     target = (target - mean) / std
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(seed)
     prompts, responses = corpus["prompt"].tolist(), corpus["response"].tolist()
-    model.train()
-    started, losses = time.perf_counter(), []
-    for step in tqdm(range(cfg.steps), desc="train reward model", mininterval=5):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, cfg.steps, cfg.learning_rate, warmup=cfg.steps // 10)
+
+    def batch_loss(generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(prompts), (cfg.batch_size,), generator=generator).tolist()
         batch, _ = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
-        score = model(**batch).logits.squeeze(-1)
-        loss = torch.nn.functional.mse_loss(score, target[idx])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
-            log.info("reward model step %d/%d mse %.3f", step + 1, cfg.steps, loss.item())
-    model.eval()
+        return torch.nn.functional.mse_loss(model(**batch).logits.squeeze(-1), target[idx])
+
+    losses, seconds = _fit(model, cfg, seed, batch_loss, "reward model mse")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    elapsed = time.perf_counter() - started
-    return {"final_mse": sum(losses[-20:]) / len(losses[-20:]), "seconds": elapsed,
+    return {"final_mse": sum(losses[-20:]) / len(losses[-20:]), "seconds": seconds,
             "quality_mean": float(mean), "quality_std": float(std)}
