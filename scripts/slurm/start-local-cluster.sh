@@ -11,8 +11,8 @@
 #   - munged on its own socket and key (munge/), so it cannot clash with a system munge;
 #   - slurm.conf + gres.conf: one node on 127.0.0.1 with this machine's CPU/memory layout (slurmd -C),
 #     two partitions over it, "cpu" (default) and "gpu" (the names profiles/slurm/config.yaml uses),
-#     and GPU_COUNT fake GPUs (char devices dev/fakegpuN made with mknod c 1 3, type "fake"), so that
-#     --gpus=1 / --gpus=fake:1 are scheduled like on a GPU cluster; the jobs run on the CPU;
+#     and SLURM_GPU_COUNT fake GPUs (char devices dev/fakegpuN made with mknod c 1 3, type "fake"), so
+#     that --gpus=1 / --gpus=fake:1 are scheduled like on a GPU cluster; the jobs run on the CPU;
 #   - no accounting database: sacct does not work, so Snakemake must poll with
 #     --slurm-status-command squeue; MinJobAge=300 keeps finished jobs visible to squeue long enough
 #     (the plugin wants MinJobAge >= 3 x --slurm-init-seconds-before-status-checks, else it falls back
@@ -20,12 +20,17 @@
 #   - slurmctld and slurmd started directly (no systemd), their pids recorded in $STATE/pids.
 # Idempotent: if the recorded daemons are alive and the node answers, it only says so.
 #
-# Environment: SLURM_STATE_DIR, SLURM_GPU_COUNT (2), SLURMCTLD_PORT (6817), SLURMD_PORT (6818),
+# Environment: SLURM_STATE_DIR, SLURM_GPU_COUNT (2 fake GPUs), SLURMCTLD_PORT (6817), SLURMD_PORT (6818),
 # SLURM_START_TIMEOUT (seconds to wait for the node, 60), SLURM_NO_INSTALL=1 (never run apt-get).
+# On a machine with real GPUs, SLURM_GPU_DEVICES="/dev/nvidia0 /dev/nvidia1" uses those device files
+# instead of fakes (and SLURM_GPU_TYPE, e.g. a100, types them; untyped by default): SLURM then gives
+# each GPU job its own GPU and sets CUDA_VISIBLE_DEVICES in it, which a plain
+# `snakemake --resources gpu=N` does not do.
 set -euo pipefail
 
 STATE=${SLURM_STATE_DIR:-/tmp/bonbon-slurm}
 GPU_COUNT=${SLURM_GPU_COUNT:-2}
+GPU_DEVICES=${SLURM_GPU_DEVICES:-}
 CTLD_PORT=${SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${SLURMD_PORT:-6818}
 TIMEOUT=${SLURM_START_TIMEOUT:-60}
@@ -38,6 +43,8 @@ die() {
     for log in "$STATE"/log/*.log; do
         [ -s "$log" ] && { echo "--- last lines of $log:" >&2; tail -n 15 "$log" >&2; }
     done
+    # leave nothing half-started behind: stop the daemons this run started (not an earlier run's)
+    if [ "${STARTING:-0}" = 1 ] && [ -s "$PIDS" ]; then "$(dirname "$0")/stop-local-cluster.sh" >&2 || true; fi
     exit 1
 }
 
@@ -45,7 +52,7 @@ die() {
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 recorded_pid() { [ -f "$PIDS" ] && awk -v n="$1" '$1 == n {print $2}' "$PIDS" | tail -n 1; }
-node_state() { SLURM_CONF=$CONF timeout 10 sinfo -h -N -o '%t' 2>/dev/null | head -n 1; }
+node_state() { { SLURM_CONF=$CONF timeout 10 sinfo -h -N -o '%t' 2>/dev/null || true; } | head -n 1; }
 
 # SLURM clients find the config through SLURM_CONF or /etc/slurm/slurm.conf (see below for why the
 # latter is needed); a config there that is not ours belongs to a real cluster: leave it alone.
@@ -87,10 +94,36 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 say "$(slurmctld -V)"
 
-# --- state dir, munge ---------------------------------------------------------------------------------
+# --- state dir ---------------------------------------------------------------------------------------
 mkdir -p "$STATE"/{ctld,spool,log,dev,munge}
 chmod 755 "$STATE"
+rm -f "$STATE"/log/*.log
 : > "$PIDS"
+STARTING=1
+
+# --- GPUs: fake char devices (like /dev/null) unless real ones are given ---------------------------
+if [ -n "$GPU_DEVICES" ]; then
+    GPU_TYPE=${SLURM_GPU_TYPE:-}
+    read -r -a devices <<< "$GPU_DEVICES"
+    for dev in "${devices[@]}"; do [ -c "$dev" ] || die "SLURM_GPU_DEVICES: $dev is not a character device"; done
+else
+    GPU_TYPE=${SLURM_GPU_TYPE-fake}
+    devices=()
+    for ((i = 0; i < GPU_COUNT; i++)); do
+        dev=$STATE/dev/fakegpu$i
+        [ -c "$dev" ] || mknod "$dev" c 1 3 \
+            || die "mknod $dev failed (no CAP_MKNOD?); SLURM_GPU_DEVICES=\"/dev/null /dev/zero\" SLURM_GPU_TYPE=fake uses existing char devices instead"
+        devices+=("$dev")
+    done
+fi
+GPU_COUNT=${#devices[@]}
+: > "$STATE/gres.conf"
+for dev in "${devices[@]}"; do
+    echo "Name=gpu${GPU_TYPE:+ Type=$GPU_TYPE} File=$dev" >> "$STATE/gres.conf"
+done
+NODE_GRES=gpu:${GPU_TYPE:+$GPU_TYPE:}$GPU_COUNT
+
+# --- munge -------------------------------------------------------------------------------------------
 chown munge:munge "$STATE/munge"
 chmod 711 "$STATE/munge"  # clients need to reach the socket; no listing
 MUNGE_SOCKET=$STATE/munge/munge.socket
@@ -112,21 +145,13 @@ echo "munged $MUNGED_PID" >> "$PIDS"
 munge -n -S "$MUNGE_SOCKET" | unmunge -S "$MUNGE_SOCKET" >/dev/null || die "munge round trip failed"
 say "munged running (pid $MUNGED_PID, socket $MUNGE_SOCKET)"
 
-# --- fake GPUs ---------------------------------------------------------------------------------------
-: > "$STATE/gres.conf"
-for ((i = 0; i < GPU_COUNT; i++)); do
-    dev=$STATE/dev/fakegpu$i
-    [ -c "$dev" ] || mknod "$dev" c 1 3 || die "mknod $dev failed"
-    echo "Name=gpu Type=fake File=$dev" >> "$STATE/gres.conf"
-done
-
 # --- slurm.conf --------------------------------------------------------------------------------------
 HOST=$(hostname -s)
 # CPU and memory layout as slurmd sees it, e.g. "CPUs=2 Boards=1 ... RealMemory=24105"
 LAYOUT=$(slurmd -C | head -n 1 | sed -e 's/^NodeName=[^ ]* //')
 [ -n "$LAYOUT" ] || die "slurmd -C printed no node layout"
 cat > "$CONF" <<EOF
-# Written by scripts/slurm/start-local-cluster.sh: a one-node test cluster with fake GPUs.
+# Written by scripts/slurm/start-local-cluster.sh: a one-node test cluster, GPUs in gres.conf.
 ClusterName=bonbon
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -165,11 +190,11 @@ SlurmdTimeout=60
 InactiveLimit=0
 KillWait=5
 GresTypes=gpu
-NodeName=$HOST NodeAddr=127.0.0.1 $LAYOUT Gres=gpu:fake:$GPU_COUNT State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 $LAYOUT Gres=$NODE_GRES State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 EOF
-say "wrote $CONF ($HOST: $LAYOUT, $GPU_COUNT fake GPUs, partitions cpu and gpu)"
+say "wrote $CONF ($HOST: $LAYOUT, Gres=$NODE_GRES (${devices[*]}), partitions cpu and gpu)"
 
 # SLURM_CONF alone is not enough: inside a job the slurm-jobstep plugin drops every SLURM_* variable
 # but the job's identity before it calls srun, so srun must find the config at the compiled-in path.
