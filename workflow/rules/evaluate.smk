@@ -25,7 +25,7 @@ rule sample:
         "logs/sample/{policy}.log",
     benchmark:
         "benchmarks/sample/{policy}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,

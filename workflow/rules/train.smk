@@ -18,7 +18,7 @@ rule sft:
         "logs/train/sft.log",
     benchmark:
         "benchmarks/train/sft.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -65,7 +65,7 @@ rule ref_logps:
         "logs/ref_logps/{dataset}/{pairs}.log",
     benchmark:
         "benchmarks/ref_logps/{dataset}/{pairs}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
@@ -94,7 +94,7 @@ rule train:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=480,
