@@ -44,7 +44,6 @@ for _dataset in DATASETS:
 for _run, _spec in RUNS.items():
     POLICIES[_run] = {"dataset": _spec["dataset"], "kind": "trained", "loss": _spec["loss"], "n": _spec["n"],
                       "beta": _spec["beta"], "alpha": _spec["alpha"]}
-SAMPLED_POLICIES = [p for p, spec in POLICIES.items() if spec["kind"] != "best_of_n"]
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -66,13 +65,6 @@ wildcard_constraints:
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     policy="|".join(POLICIES),
-
-
-def uses_toy():
-    """Whether any model or dataset comes from the toy world."""
-    return "toy" in config["models"].values() or any(
-        d["source"] == "toy" for d in config["datasets"].values()
-    )
 
 
 def model_dir(role):
