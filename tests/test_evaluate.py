@@ -71,6 +71,9 @@ def test_summarize_kl_and_its_validity():
     assert row["kl"] == pytest.approx((1.0 + 0.5 + 0.5 + 1.0) / 4) and row["kl_method"] == "monte_carlo"
     assert row["win_rate"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
     assert row["mean_length"] == pytest.approx(1.5) and row["n_prompts"] == 2
+    # bootstrap over the 2 prompts: per-prompt win means 0.75 and 0.5, log-ratio means 0.75 and 0.75
+    assert (row["win_rate_ci_low"], row["win_rate_ci_high"]) == pytest.approx((0.5, 0.75))
+    assert (row["kl_ci_low"], row["kl_ci_high"]) == pytest.approx((0.75, 0.75))
     hot = summarize(table, "run", "trained", dataset="d", sampling={"temperature": 0.7, "top_k": 0, "top_p": 1.0})
     assert math.isnan(hot["kl"]) and hot["kl_method"].startswith("invalid")
     frame = summary_table([row, summarize(table, "ref", "reference", dataset="d")])

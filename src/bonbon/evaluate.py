@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id
 from bonbon.logprobs import sequence_logps
-from bonbon.metrics import check_kl_sampling, kl_estimate, summarize_lengths, win_rate, win_scores
+from bonbon.metrics import bootstrap_ci, check_kl_sampling, kl_estimate, summarize_lengths, win_rate, win_scores
 from bonbon.prompts import truncate_prompt_ids
 from bonbon.theory import bon_kl
 
 SUMMARY_COLUMNS = (
     "policy", "dataset", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se",
-    "kl_method", "mean_reward", "mean_length", "median_length", "p90_length", "unfinished_share",
+    "kl_method", "win_rate_ci_low", "win_rate_ci_high", "kl_ci_low", "kl_ci_high", "mean_reward", "mean_length", "median_length", "p90_length", "unfinished_share",
     "n_prompts", "n_samples",
 )
 
@@ -124,27 +124,32 @@ def pair_with_opponents(policy: pd.DataFrame, reference: pd.DataFrame, k: int, s
 def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss: str | None = None,
               n: int | None = None, beta: float | None = None, alpha: float | None = None,
               sampling: dict | None = None) -> dict:
-    """One summary row: win rate and KL with prompt-clustered standard errors, rewards and lengths.
+    """One summary row: win rate and KL with prompt-clustered standard errors and 95% bootstrap
+    intervals over prompts, rewards and lengths.
 
     KL is the Monte-Carlo estimate for sampled policies (valid only at temperature 1 without top-k or
     top-p: otherwise it is NaN and ``kl_method`` says why), the analytic log n − (n−1)/n for best-of-n,
     and 0 for the reference itself.
     """
-    rate, rate_se = win_rate(table["reward"], table["opponent_reward"], groups=table["prompt_id"])
+    groups = table["prompt_id"]
+    rate, rate_se = win_rate(table["reward"], table["opponent_reward"], groups=groups)
+    rate_ci = bootstrap_ci(win_scores(table["reward"], table["opponent_reward"]), groups)
     if kind == "best_of_n":
-        kl, kl_se, method = float(bon_kl(n)), math.nan, "analytic"
+        kl, kl_se, kl_ci, method = float(bon_kl(n)), math.nan, (math.nan, math.nan), "analytic"
     elif kind == "reference":
-        kl, kl_se, method = 0.0, 0.0, "zero"
+        kl, kl_se, kl_ci, method = 0.0, 0.0, (0.0, 0.0), "zero"
     else:
         problem = check_kl_sampling(**sampling) if sampling else None
         if problem:
-            kl, kl_se, method = math.nan, math.nan, f"invalid: {problem}"
+            kl, kl_se, kl_ci, method = math.nan, math.nan, (math.nan, math.nan), f"invalid: {problem}"
         else:
-            kl, kl_se = kl_estimate(table["policy_logp"], table["reference_logp"], groups=table["prompt_id"])
-            method = "monte_carlo"
+            log_ratio = table["policy_logp"] - table["reference_logp"]
+            kl, kl_se = kl_estimate(table["policy_logp"], table["reference_logp"], groups=groups)
+            kl_ci, method = bootstrap_ci(log_ratio, groups), "monte_carlo"
     return {
         "policy": policy, "dataset": dataset, "kind": kind, "loss": loss, "n": n, "beta": beta, "alpha": alpha,
         "win_rate": rate, "win_rate_se": rate_se, "kl": kl, "kl_se": kl_se, "kl_method": method,
+        "win_rate_ci_low": rate_ci[0], "win_rate_ci_high": rate_ci[1], "kl_ci_low": kl_ci[0], "kl_ci_high": kl_ci[1],
         "mean_reward": float(table["reward"].mean()),
         **summarize_lengths(table["n_tokens"], table["finished"]),
         "n_prompts": int(table["prompt_id"].nunique()), "n_samples": len(table),
