@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id
 from bonbon.logprobs import sequence_logps
-from bonbon.metrics import bootstrap_ci, check_kl_sampling, kl_estimate, summarize_lengths, win_rate, win_scores
+from bonbon.metrics import (
+    bootstrap_ci,
+    check_kl_sampling,
+    kl_estimate,
+    summarize_lengths,
+    win_rate,
+    win_scores,
+)
 from bonbon.prompts import truncate_prompt_ids
 from bonbon.theory import bon_kl
 
