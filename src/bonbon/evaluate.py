@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id
+from bonbon.generate import SamplingConfig
 from bonbon.logprobs import sequence_logps
 from bonbon.metrics import (
     bootstrap_ci,
@@ -76,14 +77,16 @@ def policy_seed(seed: int, policy: str) -> int:
 
 
 def sample_and_score(policy_path: str, reference_path: str, reward_path: str, prompts: pd.DataFrame,
-                     cfg, device: str, batch_size: int, is_reference: bool) -> tuple[pd.DataFrame, dict]:
+                     cfg: SamplingConfig, device: str, batch_size: int, is_reference: bool,
+                     shard: tuple[int, int] = (0, 1)) -> tuple[pd.DataFrame, dict]:
     """Sample ``cfg.n`` responses per prompt from a policy, add ``policy_logp`` and ``reference_logp``
-    (summed over the sampled ids) and the reward of each. One model on the device at a time."""
+    (summed over the sampled ids) and the reward of each. One model on the device at a time.
+    ``shard`` = (index, count) does one shard of the prompts' batches (see ``generate_samples``)."""
     from bonbon.generate import generate_samples, load_policy
     from bonbon.score import load_reward_model, score_samples
 
     model, tokenizer = load_policy(policy_path, device)
-    samples, counts = generate_samples(model, tokenizer, prompts, cfg)
+    samples, counts = generate_samples(model, tokenizer, prompts, cfg, shard=shard[0], shards=shard[1])
     samples["policy_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size, "policy log-probs")
     if is_reference:
         samples["reference_logp"] = samples["policy_logp"]

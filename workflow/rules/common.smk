@@ -51,6 +51,7 @@ PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths
 
 scattergather:
     generate=config["shards"]["generate"],
+    sample=config["shards"]["sample"],
 
 
 def shard_of(scatteritem):

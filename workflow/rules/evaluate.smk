@@ -8,8 +8,9 @@ rule sample:
         reference=reference_model_input(),
         reward=model_input("reward"),
     output:
-        samples="results/samples/{policy}.parquet",
+        samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     params:
+        shard=lambda wc: shard_of(wc.scatteritem),
         policy=lambda wc: policy_model(wc.policy),
         reference=reference_model(),
         reward=model_dir("reward"),
@@ -22,9 +23,9 @@ rule sample:
         seed=lambda wc: wc.policy,
         device=config["device"],
     log:
-        "logs/sample/{policy}.log",
+        "logs/sample/{policy}/{scatteritem}.log",
     benchmark:
-        "benchmarks/sample/{policy}.tsv"
+        "benchmarks/sample/{policy}/{scatteritem}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -34,6 +35,25 @@ rule sample:
         "../../envs/torch.yaml"
     script:
         "../scripts/sample.py"
+
+
+rule gather_policy_samples:
+    input:
+        shards=gather.sample("results/samples/{{policy}}/shards/{scatteritem}.parquet"),
+    output:
+        table="results/samples/{policy}.parquet",
+    log:
+        "logs/sample/{policy}/gather.log",
+    benchmark:
+        "benchmarks/sample/{policy}/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather.py"
 
 
 rule evaluate:

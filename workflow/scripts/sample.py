@@ -16,8 +16,9 @@ if prompts.empty:
 if p.evaluation["max_prompts"]:
     prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.evaluation["max_prompts"])
 cfg = SamplingConfig(**{**p.generation, "n": p.n, "seed": policy_seed(p.generation["seed"], p.seed)})
-log.info("%s: %d eval prompts x %d samples from %s", p.seed, len(prompts), cfg.n, p.policy)
+log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.seed, p.shard[0] + 1, p.shard[1],
+         len(prompts), cfg.n, p.policy)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, torch_device(p.device),
-                                   p.evaluation["batch_size"], p.is_reference)
+                                   p.evaluation["batch_size"], p.is_reference, shard=p.shard)
 log.info("done: %s", counts)
 write_parquet(samples, snakemake.output.samples)
