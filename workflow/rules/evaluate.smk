@@ -20,7 +20,7 @@ rule sample:
         ),
         generation=config["generation"],
         evaluation=config["evaluation"],
-        seed=lambda wc: wc.policy,
+        name=lambda wc: wc.policy,
         device=config["device"],
     log:
         "logs/sample/{policy}/{scatteritem}.log",

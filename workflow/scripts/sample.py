@@ -15,8 +15,8 @@ if prompts.empty:
     raise ValueError(f"{snakemake.input.prompts}: no eval prompts to sample on")
 if p.evaluation["max_prompts"]:
     prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.evaluation["max_prompts"])
-cfg = SamplingConfig(**{**p.generation, "n": p.n, "seed": policy_seed(p.generation["seed"], p.seed)})
-log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.seed, p.shard[0] + 1, p.shard[1],
+cfg = SamplingConfig(**{**p.generation, "n": p.n, "seed": policy_seed(p.generation["seed"], p.name)})
+log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.shard[0] + 1, p.shard[1],
          len(prompts), cfg.n, p.policy)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, torch_device(p.device),
                                    p.evaluation["batch_size"], p.is_reference, shard=p.shard)
