@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id, pair_key, tokenize_pairs
+from bonbon.io import write_parquet
 from bonbon.logprobs import sequence_logps
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,6 @@ def write_reference_logps(
     table = reference_logps(
         model, tokenizer, pairs, max_prompt_length, max_length, batch_size, source=str(pairs_path)
     )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, out_path)
+    write_parquet(table, out_path)
     log.info("wrote %d reference log-prob rows to %s", len(table), out_path)
     return table

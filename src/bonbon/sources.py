@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bonbon.config import is_local_path
 from bonbon.pairs import PAIR_COLUMNS
 from bonbon.prompts import ASSISTANT, check_prompt, prompt_id
 
@@ -200,7 +201,7 @@ def load_hh(source: str, data_dir: str | None, split: str, cache_dir: str | None
         data = datasets.load_dataset(
             "json", data_files={base: [str(f) for f in files]}, split=split, cache_dir=cache_dir
         )
-    elif root.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+    elif is_local_path(source):
         raise FileNotFoundError(
             f"{root}: no such directory (a local HH source is a directory like the Hub repo)"
         )
