@@ -4,12 +4,18 @@ ends, BoNBoN moving the margin towards 1/(2 beta), non-finite losses caught."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from test_batching import build_tokenizer, hh_prompt
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -18,7 +24,7 @@ from bonbon.batching import collate, tokenize_pair
 from bonbon.logprobs import sequence_logps
 from bonbon.reference import write_reference_logps
 from bonbon.theory import beta_star, target_margin
-from bonbon.train import TrainConfig, sft, train
+from bonbon.train import TrainConfig, launch_command, sft, train
 
 torch.set_num_threads(2)
 
@@ -234,3 +240,75 @@ def test_sft_same_loop(world, tmp_path):
     assert summary["loss"] == "sft" and len(metrics) == 15
     assert metrics["loss"].tail(3).mean() < 0.9 * metrics["loss"].head(3).mean()
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "sft") is not None
+
+
+# ---------------------------------------------------------------------------------------- several processes
+
+
+def torchrun(world, out: Path, options: TrainConfig, processes: int = 2) -> dict:
+    """The module CLI that `accelerate launch` starts, under torch's own launcher with gloo on CPU:
+    accelerate's launcher runs several processes only on accelerators, its DDP path is the same."""
+    options_path = out.parent / f"{out.name}.yaml"
+    options_path.write_text(yaml.safe_dump(asdict(options)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+           "-m", "bonbon.train", "--policy", str(world["model"]), "--pairs", str(world["pairs"]),
+           "--ref-logps", str(world["ref"]), "--out", str(out), "--config", str(options_path)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads((out / "train_summary.json").read_text())
+
+
+def test_two_processes_equal_one_process_with_both_batches(world, tmp_path):
+    """Data-parallel training is exact: 2 processes x 2 pairs compute the step of 1 process x 4 pairs,
+    because process p takes the p-th slice of the step's pairs and DDP averages the gradients."""
+    one = tmp_path / "one"
+    train(world["model"], world["pairs"], world["ref"], one, cfg(batch_size=4, max_steps=3))
+    two = torchrun(world, tmp_path / "two", cfg(batch_size=2, max_steps=3, checkpoint_every=2))
+    assert two["steps_per_epoch"] == 32 // (2 * 2)  # both processes counted
+    metrics = pd.read_csv(tmp_path / "two" / "metrics.csv")
+    assert metrics["step"].tolist() == [0, 1, 2]  # written once, by the main process
+    assert metrics["loss"].tolist() == pytest.approx(pd.read_csv(one / "metrics.csv")["loss"].tolist(), rel=1e-4)
+    a, b = params(one), params(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)
+    # the check can fail: each process training on the same pairs (no sharding) ends elsewhere
+    same_pairs = tmp_path / "same"
+    train(world["model"], world["pairs"], world["ref"], same_pairs, cfg(batch_size=2, max_steps=3))
+    c = params(same_pairs)
+    assert max((c[k] - a[k]).abs().max().item() for k in a) > 1e-3
+
+    # resume with 2 processes: stop after step 2 (checkpoint at 1), go on to 3, end where `one` ended
+    resumed = tmp_path / "resumed"
+    torchrun(world, resumed, cfg(batch_size=2, max_steps=2, checkpoint_every=1))
+    summary = torchrun(world, resumed, cfg(batch_size=2, max_steps=3, checkpoint_every=1))
+    assert summary["resumed_from_step"] == 1
+    assert pd.read_csv(resumed / "metrics.csv")["step"].tolist() == [0, 1, 2]
+    b = params(resumed)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("config", "kind"), [("fsdp.yaml", "use_fsdp"), ("ddp.yaml", "multi_gpu")])
+def test_launch_command_parses_as_multi_gpu_run(tmp_path, config, kind):
+    """The command a `gpu: 4` training job runs, read by accelerate's own launcher."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    accelerate_config = Path(__file__).parents[1] / "config" / "accelerate" / config
+    cmd = launch_command(4, accelerate_config, "m", "p.parquet", "r.parquet", "out", "o.yaml")
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    args = launch_command_parser().parse_args(cmd[3:])
+    validated = _validate_launch_command(args)
+    args = validated[0] if isinstance(validated, tuple) else args
+    assert args.num_processes == 4 and getattr(args, kind) and args.module
+    assert args.training_script == "bonbon.train"
+    assert args.training_script_args == ["--policy", "m", "--pairs", "p.parquet", "--out", "out", "--config", "o.yaml",
+                                         "--ref-logps", "r.parquet"]
+    env = prepare_multi_gpu_env(args)
+    if kind == "use_fsdp":
+        assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+        assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "GPTNeoXLayer"
+        assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"  # the final save gathers one state dict
+    else:
+        assert env.get("ACCELERATE_USE_FSDP", "false") == "false"

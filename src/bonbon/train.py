@@ -42,7 +42,7 @@ from bonbon.theory import beta_star
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_or_train", "sft", "train"]
+__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
 
 LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
 METRIC_COLUMNS = (
@@ -522,6 +522,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def launch_command(
+    gpus: int,
+    accelerate_config: str | Path | None,
+    policy_path: str | Path,
+    pairs_path: str | Path,
+    ref_logps_path: str | Path | None,
+    out_dir: str | Path,
+    options_path: str | Path,
+) -> list[str]:
+    """The ``accelerate launch`` command line of a run on ``gpus`` processes: the :func:`main` CLI of
+    this module, with the TrainConfig fields in the YAML file ``options_path``."""
+    import sys
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
+    if accelerate_config:
+        cmd += ["--config_file", str(accelerate_config)]
+    cmd += ["-m", "bonbon.train", "--policy", str(policy_path), "--pairs", str(pairs_path), "--out", str(out_dir),
+            "--config", str(options_path)]
+    if ref_logps_path is not None:
+        cmd += ["--ref-logps", str(ref_logps_path)]
+    return cmd
+
+
 def launch_or_train(
     policy_path: str | Path,
     pairs_path: str | Path,
@@ -535,7 +558,6 @@ def launch_or_train(
     """Run :func:`train` here (0 or 1 GPU, or CPU), or under ``accelerate launch --num_processes gpus``
     with ``accelerate_config`` (FSDP or DDP) when a job was given more than one GPU."""
     import subprocess
-    import sys
     import tempfile
 
     import yaml
@@ -545,16 +567,13 @@ def launch_or_train(
         return
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(asdict(cfg), handle)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
-    if accelerate_config:
-        cmd += ["--config_file", str(accelerate_config)]
-    cmd += ["-m", "bonbon.train", "--policy", str(policy_path), "--pairs", str(pairs_path), "--out", str(out_dir),
-            "--config", handle.name]
-    if ref_logps_path is not None:
-        cmd += ["--ref-logps", str(ref_logps_path)]
+    cmd = launch_command(gpus, accelerate_config, policy_path, pairs_path, ref_logps_path, out_dir, handle.name)
     log.info("launching: %s", " ".join(cmd))
-    with open(log_path, "a") if log_path else open(os.devnull, "w") as sink:  # noqa: SIM115
-        subprocess.run(cmd, check=True, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        with open(log_path, "a") if log_path else open(os.devnull, "w") as sink:  # noqa: SIM115
+            subprocess.run(cmd, check=True, stdout=sink, stderr=subprocess.STDOUT)
+    finally:
+        os.unlink(handle.name)
 
 
 def main(argv: list[str] | None = None) -> None:
