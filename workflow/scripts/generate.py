@@ -1,11 +1,13 @@
 """Reference generation: n samples for each train prompt."""
 
 from bonbon.generate import SamplingConfig, generate_samples, load_policy
+from bonbon.gpus import claim_gpus
 from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
 prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
 prompts = prompts[prompts["split"] == "train"]
 device = torch_device(snakemake.params.device)

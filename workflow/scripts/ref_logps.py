@@ -1,11 +1,13 @@
 """Reference log-probs of every chosen and rejected response of a pair file, once."""
 
+from bonbon.gpus import claim_gpus
 from bonbon.io import set_threads, setup_job_logging
 from bonbon.reference import write_reference_logps
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
 p = snakemake.params
 table = write_reference_logps(p.model, snakemake.input.pairs, snakemake.output.ref_logps, p.max_prompt_length,
                               p.max_length, p.batch_size)

@@ -2,12 +2,14 @@
 
 from bonbon.evaluate import policy_seed, sample_and_score
 from bonbon.generate import SamplingConfig
+from bonbon.gpus import claim_gpus
 from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
 from bonbon.prompts import build_prompt_table
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
 p = snakemake.params
 prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
 prompts = prompts[prompts["split"] == "eval"]

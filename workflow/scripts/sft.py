@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from bonbon.gpus import claim_gpus
 from bonbon.io import set_threads, setup_job_logging
 from bonbon.sources import hh_sft_texts, load_hh
 from bonbon.train import config_from_dict, sft
@@ -9,6 +10,7 @@ from bonbon.train import config_from_dict, sft
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
 p = snakemake.params
 if p.data == "toy":
     texts = pd.read_parquet(snakemake.input.data, columns=["prompt", "response"])
