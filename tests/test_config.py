@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from bonbon.config import ConfigError, check_config, schema_errors
+from bonbon.config import ConfigError, check_config, check_hub_ids, schema_errors
 
 from conftest import REPO, run_workflow
 
@@ -74,3 +74,70 @@ def test_paper_config_is_valid_and_its_dag_builds_offline(tmp_path):
     for rule in ("original_pairs", "sft", "generate", "score", "ref_logps", "train", "sample", "summary"):
         assert rule in result.stdout
     assert not (tmp_path / "results").exists()
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: answers from a table, records what was asked."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def auth_check(self, repo_id, repo_type=None):
+        self.asked.append((repo_id, repo_type))
+        answer = self.answers[repo_id]
+        if isinstance(answer, BaseException):
+            raise answer
+
+    def file_exists(self, repo_id, filename):
+        return self.answers[repo_id] != "no-config"
+
+
+def hub_error(cls):
+    error = cls.__new__(cls)  # its __init__ wants an HTTP response; the check only looks at the class
+    Exception.__init__(error, "404")
+    return error
+
+
+def hub_config(base, reward="toy", dataset=None):
+    config = filled(models={"base": base, "reward": reward})
+    if dataset:
+        config["datasets"]["hh"] = {"source": "hf", "path": dataset}
+    return config
+
+
+def test_hub_ids_are_checked_before_any_job():
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    hub = FakeHub({"org/model": None, "org/rm": None, "Anthropic/hh-rlhf": None})
+    assert check_hub_ids(hub_config("org/model", "org/rm", "Anthropic/hh-rlhf"), api=hub, offline=False) == []
+    assert hub.asked == [("org/model", "model"), ("org/rm", "model"), ("Anthropic/hh-rlhf", "dataset")]
+    cases = [
+        (hub_error(RepositoryNotFoundError), r"models.base: hub model 'org/model' does not exist, or is private"),
+        (hub_error(GatedRepoError), r"models.base: hub model 'org/model' is gated: accept its terms"),
+        ("no-config", r"models.base: hub model 'org/model' has no config.json"),
+    ]
+    for answer, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_hub_ids(hub_config("org/model"), api=FakeHub({"org/model": answer}), offline=False)
+    # no network: cannot tell, so a warning naming the key, not an error
+    warnings = check_hub_ids(hub_config("org/model"), api=FakeHub({"org/model": ConnectionError("no route")}),
+                             offline=False)
+    assert warnings == ["config key models.base: hub model 'org/model' could not be checked "
+                        "(ConnectionError: no route); jobs need it"]
+    # the toy world and local directories never reach the Hub
+    assert check_hub_ids(filled(), api=FakeHub({}), offline=False) == []
+
+
+def test_offline_hub_ids_must_be_in_the_cache(tmp_path):
+    snapshot = tmp_path / "models--org--model" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--model" / "refs").mkdir()
+    (tmp_path / "models--org--model" / "refs" / "main").write_text("abc123")
+    (tmp_path / "datasets--Anthropic--hh-rlhf" / "snapshots" / "def456").mkdir(parents=True)
+    cached = hub_config("org/model", dataset="Anthropic/hh-rlhf")
+    assert check_hub_ids(cached, api=FakeHub({}), cache_dir=tmp_path, offline=True) == []
+    with pytest.raises(ConfigError, match=r"(?s)models.reward: hub model 'org/rm' is not in the local Hugging Face "
+                       r"cache and HF_HUB_OFFLINE is set; download it .*\(hf download org/rm\).*"
+                       r"datasets.hh.path: hub dataset 'other/data' is not in the local"):
+        check_hub_ids(hub_config("org/model", "org/rm", "other/data"), cache_dir=tmp_path, offline=True)

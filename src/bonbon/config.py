@@ -6,6 +6,7 @@ that a bad config stops the workflow with the key that is wrong and why.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,82 @@ def check_config(config: dict[str, Any]) -> None:
         )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(config key, hub id, repo type)`` of every model and dataset the config loads from the Hub."""
+    found = [
+        (f"models.{role}", model, "model")
+        for role in ("base", "reward")
+        if (model := config["models"][role]) != TOY and not is_local_path(model)
+    ]
+    for name, dataset in config["datasets"].items():
+        path = dataset.get("path")
+        if dataset["source"] == "hf" and path and not is_local_path(path):
+            found.append((f"datasets.{name}.path", path, "dataset"))
+    return found
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_hub_ids(
+    config: dict[str, Any], api: Any = None, cache_dir: str | Path | None = None, offline: bool | None = None
+) -> list[str]:
+    """Before any job: every hub id of the config must name a readable repository.
+
+    Online, the Hub is asked (``auth_check``; a model must also have a ``config.json``): a missing,
+    private or gated repository is a ConfigError naming the config key. Where the Hub cannot be
+    reached the id cannot be checked: that is returned as a warning, not an error (a login node may
+    lack what the compute nodes have, or the reverse). With ``HF_HUB_OFFLINE`` set, the jobs can only
+    read the local cache, so an id missing from it is an error.
+    """
+    ids = hub_ids(config)
+    if not ids:
+        return []
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    offline = _hub_offline() if offline is None else offline
+    problems, warnings = [], []
+    for key, repo_id, repo_type in ids:
+        where = f"config key {key}: hub {repo_type} {repo_id!r}"
+        if offline:
+            if not _in_cache(repo_id, repo_type, cache_dir, try_to_load_from_cache):
+                problems.append(
+                    f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; download it "
+                    f"where the Hub is reachable (hf download {repo_id}"
+                    f"{' --repo-type dataset' if repo_type == 'dataset' else ''}) or give a local directory"
+                )
+            continue
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi()
+        try:
+            api.auth_check(repo_id, repo_type=repo_type)
+            if repo_type == "model" and not api.file_exists(repo_id, "config.json"):
+                problems.append(f"{where} has no config.json (not a transformers model)")
+        except GatedRepoError:
+            problems.append(f"{where} is gated: accept its terms on the Hub and log in (hf auth login)")
+        except RepositoryNotFoundError:
+            problems.append(f"{where} does not exist, or is private and no token with access is set")
+        except Exception as error:  # no network, DNS, proxy, time-out: cannot tell
+            warnings.append(f"{where} could not be checked ({type(error).__name__}: {error}); jobs need it")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return warnings
+
+
+def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup: Any) -> bool:
+    if repo_type == "model":
+        return isinstance(lookup(repo_id, "config.json", cache_dir=cache_dir), str)
+    from huggingface_hub import constants
+
+    # a dataset is cached as a repository folder of data files: any snapshot will do
+    folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def model_dir(config: dict, role: str) -> str:

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # Jobs import the package from this checkout, also in a conda env (--use-conda) that holds only the
@@ -24,6 +25,10 @@ except WorkflowError:
     raise WorkflowError("\n".join(["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)))
 try:
     bonbon_config.check_config(config)
+    # the Hub is asked once, by the main process, not again by every job on a cluster node
+    if config["check_hub"] and workflow.is_main_process:
+        for warning in bonbon_config.check_hub_ids(config):
+            logger.warning(warning)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
