@@ -312,3 +312,19 @@ def test_launch_command_parses_as_multi_gpu_run(tmp_path, config, kind):
         assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"  # the final save gathers one state dict
     else:
         assert env.get("ACCELERATE_USE_FSDP", "false") == "false"
+
+
+def test_checkpoints_deleted_after_training_only_when_asked(world, tmp_path):
+    kept, deleted = tmp_path / "kept", tmp_path / "deleted"
+    train(world["model"], world["pairs"], world["ref"], kept, cfg(max_steps=3, checkpoint_every=1))
+    train(world["model"], world["pairs"], world["ref"], deleted,
+          cfg(max_steps=3, checkpoint_every=1, checkpoints_after_training="delete"))
+    assert sorted(p.name for p in (kept / "checkpoints").iterdir()) == ["step-000001", "step-000002"]
+    assert not (deleted / "checkpoints").exists()
+    assert (deleted / "train_summary.json").is_file()
+    a, b = params(kept), params(deleted)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)  # the final model is the same
+    # a kept run can be extended from its last checkpoint: 2 more steps, not 5
+    summary = train(world["model"], world["pairs"], world["ref"], kept, cfg(max_steps=5, checkpoint_every=1))
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 5

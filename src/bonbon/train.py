@@ -60,7 +60,8 @@ METRIC_COLUMNS = (
     "tokens_per_s",
 )
 # fields a resumed run may change without changing what is computed
-RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "log_every", "epochs", "max_steps"}
+RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
+                     "max_steps"}
 SUMMARY_FILE = "train_summary.json"
 
 
@@ -92,6 +93,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    # kept, a finished run can be extended (more epochs/max_steps) from its last checkpoint; deleted,
+    # a 2.8B run frees two 33 GB checkpoints once its final model is written
+    checkpoints_after_training: str = "keep"
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
@@ -101,6 +105,10 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
         if self.optimizer not in ("rmsprop", "adamw"):
             raise ValueError(f"optimizer must be 'rmsprop' or 'adamw', got {self.optimizer!r}")
+        if self.checkpoints_after_training not in ("keep", "delete"):
+            raise ValueError(
+                f"checkpoints_after_training must be 'keep' or 'delete', got {self.checkpoints_after_training!r}"
+            )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         for name in (
@@ -412,6 +420,8 @@ def _fit(
         tmp_summary = out_dir / f".{SUMMARY_FILE}.tmp"
         tmp_summary.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
         os.replace(tmp_summary, out_dir / SUMMARY_FILE)
+        if cfg.checkpoints_after_training == "delete":  # after the summary: a kill before it can still resume
+            shutil.rmtree(ckpt_root, ignore_errors=True)
         log.info("trained %d steps (resumed at %d), model in %s", total_steps, start_step, out_dir)
     accelerator.wait_for_everyone()
     return summary
