@@ -141,3 +141,18 @@ def test_offline_hub_ids_must_be_in_the_cache(tmp_path):
                        r"cache and HF_HUB_OFFLINE is set; download it .*\(hf download org/rm\).*"
                        r"datasets.hh.path: hub dataset 'other/data' is not in the local"):
         check_hub_ids(hub_config("org/model", "org/rm", "other/data"), cache_dir=tmp_path, offline=True)
+
+
+def test_vllm_backend_config(tmp_path):
+    config = filled(generation={**DEFAULT["generation"], "backend": "vllm", "vllm": {"gpu_memory_utilization": 1.5}},
+                    device="cpu")
+    assert schema_errors(config, SCHEMA) == [
+        "config key generation.vllm.gpu_memory_utilization: 1.5 is greater than the maximum of 1"
+    ]
+    config["generation"]["vllm"] = {}
+    with pytest.raises(ConfigError, match="generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'"):
+        check_config(config)
+    # on device auto (a GPU node decides) the DAG builds
+    config["device"] = "auto"
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
+    assert "generate" in result.stdout and "sample" in result.stdout

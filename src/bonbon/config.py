@@ -73,6 +73,8 @@ def check_config(config: dict[str, Any]) -> None:
             elif not (path / "config.json").is_file():
                 problems.append(f"config key models.{role}: {model!r} has no config.json (not a transformers model)")
     gen = config["generation"]
+    if gen.get("backend") == "vllm" and config.get("device") == "cpu":
+        problems.append("config key generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'")
     if gen["batch_size"] < max(config["n_values"]):
         problems.append(
             f"config key generation.batch_size: {gen['batch_size']} rows cannot hold the {max(config['n_values'])} "

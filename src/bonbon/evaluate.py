@@ -78,15 +78,20 @@ def policy_seed(seed: int, policy: str) -> int:
 
 def sample_and_score(policy_path: str, reference_path: str, reward_path: str, prompts: pd.DataFrame,
                      cfg: SamplingConfig, device: str, batch_size: int, is_reference: bool,
-                     shard: tuple[int, int] = (0, 1)) -> tuple[pd.DataFrame, dict]:
+                     shard: tuple[int, int] = (0, 1), backend: str = "transformers",
+                     vllm_options: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Sample ``cfg.n`` responses per prompt from a policy, add ``policy_logp`` and ``reference_logp``
     (summed over the sampled ids) and the reward of each. One model on the device at a time.
-    ``shard`` = (index, count) does one shard of the prompts' batches (see ``generate_samples``)."""
-    from bonbon.generate import generate_samples, load_policy
+    ``shard`` = (index, count) does one shard of the prompts' batches (see ``generate_samples``).
+    ``backend`` samples (see ``sample_with_backend``); log-probs and rewards are transformers' in both."""
+    from bonbon.generate import load_policy, sample_with_backend
     from bonbon.score import load_reward_model, score_samples
 
-    model, tokenizer = load_policy(policy_path, device)
-    samples, counts = generate_samples(model, tokenizer, prompts, cfg, shard=shard[0], shards=shard[1])
+    samples, counts, loaded = sample_with_backend(policy_path, prompts, cfg, device, backend, vllm_options,
+                                                  shard=shard[0], shards=shard[1])
+    # after vLLM (loaded is None) the log-probs come from the transformers model all the same
+    model, tokenizer = loaded or load_policy(policy_path, device)
+    del loaded  # `del model` below must free the policy
     samples["policy_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size, "policy log-probs")
     if is_reference:
         samples["reference_logp"] = samples["policy_logp"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -173,13 +174,16 @@ def sample_prompt_batch(
 
 
 def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig, shard: int = 0,
-                     shards: int = 1) -> tuple[pd.DataFrame, dict[str, int]]:
+                     shards: int = 1, sample_batch: Callable = sample_prompt_batch,
+                     prompts_per_batch: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """``cfg.n`` samples for every prompt of ``prompts`` (columns ``prompt_id``, ``prompt``).
 
     Prompts longer than ``cfg.max_prompt_length`` tokens are cut from the left (their end, with the
     final ``"\\n\\nAssistant:"``, stays). Shard ``shard`` of ``shards`` takes every ``shards``-th batch
     of the length-sorted plan of the whole prompt set, so shards are balanced in length and their
-    union is exactly the unsharded run. Returns the rows (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids
+    union is exactly the unsharded run. ``sample_batch`` is the sampler of one batch (``model`` is its
+    engine): :func:`sample_prompt_batch` (transformers, ``cfg.batch_size // cfg.n`` prompts a batch) or
+    :func:`bonbon.vllm_backend.vllm_sample_batch` (with ``prompts_per_batch``). Returns the rows (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids
     that log-probs of the sample must be computed on) sorted by prompt id and sample index, and
     counts for the log.
     """
@@ -189,7 +193,7 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
     encoded = [truncate_prompt_ids(ids, cfg.max_prompt_length) for ids in encoded]
-    plan = plan_batches([len(e) for e in encoded], keys, max(1, cfg.batch_size // cfg.n))
+    plan = plan_batches([len(e) for e in encoded], keys, prompts_per_batch or max(1, cfg.batch_size // cfg.n))
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
     plan = plan[shard::shards]
@@ -197,7 +201,7 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     total = sum(len(batch) for batch in plan) * cfg.n
     with tqdm(total=total, desc="generate", unit="sample", mininterval=5) as bar:
         for batch in plan:
-            results = sample_prompt_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
+            results = sample_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
                     content = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
@@ -227,3 +231,47 @@ def load_policy(path: str, device: str = "cpu", dtype: torch.dtype | None = None
     kwargs = {"dtype": dtype} if dtype is not None else {}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
     return model, tokenizer
+
+
+BACKENDS = ("transformers", "vllm")
+
+
+def split_generation_config(generation: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A workflow ``generation`` block as (SamplingConfig fields, backend name, vLLM options)."""
+    fields = dict(generation)
+    backend = fields.pop("backend", "transformers")
+    vllm_options = fields.pop("vllm", None) or {}
+    if backend not in BACKENDS:
+        raise ValueError(f"config key generation.backend: {backend!r} is not one of {BACKENDS}")
+    return fields, backend, vllm_options
+
+
+def sample_with_backend(model_path: str, prompts: pd.DataFrame, cfg: SamplingConfig, device: str,
+                        backend: str = "transformers", vllm_options: dict[str, Any] | None = None,
+                        shard: int = 0, shards: int = 1) -> tuple[pd.DataFrame, dict[str, int], Any]:
+    """Load ``model_path`` with ``backend`` and sample (see :func:`generate_samples`).
+
+    Returns the samples, the counts and the transformers ``(model, tokenizer)`` left loaded for
+    log-probs, or None after vLLM, whose engine is shut down here so that a transformers model fits on
+    the GPU next.
+    """
+    if backend == "transformers":
+        model, tokenizer = load_policy(model_path, device)
+        frame, counts = generate_samples(model, tokenizer, prompts, cfg, shard=shard, shards=shards)
+        return frame, counts, (model, tokenizer)
+    if backend != "vllm":
+        raise ValueError(f"config key generation.backend: {backend!r} is not one of {BACKENDS}")
+    from transformers import AutoTokenizer
+
+    from bonbon.vllm_backend import load_vllm, release_vllm, vllm_sample_batch
+
+    options = dict(vllm_options or {})
+    prompts_per_call = options.pop("prompts_per_call", 512)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)  # the same ids and truncation as transformers
+    llm = load_vllm(model_path, options)
+    try:
+        frame, counts = generate_samples(llm, tokenizer, prompts, cfg, shard=shard, shards=shards,
+                                         sample_batch=vllm_sample_batch, prompts_per_batch=prompts_per_call)
+    finally:
+        release_vllm(llm)
+    return frame, counts, None

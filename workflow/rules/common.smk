@@ -32,6 +32,9 @@ try:
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
+# the rules that sample (generate, sample) need vllm in their conda env when it is the backend
+SAMPLING_ENV = "../../envs/{}.yaml".format("vllm" if config["generation"]["backend"] == "vllm" else "torch")
+
 DATASETS = sorted(config["datasets"])
 N_VALUES = sorted(config["n_values"])
 N_SAMPLES = max(N_VALUES)

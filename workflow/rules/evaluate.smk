@@ -32,7 +32,7 @@ rule sample:
         runtime=120,
         gpu=1,
     conda:
-        "../../envs/torch.yaml"
+        SAMPLING_ENV
     script:
         "../scripts/sample.py"
 

@@ -24,7 +24,7 @@ rule generate:
         runtime=120,
         gpu=1,
     conda:
-        "../../envs/torch.yaml"
+        SAMPLING_ENV
     script:
         "../scripts/generate.py"
 
