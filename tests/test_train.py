@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 import bonbon.train as train_module
 from bonbon.batching import collate, tokenize_pair
 from bonbon.logprobs import sequence_logps
-from bonbon.reference import write_reference_logps
+from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
 from bonbon.train import TrainConfig, launch_command, sft, train
 
@@ -328,3 +328,18 @@ def test_checkpoints_deleted_after_training_only_when_asked(world, tmp_path):
     # a kept run can be extended from its last checkpoint: 2 more steps, not 5
     summary = train(world["model"], world["pairs"], world["ref"], kept, cfg(max_steps=5, checkpoint_every=1))
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 5
+
+
+def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
+    whole = pd.read_parquet(world["ref"])
+    parts = []
+    for k in range(3):
+        path = tmp_path / f"{k + 1}-of-3.parquet"
+        write_reference_logps(world["model"], world["pairs"], path, MAX_PROMPT, MAX_LEN, batch_size=16, shard=(k, 3))
+        parts.append(pd.read_parquet(path))
+    assert [len(p) for p in parts] == [11, 11, 11]
+    gathered = gather_reference_shards(parts)
+    pd.testing.assert_frame_equal(gathered, whole, check_exact=False, atol=1e-4, rtol=0)  # float32 sums
+    assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()  # the emptied pair stays put
+    with pytest.raises(ValueError, match="shard 2 of 3 has 10 rows, expected 11 of 32"):
+        gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])

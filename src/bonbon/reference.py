@@ -25,7 +25,7 @@ from bonbon.logprobs import sequence_logps
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REF_COLUMNS", "reference_logps", "write_reference_logps"]
+__all__ = ["REF_COLUMNS", "gather_reference_shards", "reference_logps", "write_reference_logps"]
 
 REF_COLUMNS = (
     "prompt_id",
@@ -98,20 +98,38 @@ def write_reference_logps(
     max_length: int,
     batch_size: int,
     dtype: str = "float32",
+    shard: tuple[int, int] = (0, 1),
 ) -> pd.DataFrame:
     """Load the reference model, compute :func:`reference_logps` of a pair file, write it as Parquet.
 
-    The file appears complete or not at all (written to a temporary name, then renamed).
+    ``shard`` = (k, S) does rows k, k + S, k + 2S, ... of the pair file (every length in every shard);
+    :func:`gather_reference_shards` puts the S tables back in pair-file order. The file appears
+    complete or not at all (written to a temporary name, then renamed).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
-    pairs = pd.read_parquet(pairs_path)
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} is not in 0..{count - 1}")
+    pairs = pd.read_parquet(pairs_path).iloc[index::count]
     table = reference_logps(
         model, tokenizer, pairs, max_prompt_length, max_length, batch_size, source=str(pairs_path)
     )
     write_parquet(table, out_path)
     log.info("wrote %d reference log-prob rows to %s", len(table), out_path)
     return table
+
+
+def gather_reference_shards(shards: list[pd.DataFrame]) -> pd.DataFrame:
+    """The S shard tables of :func:`write_reference_logps` (shard k holds rows k, k + S, ...) as the one
+    table an unsharded job writes: row r is row r // S of shard r % S."""
+    count, total = len(shards), sum(len(t) for t in shards)
+    for k, table in enumerate(shards):
+        expected = len(range(k, total, count))
+        if len(table) != expected:
+            raise ValueError(f"shard {k + 1} of {count} has {len(table)} rows, expected {expected} of {total}")
+    order = np.argsort(np.concatenate([np.arange(k, total, count) for k in range(count)]), kind="stable")
+    return pd.concat(shards, ignore_index=True).iloc[order].reset_index(drop=True)

@@ -60,6 +60,7 @@ PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths
 scattergather:
     generate=config["shards"]["generate"],
     sample=config["shards"]["sample"],
+    ref_logps=config["shards"]["ref_logps"],
 
 
 def shard_of(scatteritem):

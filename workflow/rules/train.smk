@@ -55,16 +55,17 @@ rule ref_logps:
         pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
         model=reference_model_input(),
     output:
-        ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
+        ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
     params:
+        shard=lambda wc: shard_of(wc.scatteritem),
         model=reference_model(),
         max_length=config["training"].get("max_length", 512),
         max_prompt_length=config["training"].get("max_prompt_length", 256),
         batch_size=config["scoring"]["batch_size"],
     log:
-        "logs/ref_logps/{dataset}/{pairs}.log",
+        "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",
     benchmark:
-        "benchmarks/ref_logps/{dataset}/{pairs}.tsv"
+        "benchmarks/ref_logps/{dataset}/{pairs}/{scatteritem}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -75,6 +76,25 @@ rule ref_logps:
     script:
         "../scripts/ref_logps.py"
 
+
+
+rule gather_ref_logps:
+    input:
+        shards=gather.ref_logps("results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"),
+    output:
+        ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
+    log:
+        "logs/ref_logps/{dataset}/{pairs}/gather.log",
+    benchmark:
+        "benchmarks/ref_logps/{dataset}/{pairs}/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather_ref_logps.py"
 
 rule train:
     input:
