@@ -99,16 +99,18 @@ def write_reference_logps(
     batch_size: int,
     dtype: str = "float32",
     shard: tuple[int, int] = (0, 1),
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Load the reference model, compute :func:`reference_logps` of a pair file, write it as Parquet.
 
     ``shard`` = (k, S) does rows k, k + S, k + 2S, ... of the pair file (every length in every shard);
-    :func:`gather_reference_shards` puts the S tables back in pair-file order. The file appears
-    complete or not at all (written to a temporary name, then renamed).
+    :func:`gather_reference_shards` puts the S tables back in pair-file order. ``device`` None means
+    CUDA where visible. The file appears complete or not at all (written to a temporary name, then
+    renamed).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
     index, count = shard

@@ -59,6 +59,7 @@ rule ref_logps:
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
         model=reference_model(),
+        device=config["device"],
         max_length=config["training"].get("max_length", 512),
         max_prompt_length=config["training"].get("max_prompt_length", 256),
         batch_size=config["scoring"]["batch_size"],
