@@ -275,3 +275,19 @@ def test_training_curves_label_columns_and_clobbered_loss(tmp_path):
     np.testing.assert_allclose(target.get_ydata(), [2.5, 2.5])
     with pytest.raises(ValueError, match="not the loss"):
         plot_training_curves({"run": frame.assign(loss="ipo")}, tmp_path / "t.png")
+
+
+def test_frontier_one_panel_per_dataset(tmp_path):
+    toy = make_summary().assign(dataset="toy")
+    hh = make_summary().assign(dataset="hh")
+    hh["policy"] = "hh-" + hh["policy"]
+    hh = hh[hh["kind"] != "trained"]  # hh has only the reference and best-of-n
+    path = tmp_path / "f.png"
+    fig = plot_frontier(pd.concat([toy, hh], ignore_index=True), bon_curve(4), path)
+    assert png_size(path) == (1920, 720)  # two 8 x 6 inch panels
+    hh_ax, toy_ax = fig.axes  # sorted by dataset name
+    assert hh_ax.get_title().endswith("(hh)") and toy_ax.get_title().endswith("(toy)")
+    assert set(by_gid(hh_ax, "policy:")) == set(hh["policy"])
+    assert set(by_gid(toy_ax, "policy:")) == set(toy["policy"])
+    for ax in fig.axes:
+        assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every panel

@@ -106,18 +106,26 @@ def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path)
     """Win rate against the reference vs KL(pi || pi_ref), with the best-of-n theory curve.
 
     ``summary``: one row per policy (columns policy, kind, loss, n, beta, alpha, win_rate,
-    win_rate_se, kl, kl_se, ...). ``theory``: :func:`bonbon.theory.bon_curve` (n, win_rate, kl).
-    Each summary row is one scatter point at (kl, win_rate): trained policies with a marker per loss,
-    best-of-n policies as stars, both coloured by n; the reference as a diamond at its (kl, win_rate),
-    or at (0, 1/2) where those are missing. Error bars are drawn where the SE is finite (the analytic
-    best-of-n KL has none).
+    win_rate_se, kl, kl_se, ..., and ``dataset`` when there are several). ``theory``:
+    :func:`bonbon.theory.bon_curve` (n, win_rate, kl). Each summary row is one scatter point at
+    (kl, win_rate): trained policies with a marker per loss, best-of-n policies as stars, both coloured
+    by n; the reference as a diamond at its (kl, win_rate), or at (0, 1/2) where those are missing.
+    Error bars are drawn where the SE is finite (the analytic best-of-n KL has none). Several datasets
+    get one panel each (their win rates have different judges and prompts), side by side.
     """
     missing = [c for c in ("policy", "kind", "win_rate", "kl") if c not in summary.columns]
     if missing:
         raise ValueError(f"summary lacks column(s) {missing} (columns: {list(summary.columns)})")
-    fig = Figure(figsize=(8.0, 6.0), layout="constrained")
-    ax = fig.add_subplot()
+    datasets = sorted(summary["dataset"].astype(str).unique()) if "dataset" in summary.columns else []
+    panels = [(d, summary[summary["dataset"].astype(str) == d]) for d in datasets] if len(datasets) > 1 else [
+        (None, summary)]
+    fig = Figure(figsize=(8.0 * len(panels), 6.0), layout="constrained")
+    for i, (dataset, rows) in enumerate(panels):
+        _draw_frontier(fig.add_subplot(1, len(panels), i + 1), rows, theory, dataset)
+    return _save(fig, path)
 
+
+def _draw_frontier(ax: Any, summary: pd.DataFrame, theory: pd.DataFrame, dataset: str | None) -> None:
     ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
 
     # theory: the curve with its integer n marked
@@ -195,9 +203,8 @@ def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path)
     ax.set_xlim(-0.04 * max(xmax, 0.1), None)
     ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
     ax.set_ylabel("win rate vs reference (reward-model judge, ties ½)")
-    ax.set_title("Win rate vs KL: the alignment frontier")
+    ax.set_title("Win rate vs KL: the alignment frontier" + (f" ({dataset})" if dataset else ""))
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
