@@ -49,6 +49,16 @@ def test_semantic_checks(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="models.reward: .* has no config.json"):
         check_config(filled(models={"base": "toy", "reward": str(tmp_path / "empty")}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "gpt_neox",')
+    with pytest.raises(ConfigError, match=r"models.base: .*broken' has an unreadable config.json \(JSONDecodeError"):
+        check_config(filled(models={"base": str(broken), "reward": "toy"}))
+    (broken / "config.json").write_text('{"model_type": "gpt_neox"}')
+    with pytest.raises(ConfigError, match=r"models.base: .*broken' has no weights"):
+        check_config(filled(models={"base": str(broken), "reward": "toy"}))
+    (broken / "model.safetensors").write_bytes(b"")
+    check_config(filled(models={"base": str(broken), "reward": "toy"}))
     with pytest.raises(ConfigError, match=r"datasets.hh.path: prompt file 'missing.csv' does not exist"):
         check_config(filled(datasets={"hh": {"source": "file", "path": "missing.csv"}}))
     with pytest.raises(ConfigError, match="generation.batch_size: 4 rows cannot hold"):

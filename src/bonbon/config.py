@@ -40,6 +40,22 @@ def is_local_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or Path(model).exists()
 
 
+def _unreadable_model(path: Path) -> str | None:
+    """What keeps ``from_pretrained`` from reading a local model directory, or None."""
+    import json
+
+    try:
+        values = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"has an unreadable config.json ({type(error).__name__}: {error})"
+    if not isinstance(values, dict) or "model_type" not in values:
+        return "has a config.json without model_type (not a transformers model config)"
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin", ".safetensors.index.json"))]
+    if not weights:
+        return "has no weights (*.safetensors or *.bin)"
+    return None
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise ConfigError for what the schema cannot see: missing files and models, bad combinations."""
     problems: list[str] = []
@@ -72,6 +88,8 @@ def check_config(config: dict[str, Any]) -> None:
                 problems.append(f"config key models.{role}: model directory {model!r} does not exist")
             elif not (path / "config.json").is_file():
                 problems.append(f"config key models.{role}: {model!r} has no config.json (not a transformers model)")
+            elif (problem := _unreadable_model(path)) is not None:
+                problems.append(f"config key models.{role}: {model!r} {problem}")
     gen = config["generation"]
     if gen.get("backend") == "vllm" and config.get("device") == "cpu":
         problems.append("config key generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'")
