@@ -6,6 +6,7 @@ that a bad config stops the workflow with the key that is wrong and why.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,6 @@ def is_local_path(model: str) -> bool:
 
 def _unreadable_model(path: Path) -> str | None:
     """What keeps ``from_pretrained`` from reading a local model directory, or None."""
-    import json
-
     try:
         values = json.loads((path / "config.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -110,13 +110,13 @@ def write_reference_logps(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard {index} is not in 0..{count - 1}")
     pairs = pd.read_parquet(pairs_path).iloc[index::count]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
     table = reference_logps(
         model, tokenizer, pairs, max_prompt_length, max_length, batch_size, source=str(pairs_path)
     )
