@@ -63,7 +63,12 @@ def claim_gpus(
     if count > total:
         raise ValueError(f"resources gpu={count}: this machine has {total} GPUs")
     root = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        try:  # shared by every user's jobs, like /tmp itself
+            root.chmod(0o1777)
+        except OSError:
+            pass
     started, reported = time.monotonic(), False
     while True:
         taken = _try_lock(root, total, count)
@@ -90,7 +95,8 @@ def _try_lock(root: Path, total: int, count: int) -> list[tuple[int, int]] | Non
     each got half of what they need would wait on each other for ever)."""
     taken: list[tuple[int, int]] = []
     for index in range(total):
-        fd = os.open(root / f"gpu-{index}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        # read-only is enough for flock, and opens another user's lock file too
+        fd = os.open(root / f"gpu-{index}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
