@@ -9,7 +9,7 @@ import os
 import random
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -343,3 +343,107 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
     assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()  # the emptied pair stays put
     with pytest.raises(ValueError, match="shard 2 of 3 has 10 rows, expected 11 of 32"):
         gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])
+
+
+# ---------------------------------------------------------------------------------------- pins
+# The plumbing of the loop, against values computed here: accumulation, data order, the SFT loss,
+# the warmup schedule.
+
+
+def test_gradient_accumulation_equals_one_larger_batch(world, tmp_path):
+    """2 micro-batches of 4 pairs make the step of one batch of 8: the loss is divided by the number
+    of micro-batches (same gradient norm) and the optimizer steps once per step (same parameters)."""
+    big, accumulated = tmp_path / "big", tmp_path / "accumulated"
+    train(world["model"], world["pairs"], world["ref"], big, cfg(batch_size=8, max_steps=2))
+    train(world["model"], world["pairs"], world["ref"], accumulated,
+          cfg(batch_size=4, gradient_accumulation_steps=2, max_steps=2))
+    a, b = pd.read_csv(big / "metrics.csv"), pd.read_csv(accumulated / "metrics.csv")
+    for column in ("loss", "margin", "grad_norm"):
+        assert b[column].tolist() == pytest.approx(a[column].tolist(), rel=1e-5), column
+    start, a, b = params(world["model"]), params(big), params(accumulated)
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-4  # the steps moved the model
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)  # Adam: float noise on tiny gradients
+
+
+def batches_seen(world, monkeypatch) -> list[list[str]]:
+    """Records, per policy forward, the prompt ids of the chosen rows it was given (read back from the
+    token ids: chosen sequences are unique in the world's pair file)."""
+    from bonbon.batching import tokenize_pairs
+
+    examples, _ = tokenize_pairs(pd.read_parquet(world["pairs"]), world["tokenizer"], MAX_PROMPT, MAX_LEN)
+    owner = {tuple(e["chosen"]["input_ids"]): e["prompt_id"] for e in examples}
+    assert len(owner) == len(examples) == 32
+    seen: list[list[str]] = []
+    forward = GPTNeoXForCausalLM.forward
+
+    def recording(self, *args, input_ids=None, attention_mask=None, **kwargs):
+        rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask, strict=True)]
+        seen.append([owner[r] for r in rows[: len(rows) // 2]])
+        return forward(self, *args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(GPTNeoXForCausalLM, "forward", recording)
+    return seen
+
+
+def test_data_order_is_a_new_permutation_every_epoch_and_fixed_by_the_seed(world, tmp_path, monkeypatch):
+    seen = batches_seen(world, monkeypatch)
+    two_epochs = cfg(batch_size=8, max_steps=None, epochs=2)  # 4 steps an epoch
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a", two_epochs)
+    first = list(seen)
+    assert len(first) == 8
+    epochs = [sum(first[:4], []), sum(first[4:], [])]
+    everything = sorted(owner for owner in epochs[0])
+    assert len(set(everything)) == 32 and sorted(epochs[1]) == everything  # each epoch: every pair once
+    assert epochs[0] != epochs[1]  # reshuffled
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b", two_epochs)
+    assert seen == first  # the same seed, the same order
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "c", replace(two_epochs, seed=1))
+    assert sum(seen[:4], []) != epochs[0]
+
+
+def test_sft_loss_is_the_per_token_mean_nll_of_the_micro_batch(world, tmp_path):
+    """Step 0's logged loss is sum of the response tokens' NLL / their number over the whole batch (not
+    a mean of per-sequence means), and the sft column the mean per-sequence summed NLL, both from a
+    full forward pass of each unpadded sequence with the model before any update."""
+    tok = world["tokenizer"]
+    pairs = pd.read_parquet(world["pairs"]).head(6)
+    responses = [" Sure.", " Fine.", " First clean the bike, then check the bread every day and water it.",
+                 " Good question, water it.", " Happy to help: first clean the bike.", " No."]
+    texts = pd.DataFrame({"prompt": pairs["prompt"], "response": responses})
+    sft(world["model"], texts, tmp_path / "sft", cfg(max_steps=1, batch_size=6))
+    row = pd.read_csv(tmp_path / "sft" / "metrics.csv").iloc[0]
+
+    model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+    nll, tokens = [], []
+    for prompt, response in zip(texts["prompt"], texts["response"], strict=True):
+        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT:]  # cut from the left
+        response_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        response_ids = response_ids[: MAX_LEN - len(prompt_ids)]
+        ids = torch.tensor([prompt_ids + response_ids])
+        with torch.no_grad():
+            logps = model(input_ids=ids).logits[0].double().log_softmax(-1)
+        steps = torch.arange(len(response_ids)) + len(prompt_ids) - 1
+        nll.append(-logps[steps, torch.tensor(response_ids)].sum().item())
+        tokens.append(len(response_ids))
+    assert len(set(tokens)) >= 4  # per-token and per-sequence means differ
+    assert row["loss"] == pytest.approx(sum(nll) / sum(tokens), rel=1e-5)
+    assert row["loss"] != pytest.approx(sum(n / t for n, t in zip(nll, tokens, strict=True)) / 6, rel=1e-3)
+    assert row["sft"] == pytest.approx(sum(nll) / 6, rel=1e-5)
+
+
+def test_warmup_is_linear_from_the_first_step(world, tmp_path):
+    """lr at step s is lr * min(1, (s + 1) / (warmup + 1)): nonzero at step 0, in the metrics and in the
+    update (AdamW's first step moves each weight by lr * g / (|g| + eps), so by at most lr)."""
+    lr, warmup = 1e-3, 3
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=5))
+    logged = pd.read_csv(tmp_path / "a" / "metrics.csv")["lr"].tolist()
+    assert logged == pytest.approx([lr * (s + 1) / (warmup + 1) for s in range(3)] + [lr, lr], rel=1e-12)
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=1))
+    start, after = params(world["model"]), params(tmp_path / "b")
+    moved = max((after[k] - start[k]).abs().max().item() for k in start)
+    assert moved == pytest.approx(lr / (warmup + 1), rel=1e-3)
