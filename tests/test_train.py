@@ -19,9 +19,9 @@ import yaml
 from test_batching import build_tokenizer, hh_prompt
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
-import bonbon.train as train_module
 from bonbon.batching import collate, tokenize_pair
 from bonbon.logprobs import sequence_logps
+from bonbon.losses import LOSSES
 from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
 from bonbon.train import TrainConfig, launch_command, sft, train
@@ -208,15 +208,15 @@ def test_bonbon_margin_moves_towards_target(world, tmp_path):
 
 
 def test_non_finite_loss_raises_naming_step(world, tmp_path, monkeypatch):
-    real = train_module.compute_loss
+    real = LOSSES["bonbon"]
     seen = []
 
-    def nan_from_step_1(name, pc, *args, **kwargs):
-        losses, metrics = real(name, pc, *args, **kwargs)
+    def nan_from_step_1(*args, **kwargs):
+        losses, metrics = real(*args, **kwargs)
         seen.append(1)
         return (losses * float("nan") if len(seen) > 1 else losses), metrics
 
-    monkeypatch.setattr(train_module, "compute_loss", nan_from_step_1)
+    monkeypatch.setitem(LOSSES, "bonbon", nan_from_step_1)  # the loop picks the loss from LOSSES
     with pytest.raises(FloatingPointError, match=r"at step 1 .*prompt_ids of the batch: \['p0"):
         train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=3))
 
