@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
 
 LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
+VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
 METRIC_COLUMNS = (
     "step",
     "epoch",
@@ -58,10 +59,12 @@ METRIC_COLUMNS = (
     "grad_norm",
     "lr",
     "tokens_per_s",
+    *VALIDATION_COLUMNS,
 )
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps"}
+                     "max_steps", "snapshot_every", "eval_every"}
+
 SUMMARY_FILE = "train_summary.json"
 
 
@@ -99,6 +102,11 @@ class TrainConfig:
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    # from_pretrained snapshots for evaluation.checkpoints: None = every checkpoint_every, 0 = none
+    snapshot_every: int | None = None
+    # share of the pair file's prompts held out of training and scored every eval_every steps
+    validation_fraction: float = 0.0
+    eval_every: int = 10
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -175,8 +183,10 @@ def train(
     else:
         for e in examples:
             e["chosen_ref_logp"] = e["rejected_ref_logp"] = 0.0
-    info = {"pairs_path": str(pairs_path), "ref_logps_path": str(ref_logps_path), "data": counts}
-    return _fit(policy_path, tokenizer, examples, Path(out_dir), cfg, info, callback)
+    examples, validation = split_validation(examples, cfg.validation_fraction)
+    info = {"pairs_path": str(pairs_path), "ref_logps_path": str(ref_logps_path), "data": counts,
+            "validation_pairs": len(validation)}
+    return _fit(policy_path, tokenizer, examples, Path(out_dir), cfg, info, callback, validation)
 
 
 def sft(
@@ -246,6 +256,7 @@ def _fit(
     cfg: TrainConfig,
     info: dict[str, Any],
     callback: Callable[[int, dict[str, float]], None] | None,
+    validation: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -291,7 +302,7 @@ def _fit(
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # present only once this run has finished
-        for stale in ckpt_root.glob(".tmp-*"):  # a save that was killed half way
+        for stale in [*ckpt_root.glob(".tmp-*"), *(out_dir / "snapshots").glob(".tmp-*")]:  # killed half way
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     start_step = 0
@@ -385,13 +396,19 @@ def _fit(
         row = dict(zip(METRIC_COLUMNS[2:9], means.tolist(), strict=True))
         row = {"step": step, "epoch": epoch, **row, "grad_norm": grad_norm, "lr": lr}
         row["tokens_per_s"] = tokens / max(time.perf_counter() - step_started, 1e-9)
+        done = step + 1
+        if validation and (done % cfg.eval_every == 0 or done == total_steps):
+            row.update(_validate(model, validation, cfg, pad, accelerator.device, loss_options))
+            model.train()
         if main:
             _append_metrics(metrics_path, row)
             progress.set_postfix(loss=f"{row['loss']:.4g}", margin=f"{row['margin']:.3g}", refresh=False)
             if step % cfg.log_every == 0 or step == total_steps - 1:
                 log.info("step %d/%d %s", step + 1, total_steps, _format(row))
 
-        done = step + 1
+        snapshot_every = cfg.checkpoint_every if cfg.snapshot_every is None else cfg.snapshot_every
+        if snapshot_every and done % snapshot_every == 0 and done < total_steps:  # before the checkpoint:
+            _save_snapshot(accelerator, model, tokenizer, out_dir, done)  # a resume past it never rewrites it
         if done % cfg.checkpoint_every == 0 and done < total_steps:
             state = {
                 "step": done,
@@ -471,6 +488,74 @@ def _save_checkpoint(accelerator: Any, root: Path, state: dict[str, Any], keep: 
     accelerator.wait_for_everyone()
 
 
+def split_validation(examples: list[dict[str, Any]], fraction: float) -> tuple[list[dict], list[dict]]:
+    """(train, validation): a prompt's pairs are held out when the hash of its prompt id falls below
+    ``fraction``, so every run of one pair file (and every n) holds out the same prompts."""
+    if fraction <= 0:
+        return examples, []
+    import hashlib
+
+    def held_out(prompt_id: str) -> bool:
+        return int(hashlib.sha1(f"validation:{prompt_id}".encode()).hexdigest()[:8], 16) < fraction * 2**32
+
+    train = [e for e in examples if not held_out(e["prompt_id"])]
+    validation = [e for e in examples if held_out(e["prompt_id"])]
+    if not validation or not train:
+        raise ValueError(f"validation_fraction {fraction} leaves {len(train)} training and {len(validation)} "
+                         f"validation pairs of {len(examples)}; both need at least one")
+    return train, validation
+
+
+@torch.no_grad()
+def _validate(model: Any, validation: list[dict[str, Any]], cfg: TrainConfig, pad: int, device: Any,
+              loss_options: dict[str, Any]) -> dict[str, float]:
+    """The training objective and its parts on the held-out pairs (means over pairs; SFT: the mean
+    token NLL of the chosen responses), with the policy in eval mode (no dropout)."""
+    model.eval()
+    totals = dict.fromkeys(VALIDATION_COLUMNS, 0.0)
+    tokens = 0
+    for first in range(0, len(validation), cfg.batch_size):
+        batch = collate_pairs(validation[first : first + cfg.batch_size], pad)
+        n_pairs = batch["n_pairs"]
+        logps = sequence_logps(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                               batch["response_mask"].to(device)).float().cpu()
+        chosen = logps[:n_pairs]
+        tokens += int(batch["response_mask"][:n_pairs].sum())
+        totals["val_sft"] += float(-chosen.sum())
+        if cfg.loss == "sft":
+            continue
+        losses, stats = compute_loss(cfg.loss, chosen, logps[n_pairs:], batch["chosen_ref_logp"],
+                                     batch["rejected_ref_logp"], cfg.beta, **loss_options)
+        totals["val_loss"] += float(losses.sum())
+        totals["val_margin"] += float(stats["margin"].sum())
+        totals["val_reward_accuracy"] += float((stats["chosen_rewards"] > stats["rejected_rewards"]).float().sum())
+        if cfg.loss in ("ipo", "bonbon"):
+            totals["val_ipo"] += float((losses if cfg.loss == "ipo" else stats["ipo"]).sum())
+    count = len(validation)
+    means = {k: v / count for k, v in totals.items()}
+    if cfg.loss == "sft":
+        return {"val_loss": totals["val_sft"] / tokens, "val_sft": means["val_sft"]}
+    if cfg.loss not in ("ipo", "bonbon"):
+        means["val_ipo"] = math.nan
+    return means
+
+
+def _save_snapshot(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, step: int) -> None:
+    """The policy at ``step`` in from_pretrained form (``snapshots/step-N``: weights, config, tokenizer),
+    which evaluation samples like a final model; written to a temp dir and renamed, so a kill leaves
+    no half snapshot. Not deleted with the checkpoints (checkpoints_after_training: delete)."""
+    state_dict = accelerator.get_state_dict(model)  # all processes: gathers a sharded model
+    if accelerator.is_main_process:
+        final = out_dir / "snapshots" / f"step-{step:06d}"
+        tmp = final.with_name(f".tmp-{final.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    accelerator.wait_for_everyone()
+
+
 def _reset_metrics(path: Path, keep_before: int) -> None:
     # rows past the checkpoint came from steps that are about to be redone
     rows = []
@@ -518,6 +603,9 @@ def _summary(
         "config": asdict(cfg),
     }
     summary.update(info)
+    snapshots = [int(m.group(1)) for p in (metrics_path.parent / "snapshots").glob("step-*")
+                 if (m := _STEP_DIR.match(p.name))]
+    summary["snapshot_steps"] = sorted(s for s in snapshots if s < total_steps)
     return summary
 
 
