@@ -74,7 +74,7 @@ def frontier(tmp_path_factory):
 def test_frontier_png_written(frontier):
     _, _, _, path = frontier
     width, height = png_size(path)
-    assert (width, height) == (960, 720)  # 8 x 6 inches at 120 dpi
+    assert (width, height) == (1920, 720)  # two 8 x 6 inch panels (KL, length) at 120 dpi
     assert path.stat().st_size > 20_000  # markers, text and a legend, not a blank canvas
 
 
@@ -284,10 +284,37 @@ def test_frontier_one_panel_per_dataset(tmp_path):
     hh = hh[hh["kind"] != "trained"]  # hh has only the reference and best-of-n
     path = tmp_path / "f.png"
     fig = plot_frontier(pd.concat([toy, hh], ignore_index=True), bon_curve(4), path)
-    assert png_size(path) == (1920, 720)  # two 8 x 6 inch panels
-    hh_ax, toy_ax = fig.axes  # sorted by dataset name
+    assert png_size(path) == (1920, 1440)  # one row of two 8 x 6 inch panels per dataset
+    hh_ax, _, toy_ax, _ = fig.axes  # sorted by dataset name; KL panel then length panel
     assert hh_ax.get_title().endswith("(hh)") and toy_ax.get_title().endswith("(toy)")
     assert set(by_gid(hh_ax, "policy:")) == set(hh["policy"])
     assert set(by_gid(toy_ax, "policy:")) == set(toy["policy"])
-    for ax in fig.axes:
-        assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every panel
+    for ax in (hh_ax, toy_ax):
+        assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every KL panel
+
+
+def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
+    summary = make_summary().assign(run=None, step=np.nan)
+    run = "toy-n8-ipo-betaauto"
+    summary.loc[summary["policy"] == run, ["run", "step", "mean_length"]] = [run, 30, 44.0]
+    checkpoints = pd.DataFrame([
+        {**summary[summary["policy"] == run].iloc[0].to_dict(), "policy": f"{run}-step{s}", "step": s,
+         "kl": kl, "win_rate": wr, "mean_length": length}
+        for s, kl, wr, length in ((20, 0.9, 0.74, 38.0), (10, 0.4, 0.65, 33.0))
+    ])
+    summary.loc[summary["kind"] == "best_of_n", "mean_length"] = [32.0, 36.0]
+    fig = plot_frontier(pd.concat([summary, checkpoints], ignore_index=True), bon_curve(8), tmp_path / "f.png")
+    kl_ax, length_ax = fig.axes
+    # checkpoints are not final points: small markers on the run's path, which starts at the reference
+    assert set(by_gid(kl_ax, "policy:")) == set(summary["policy"])
+    assert set(by_gid(kl_ax, "checkpoint:")) == {f"{run}-step10", f"{run}-step20"}
+    path = by_gid(kl_ax, "path:")[run]
+    np.testing.assert_allclose(path.get_xdata(), [0.0, 0.4, 0.9, 1.4])  # step order, not row order
+    np.testing.assert_allclose(path.get_ydata(), [0.5, 0.65, 0.74, 0.78])
+    # the length panel: the same path over mean length, best-of-n's measured curve from the reference
+    np.testing.assert_allclose(by_gid(length_ax, "path:")[run].get_xdata(), [30.0, 33.0, 38.0, 44.0])
+    bon = by_gid(length_ax, "bon-length")[""]
+    np.testing.assert_allclose(bon.get_xdata(), [30.0, 32.0, 36.0])
+    np.testing.assert_allclose(bon.get_ydata(), [0.5, 0.66, 0.87])
+    np.testing.assert_allclose(by_gid(length_ax, "policy:")[run].get_offsets()[0], [44.0, 0.78])
+    assert "theory" not in {line.get_gid() for line in length_ax.lines}

@@ -34,7 +34,7 @@ from bonbon.prompts import truncate_prompt_ids
 from bonbon.theory import bon_kl
 
 SUMMARY_COLUMNS = (
-    "policy", "dataset", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se",
+    "policy", "dataset", "kind", "run", "step", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se",
     "kl_method", "win_rate_ci_low", "win_rate_ci_high", "kl_ci_low", "kl_ci_high", "mean_reward", "mean_length", "median_length", "p90_length", "unfinished_share",
     "n_prompts", "n_samples",
 )
@@ -138,7 +138,7 @@ def pair_with_opponents(policy: pd.DataFrame, reference: pd.DataFrame, k: int, s
 
 def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss: str | None = None,
               n: int | None = None, beta: float | None = None, alpha: float | None = None,
-              sampling: dict | None = None) -> dict:
+              sampling: dict | None = None, run: str | None = None, step: int | None = None) -> dict:
     """One summary row: win rate and KL with prompt-clustered standard errors and 95% bootstrap
     intervals over prompts, rewards and lengths.
 
@@ -162,7 +162,7 @@ def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss
             kl, kl_se = kl_estimate(table["policy_logp"], table["reference_logp"], groups=groups)
             kl_ci, method = bootstrap_ci(log_ratio, groups), "monte_carlo"
     return {
-        "policy": policy, "dataset": dataset, "kind": kind, "loss": loss, "n": n, "beta": beta, "alpha": alpha,
+        "policy": policy, "dataset": dataset, "kind": kind, "run": run, "step": step, "loss": loss, "n": n, "beta": beta, "alpha": alpha,
         "win_rate": rate, "win_rate_se": rate_se, "kl": kl, "kl_se": kl_se, "kl_method": method,
         "win_rate_ci_low": rate_ci[0], "win_rate_ci_high": rate_ci[1], "kl_ci_low": kl_ci[0], "kl_ci_high": kl_ci[1],
         "mean_reward": float(table["reward"].mean()),
@@ -175,5 +175,6 @@ def summary_table(rows: Sequence[dict]) -> pd.DataFrame:
     """The rows in a fixed order: reference, best-of-n by n, trained policies by loss, n, beta."""
     frame = pd.DataFrame(list(rows))[list(SUMMARY_COLUMNS)]
     kind_order = frame["kind"].map({"reference": 0, "best_of_n": 1, "trained": 2})
-    frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha"], na_position="first")
+    frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha", "run", "step"],
+                                                    na_position="first")
     return frame.drop(columns="_k").reset_index(drop=True)

@@ -77,3 +77,50 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
                         runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": beta,
                                       "alpha": alpha, "training": training, "pairs": pairs}
     return runs
+
+
+def snapshot_interval(training: dict[str, Any]) -> int:
+    """Steps between a run's from_pretrained snapshots: ``snapshot_every``, null meaning every
+    ``checkpoint_every``; 0 means none."""
+    every = training.get("snapshot_every")
+    return int(training.get("checkpoint_every", 500) if every is None else every)
+
+
+def check_checkpoints(config: dict[str, Any], runs: dict[str, dict[str, Any]]) -> None:
+    """ConfigError naming ``evaluation.checkpoints`` when a requested step can fall between snapshots."""
+    spec = config["evaluation"]["checkpoints"]
+    wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec["steps"]]
+    if not (wanted or spec["fractions"]):
+        return
+    for name, run in runs.items():
+        interval = snapshot_interval(run["training"])
+        if interval == 0:
+            raise ConfigError(f"config key evaluation.checkpoints: run {name} writes no snapshots "
+                              "(training.snapshot_every: 0); set snapshot_every or drop the checkpoints")
+        for key, step in wanted:
+            if step % interval:
+                raise ConfigError(f"config key evaluation.checkpoints.{key}: {step} is not a multiple of run "
+                                  f"{name}'s snapshot interval {interval} (training.snapshot_every, or "
+                                  "checkpoint_every when that is null)")
+
+
+def checkpoint_steps(spec: dict[str, Any], total_steps: int, snapshot_steps: list[int]) -> list[int]:
+    """The intermediate steps of a finished run that ``evaluation.checkpoints`` asks for.
+
+    ``every`` and ``steps`` name steps directly (those at or past the run's last step are skipped: the
+    final model is evaluated anyway); each fraction f takes the snapshot nearest to f * total_steps.
+    Raises ValueError naming the key for a requested step the run has no snapshot of.
+    """
+    available = sorted(s for s in snapshot_steps if 0 < s < total_steps)
+    requested = {s for s in spec.get("steps", []) if s < total_steps}
+    every = spec.get("every")
+    if every:
+        requested |= set(range(every, total_steps, every))
+    for fraction in spec.get("fractions", []):
+        if available:
+            requested.add(min(available, key=lambda s: (abs(s - fraction * total_steps), s)))
+    missing = sorted(requested - set(available))
+    if missing:
+        raise ValueError(f"config key evaluation.checkpoints: steps {missing} have no snapshot "
+                         f"(the run has {available}); check training.snapshot_every")
+    return sorted(requested)

@@ -47,10 +47,12 @@ __all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dic
 LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
 # the loss and the batch means of the metrics the losses return (bonbon.losses), NaN where a loss has none
 LOSS_METRICS = ("loss", "sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy")
-METRIC_COLUMNS = ("step", "epoch", *LOSS_METRICS, "grad_norm", "lr", "tokens_per_s")
+VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
+METRIC_COLUMNS = ("step", "epoch", *LOSS_METRICS, "grad_norm", "lr", "tokens_per_s", *VALIDATION_COLUMNS)
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps"}
+                     "max_steps", "snapshot_every", "eval_every"}
+
 SUMMARY_FILE = "train_summary.json"
 
 
@@ -88,6 +90,11 @@ class TrainConfig:
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    # from_pretrained snapshots for evaluation.checkpoints: None = every checkpoint_every, 0 = none
+    snapshot_every: int | None = None
+    # share of the pair file's prompts held out of training and scored every eval_every steps
+    validation_fraction: float = 0.0
+    eval_every: int = 10
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -164,8 +171,10 @@ def train(
     else:
         for e in examples:
             e["chosen_ref_logp"] = e["rejected_ref_logp"] = 0.0
-    info = {"pairs_path": str(pairs_path), "ref_logps_path": str(ref_logps_path), "data": counts}
-    return _fit(policy_path, tokenizer, examples, Path(out_dir), cfg, info, callback)
+    examples, validation = split_validation(examples, cfg.validation_fraction)
+    info = {"pairs_path": str(pairs_path), "ref_logps_path": str(ref_logps_path), "data": counts,
+            "validation_pairs": len(validation)}
+    return _fit(policy_path, tokenizer, examples, Path(out_dir), cfg, info, callback, validation)
 
 
 def sft(
@@ -248,6 +257,10 @@ class _Run:
         return self.out_dir / "checkpoints"
 
     @property
+    def snapshots(self) -> Path:
+        return self.out_dir / "snapshots"
+
+    @property
     def metrics_path(self) -> Path:
         return self.out_dir / "metrics.csv"
 
@@ -260,6 +273,7 @@ def _fit(
     cfg: TrainConfig,
     info: dict[str, Any],
     callback: Callable[[int, dict[str, float]], None] | None,
+    validation: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     run = _setup(model_path, len(examples), out_dir, cfg)
@@ -278,10 +292,16 @@ def _fit(
         means, tokens, grad_norm = _optimizer_step(run, cfg, batches, lr, step, epoch)
         row = {"step": step, "epoch": epoch, **{name: means.get(name, math.nan) for name in LOSS_METRICS},
                "grad_norm": grad_norm, "lr": lr, "tokens_per_s": tokens / max(time.perf_counter() - step_started, 1e-9)}
+        # after the step: validation, snapshot, checkpoint
+        done = step + 1
+        if validation and (done % cfg.eval_every == 0 or done == run.total_steps):
+            row.update(_validate(run, validation, cfg, pad))
         _log_step(run, cfg, row, progress)
-        # after the step: checkpoint (a validation pass every eval_every steps belongs here too)
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < run.total_steps:
-            _save_checkpoint(run, cfg, step + 1, len(examples))
+        snapshot_every = cfg.checkpoint_every if cfg.snapshot_every is None else cfg.snapshot_every
+        if snapshot_every and done % snapshot_every == 0 and done < run.total_steps:  # before the checkpoint:
+            _save_snapshot(run, tokenizer, done)  # a resume past it never rewrites it
+        if done % cfg.checkpoint_every == 0 and done < run.total_steps:
+            _save_checkpoint(run, cfg, done, len(examples))
         if callback is not None:
             callback(step, row)
     return _save_final(run, tokenizer, cfg, info, len(examples), started)
@@ -329,12 +349,13 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     return _Run(accelerator, model, optimizer, out_dir, steps_per_epoch, total_steps)
 
 
+
 def _resume(run: _Run, cfg: TrainConfig, n_examples: int) -> None:
     """Continue from the latest complete checkpoint, if any; metrics past it are dropped (redone)."""
     if run.main:
         run.out_dir.mkdir(parents=True, exist_ok=True)
         (run.out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # present only once this run has finished
-        for stale in run.checkpoints.glob(".tmp-*"):  # a save that was killed half way
+        for stale in [*run.checkpoints.glob(".tmp-*"), *run.snapshots.glob(".tmp-*")]:  # killed half way
             shutil.rmtree(stale, ignore_errors=True)
     run.accelerator.wait_for_everyone()
     latest = _latest_checkpoint(run.checkpoints)
@@ -503,6 +524,64 @@ def _save_checkpoint(run: _Run, cfg: TrainConfig, done: int, n_examples: int) ->
     accelerator.wait_for_everyone()
 
 
+def split_validation(examples: list[dict[str, Any]], fraction: float) -> tuple[list[dict], list[dict]]:
+    """(train, validation): a prompt's pairs are held out when the hash of its prompt id falls below
+    ``fraction``, so every run of one pair file (and every n) holds out the same prompts."""
+    if fraction <= 0:
+        return examples, []
+    import hashlib
+
+    def held_out(prompt_id: str) -> bool:
+        return int(hashlib.sha1(f"validation:{prompt_id}".encode()).hexdigest()[:8], 16) < fraction * 2**32
+
+    train = [e for e in examples if not held_out(e["prompt_id"])]
+    validation = [e for e in examples if held_out(e["prompt_id"])]
+    if not validation or not train:
+        raise ValueError(f"validation_fraction {fraction} leaves {len(train)} training and {len(validation)} "
+                         f"validation pairs of {len(examples)}; both need at least one")
+    return train, validation
+
+
+@torch.no_grad()
+def _validate(run: _Run, validation: list[dict[str, Any]], cfg: TrainConfig, pad: int) -> dict[str, float]:
+    """The training objective and its parts on the held-out pairs (means over pairs; SFT: the loss is
+    the mean token NLL of the chosen responses), with the policy in eval mode (no dropout)."""
+    run.model.eval()
+    totals: dict[str, float] = {}
+    tokens = 0
+    for first in range(0, len(validation), cfg.batch_size):
+        batch = collate_pairs(validation[first : first + cfg.batch_size], pad)
+        device, n = run.accelerator.device, batch["n_pairs"]
+        logps = sequence_logps(run.model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                               batch["response_mask"].to(device)).float().cpu()
+        tokens += int(batch["response_mask"][:n].sum())
+        references = [batch.get(k) for k in ("chosen_ref_logp", "rejected_ref_logp")]
+        losses, metrics = LOSSES[cfg.loss](logps[:n], logps[n:], *references, **_loss_options(cfg))
+        for name, value in {"loss": losses, **metrics}.items():
+            totals[name] = totals.get(name, 0.0) + float(value.sum())
+    run.model.train()
+    means = {f"val_{name}": total / len(validation) for name, total in totals.items()}
+    if cfg.loss == "sft":
+        means["val_loss"] = totals["loss"] / tokens
+    return {name: means.get(name, math.nan) for name in VALIDATION_COLUMNS}
+
+
+def _save_snapshot(run: _Run, tokenizer: Any, step: int) -> None:
+    """The policy at ``step`` in from_pretrained form (``snapshots/step-N``: weights, config, tokenizer),
+    which evaluation samples like a final model; written to a temp dir and renamed, so a kill leaves
+    no half snapshot. Not deleted with the checkpoints (checkpoints_after_training: delete)."""
+    state_dict = run.accelerator.get_state_dict(run.model)  # all processes: gathers a sharded model
+    if run.main:
+        final = run.snapshots / f"step-{step:06d}"
+        tmp = final.with_name(f".tmp-{final.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        run.accelerator.unwrap_model(run.model).save_pretrained(tmp, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    run.accelerator.wait_for_everyone()
+
+
 def _reset_metrics(path: Path, keep_before: int) -> None:
     # rows past the checkpoint came from steps that are about to be redone
     rows = []
@@ -542,6 +621,8 @@ def _summary(cfg: TrainConfig, run: _Run, info: dict[str, Any], n_examples: int)
         "config": asdict(cfg),
     }
     summary.update(info)
+    snapshots = [int(m.group(1)) for p in run.snapshots.glob("step-*") if (m := _STEP_DIR.match(p.name))]
+    summary["snapshot_steps"] = sorted(s for s in snapshots if s < run.total_steps)
     return summary
 
 

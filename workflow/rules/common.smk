@@ -1,5 +1,7 @@
 # Helpers, config validation and wildcard constraints shared by every stage.
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 import bonbon.config as bonbon_config
-from bonbon.runs import expand_runs
+from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -40,6 +42,7 @@ N_VALUES = sorted(config["n_values"])
 N_SAMPLES = max(N_VALUES)
 try:
     RUNS = expand_runs(config)
+    check_checkpoints(config, RUNS)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
@@ -74,7 +77,8 @@ wildcard_constraints:
     n="|".join(str(n) for n in N_VALUES),
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
-    policy="|".join(POLICIES),
+    # the final policies, and a run's evaluated checkpoints {run}-step{S}
+    policy="|".join([re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]),
 
 
 def model_dir(role):
@@ -125,20 +129,66 @@ def sft_input():
     return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
 
 
+CHECKPOINT_POLICY = re.compile(r"^(?P<run>.+)-step(?P<step>[0-9]+)$")
+
+
+def policy_spec(policy):
+    """What a policy is: POLICIES' entry, or for a checkpoint {run}-step{S} its run's with run and step."""
+    if policy in POLICIES:
+        return POLICIES[policy]
+    match = CHECKPOINT_POLICY.match(policy)
+    if not match or match["run"] not in RUNS:
+        raise WorkflowError(f"unknown policy {policy!r}")
+    return {**POLICIES[match["run"]], "run": match["run"], "step": int(match["step"])}
+
+
+def run_progress(run):
+    """A finished run's train summary (train is a Snakemake checkpoint: its steps are known only now)."""
+    return json.loads(Path(checkpoints.train.get(run=run).output.summary).read_text())
+
+
+def evaluated_policies():
+    """Every policy the summary compares: POLICIES and the runs' evaluated checkpoints."""
+    policies = list(POLICIES)
+    for run in RUNS:
+        progress = run_progress(run)
+        steps = checkpoint_steps(config["evaluation"]["checkpoints"], progress["steps"],
+                                 progress.get("snapshot_steps", []))
+        policies += [f"{run}-step{step}" for step in steps]
+    return policies
+
+
+def summary_specs(wildcards):
+    """policy -> spec for the summary, with run and step on every trained policy."""
+    specs = {}
+    for policy in evaluated_policies():
+        spec = dict(policy_spec(policy))
+        if spec["kind"] == "trained" and "step" not in spec:
+            spec.update(run=policy, step=run_progress(policy)["steps"])
+        specs[policy] = spec
+    return specs
+
+
 def policy_model(policy):
-    """The model a sampled policy is drawn from."""
-    return reference_model() if POLICIES[policy]["kind"] == "reference" else f"results/models/{policy}"
+    """The model a sampled policy is drawn from: the reference, a final model or a run's snapshot."""
+    spec = policy_spec(policy)
+    if spec["kind"] == "reference":
+        return reference_model()
+    if "step" in spec:
+        return "results/models/{}/snapshots/step-{:06d}".format(spec["run"], spec["step"])
+    return f"results/models/{policy}"
 
 
 def policy_model_input(wildcards):
-    if POLICIES[wildcards.policy]["kind"] == "reference":
+    spec = policy_spec(wildcards.policy)
+    if spec["kind"] == "reference":
         return reference_model_input()
-    return [f"results/models/{wildcards.policy}/train_summary.json"]
+    return ["results/models/{}/train_summary.json".format(spec.get("run", wildcards.policy))]
 
 
 def policy_samples(wildcards):
     """The samples an evaluation reads: best-of-n is built from the reference's samples."""
-    spec = POLICIES[wildcards.policy]
+    spec = policy_spec(wildcards.policy)
     return "results/samples/{}-reference.parquet".format(spec["dataset"]) if spec["kind"] == "best_of_n" \
         else f"results/samples/{wildcards.policy}.parquet"
 
@@ -147,4 +197,4 @@ def all_outputs():
     pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
     pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
     models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    return pairs + models + ["results/eval/summary.parquet"] + PLOTS
+    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS

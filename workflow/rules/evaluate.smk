@@ -3,7 +3,7 @@
 
 rule sample:
     input:
-        prompts=lambda wc: "results/prompts/{}.parquet".format(POLICIES[wc.policy]["dataset"]),
+        prompts=lambda wc: "results/prompts/{}.parquet".format(policy_spec(wc.policy)["dataset"]),
         policy=policy_model_input,
         reference=reference_model_input(),
         reward=model_input("reward"),
@@ -14,9 +14,9 @@ rule sample:
         policy=lambda wc: policy_model(wc.policy),
         reference=reference_model(),
         reward=model_dir("reward"),
-        is_reference=lambda wc: POLICIES[wc.policy]["kind"] == "reference",
+        is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: config["evaluation"]["samples_per_prompt"] * (
-            1 + N_SAMPLES if POLICIES[wc.policy]["kind"] == "reference" else 1
+            1 + N_SAMPLES if policy_spec(wc.policy)["kind"] == "reference" else 1
         ),
         generation=config["generation"],
         evaluation=config["evaluation"],
@@ -59,11 +59,11 @@ rule gather_policy_samples:
 rule evaluate:
     input:
         samples=policy_samples,
-        reference=lambda wc: "results/samples/{}-reference.parquet".format(POLICIES[wc.policy]["dataset"]),
+        reference=lambda wc: "results/samples/{}-reference.parquet".format(policy_spec(wc.policy)["dataset"]),
     output:
         table="results/eval/{policy}.parquet",
     params:
-        policy=lambda wc: {"name": wc.policy, **POLICIES[wc.policy]},
+        policy=lambda wc: {"name": wc.policy, **policy_spec(wc.policy)},
         k=config["evaluation"]["samples_per_prompt"],
         n_max=N_SAMPLES,
     log:
@@ -82,7 +82,7 @@ rule evaluate:
 
 rule summary:
     input:
-        tables=expand("results/eval/{policy}.parquet", policy=POLICIES),
+        tables=lambda wc: expand("results/eval/{policy}.parquet", policy=evaluated_policies()),
     output:
         parquet="results/eval/summary.parquet",
         csv="results/eval/summary.csv",
@@ -92,8 +92,15 @@ rule summary:
             category="2. Evaluation",
             labels={"table": "summary"},
         ),
+        runs=report(
+            "results/eval/runs.html",
+            caption="../report/runs.rst",
+            category="1. Frontier",
+            labels={"table": "distance to best-of-n per run"},
+        ),
+        runs_parquet="results/eval/runs.parquet",
     params:
-        policies=POLICIES,
+        policies=summary_specs,
         sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
     log:
         "logs/evaluate/summary.log",

@@ -97,7 +97,9 @@ rule gather_ref_logps:
     script:
         "../scripts/gather_ref_logps.py"
 
-rule train:
+# a checkpoint: how many steps a run took, and so which of its snapshots are evaluated, is known only
+# once it has trained (evaluated_policies in common.smk)
+checkpoint train:
     input:
         pairs=lambda wc: pair_file(RUNS[wc.run]["dataset"], RUNS[wc.run]["pairs"]),
         ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),

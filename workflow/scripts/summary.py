@@ -1,8 +1,10 @@
-"""The summary table: one row per policy."""
+"""The summary table (one row per policy, with its distance to the best-of-n frontier) and the runs
+table (one row per trained run, over its trajectory of checkpoints)."""
 
 from pathlib import Path
 
 from bonbon.evaluate import summarize, summary_table
+from bonbon.frontier import add_frontier_columns, run_table
 from bonbon.io import read_table, setup_job_logging, write_parquet
 from bonbon.theory import beta_star
 
@@ -17,9 +19,14 @@ for path in snakemake.input.tables:
     beta = spec.get("beta")
     rows.append(summarize(table, name, spec["kind"], dataset=spec["dataset"], loss=spec.get("loss"), n=spec.get("n"),
                           beta=beta_star(spec["n"]) if beta == "auto" else beta, alpha=spec.get("alpha"),
-                          sampling=p.sampling))
-summary = summary_table(rows)
+                          sampling=p.sampling, run=spec.get("run"), step=spec.get("step")))
+summary = add_frontier_columns(summary_table(rows))
+runs = run_table(summary)
 log.info("summary:\n%s", summary.to_string())
+log.info("runs:\n%s", runs.to_string())
 write_parquet(summary, snakemake.output.parquet)
 summary.to_csv(snakemake.output.csv, index=False)
-Path(snakemake.output.html).write_text(summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–"))
+html = {"float_format": lambda v: f"{v:.4g}", "na_rep": "–", "index": False}
+Path(snakemake.output.html).write_text(summary.to_html(**html))
+write_parquet(runs, snakemake.output.runs_parquet)
+Path(snakemake.output.runs).write_text(runs.to_html(**html))
