@@ -24,7 +24,7 @@ from bonbon.logprobs import sequence_logps
 from bonbon.losses import LOSSES
 from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
-from bonbon.train import TrainConfig, launch_command, sft, train
+from bonbon.train import TrainConfig, config_from_dict, launch_command, sft, train
 
 torch.set_num_threads(2)
 
@@ -81,6 +81,9 @@ def world(tmp_path_factory):
 
 def cfg(**overrides) -> TrainConfig:
     base = dict(
+        loss="bonbon",
+        beta=beta_star(N),
+        alpha=0.005,
         learning_rate=1e-3,
         optimizer="adamw",
         warmup_steps=0,
@@ -92,7 +95,7 @@ def cfg(**overrides) -> TrainConfig:
         checkpoint_every=100,
         seed=0,
     )
-    return TrainConfig(**{**base, **overrides})
+    return config_from_dict({**base, **overrides})  # the rest: the schema's defaults
 
 
 def params(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -447,3 +450,28 @@ def test_warmup_is_linear_from_the_first_step(world, tmp_path):
     start, after = params(world["model"]), params(tmp_path / "b")
     moved = max((after[k] - start[k]).abs().max().item() for k in start)
     assert moved == pytest.approx(lr / (warmup + 1), rel=1e-3)
+
+
+def test_config_from_dict_takes_defaults_and_bounds_from_the_schema():
+    from bonbon.config import load_schema
+
+    defaults = {k: v["default"] for k, v in load_schema()["definitions"]["training"]["properties"].items()}
+    options = config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 3})
+    assert options.batch_size == 3 and options.beta == 0.1
+    assert {k: getattr(options, k) for k in defaults if k != "batch_size"} == {
+        k: v for k, v in defaults.items() if k != "batch_size"}
+    assert options.learning_rate == 5e-7 and options.warmup_steps == 150  # the paper's, stated in the schema
+    with pytest.raises(ValueError, match=r"config key training.batch_size: 0 is less than the minimum of 1"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 0})
+    with pytest.raises(ValueError, match=r"config key training: Additional properties.*'bach_size'"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "bach_size": 8})
+    with pytest.raises(ValueError, match=r"config key training.optimizer: 'sgd' is not one of"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "optimizer": "sgd"})
+    # what the schema cannot say of one run
+    with pytest.raises(ValueError, match=r"loss must be one of \['bonbon', 'dpo', 'ipo', 'sft'\], got 'kto'"):
+        config_from_dict({"loss": "kto", "beta": 0.1})
+    with pytest.raises(ValueError, match="loss 'dpo' needs beta"):
+        config_from_dict({"loss": "dpo"})
+    with pytest.raises(ValueError, match="loss 'bonbon' needs alpha"):
+        config_from_dict({"loss": "bonbon", "beta": 0.1})
+    assert config_from_dict({"loss": "sft"}).beta is None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -36,15 +35,14 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate_pairs, pad_id, read_pair_file, tokenize_pairs, tokenize_sft
+from bonbon.config import schema_errors, training_defaults
 from bonbon.logprobs import sequence_logps
 from bonbon.losses import LOSSES
-from bonbon.theory import beta_star
 
 log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
 
-LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
 # the loss and the batch means of the metrics the losses return (bonbon.losses), NaN where a loss has none
 LOSS_METRICS = ("loss", "sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy")
 VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
@@ -58,77 +56,65 @@ SUMMARY_FILE = "train_summary.json"
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of one run; defaults follow the paper (RMSprop, lr 5e-7, 150 warmup steps).
+    """One run: its objective and the loop settings of the config's ``training`` block.
 
-    beta=None means beta*(n) of the pair file's n for 'bonbon' and 'ipo' (DPO needs a beta).
-    batch_size counts pairs per micro-batch and process: an optimizer step sees
-    batch_size * gradient_accumulation_steps * processes pairs. max_steps, when set, overrides epochs.
+    Every loop setting's default and bound is stated once, in the schema (``definitions.training`` of
+    workflow/schemas/config.schema.yaml): build a TrainConfig with :func:`config_from_dict`, which
+    checks a mapping against it and fills what is unset. batch_size counts pairs per micro-batch and
+    process: an optimizer step sees batch_size * gradient_accumulation_steps * processes pairs.
+    max_steps, when set, overrides epochs. snapshot_every None means every checkpoint_every, 0 none.
     """
 
-    loss: str = "bonbon"
+    loss: str  # a name in bonbon.losses.LOSSES
+    learning_rate: float
+    optimizer: str
+    weight_decay: float
+    warmup_steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_grad_norm: float
+    epochs: int
+    max_steps: int | None
+    max_length: int
+    max_prompt_length: int
+    seed: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    checkpoints_after_training: str
+    log_every: int
+    mixed_precision: str
+    gradient_checkpointing: bool
+    snapshot_every: int | None
+    validation_fraction: float
+    eval_every: int
+    # the objective's parameters (a run of the config: bonbon.runs.expand_runs resolves beta 'auto')
     beta: float | None = None
-    alpha: float = 0.005
+    alpha: float | None = None
     label_smoothing: float = 0.0
     reference_free: bool = False
-    learning_rate: float = 5e-7
-    optimizer: str = "rmsprop"
-    weight_decay: float = 0.0
-    warmup_steps: int = 150
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 10.0
-    epochs: int = 1
-    max_steps: int | None = None
-    max_length: int = 512
-    max_prompt_length: int = 256
-    seed: int = 0
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    # kept, a finished run can be extended (more epochs/max_steps) from its last checkpoint; deleted,
-    # a 2.8B run frees two 33 GB checkpoints once its final model is written
-    checkpoints_after_training: str = "keep"
-    log_every: int = 10
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    # from_pretrained snapshots for evaluation.checkpoints: None = every checkpoint_every, 0 = none
-    snapshot_every: int | None = None
-    # share of the pair file's prompts held out of training and scored every eval_every steps
-    validation_fraction: float = 0.0
-    eval_every: int = 10
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
-        if self.optimizer not in ("rmsprop", "adamw"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adamw', got {self.optimizer!r}")
-        if self.checkpoints_after_training not in ("keep", "delete"):
-            raise ValueError(
-                f"checkpoints_after_training must be 'keep' or 'delete', got {self.checkpoints_after_training!r}"
-            )
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
-        for name in (
-            "batch_size",
-            "gradient_accumulation_steps",
-            "epochs",
-            "checkpoint_every",
-            "keep_checkpoints",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.loss == "dpo" and self.beta is None:
-            raise ValueError("loss 'dpo' needs an explicit beta")
+        # what the schema cannot say of one run
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.loss != "sft" and self.beta is None:
+            raise ValueError(f"loss {self.loss!r} needs beta (the workflow's beta 'auto' is beta*(n))")
+        if self.loss == "bonbon" and self.alpha is None:
+            raise ValueError("loss 'bonbon' needs alpha, the weight of its SFT term")
+
+
+OBJECTIVE_FIELDS = ("loss", "beta", "alpha", "label_smoothing", "reference_free")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a mapping (e.g. a workflow config block); unknown keys raise ValueError."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-    return TrainConfig(**values)
+    """A TrainConfig from a mapping: the objective (``OBJECTIVE_FIELDS``) and loop settings, which are
+    checked against the schema's ``definitions.training`` and completed with its defaults. Raises
+    ValueError naming each bad or unknown option."""
+    loop = {k: v for k, v in values.items() if k not in OBJECTIVE_FIELDS}
+    problems = schema_errors({"training": loop})
+    if problems:
+        raise ValueError("invalid training options:\n  " + "\n  ".join(problems))
+    return TrainConfig(**{**training_defaults(), **values})
 
 
 # ---------------------------------------------------------------------------------------- entry points
@@ -158,12 +144,6 @@ def train(
     examples, counts = tokenize_pairs(
         frame, tokenizer, cfg.max_prompt_length, cfg.max_length, source=str(pairs_path)
     )
-    if cfg.beta is None:
-        ns = sorted(set(frame["n"].astype(int))) if "n" in frame.columns else []
-        if len(ns) != 1:
-            raise ValueError(f"{pairs_path}: beta=None needs one value of n in the pair file, found {ns}")
-        cfg = replace(cfg, beta=beta_star(ns[0]))
-        log.info("beta = beta*(n=%d) = %.6g", ns[0], cfg.beta)
     if ref_logps_path is not None:
         attach_reference(examples, ref_logps_path)
     elif not (cfg.loss == "dpo" and cfg.reference_free):
