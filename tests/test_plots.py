@@ -318,3 +318,19 @@ def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
     np.testing.assert_allclose(bon.get_ydata(), [0.5, 0.66, 0.87])
     np.testing.assert_allclose(by_gid(length_ax, "policy:")[run].get_offsets()[0], [44.0, 0.78])
     assert "theory" not in {line.get_gid() for line in length_ax.lines}
+
+
+def test_training_curves_draw_validation_beside_training(tmp_path):
+    frame = pd.DataFrame({"step": range(6), "loss": [4.0, 3.0, 2.5, 2.0, 1.8, 1.5],
+                          "margin": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "reward_accuracy": 0.5, "grad_norm": 1.0,
+                          "val_loss": [None, 3.5, None, 3.0, None, 3.2],
+                          "val_margin": [None, 0.5, None, 1.5, None, 2.0]})
+    fig = plot_training_curves({"r": frame}, tmp_path / "t.png", runs={"r": {"loss": "ipo", "n": 4, "beta": None}},
+                               smooth=1)
+    loss_ax, margin_ax, accuracy_ax, _ = fig.axes
+    val = by_gid(loss_ax, "val:")["r"]
+    np.testing.assert_allclose(val.get_xdata(), [1, 3, 5])
+    np.testing.assert_allclose(val.get_ydata(), [3.5, 3.0, 3.2])
+    np.testing.assert_allclose(by_gid(margin_ax, "val:")["r"].get_ydata(), [0.5, 1.5, 2.0])
+    assert by_gid(accuracy_ax, "val:") == {}  # no val_reward_accuracy column
+    assert by_gid(loss_ax, "run:")["r"].get_color() == val.get_color()

@@ -457,6 +457,13 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
             positive &= bool((values[ok] > 0).all())
             ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colours[run],
                     linestyle=styles[run], linewidth=1.2, label=labels[run], gid=f"run:{run}")
+            held_out = f"val_{column}"
+            if held_out in frame.columns and frame[held_out].notna().any():  # unsmoothed: few points
+                val = frame[frame[held_out].notna()]
+                positive &= bool((val[held_out] > 0).all())
+                ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colours[run],
+                        linestyle=":", marker="o", markersize=3, linewidth=1, label="_nolegend_",
+                        gid=f"val:{run}")
         if column == "margin":
             for run in names:
                 info = infos[run]
@@ -476,5 +483,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     handles, legend_labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
-    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else ""))
+    validated = any(c.startswith("val_") and metrics[r][c].notna().any() for r in names for c in metrics[r].columns)
+    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else "")
+                 + ("; dotted with dots: held-out validation pairs" if validated else ""))
     return _save(fig, path)
