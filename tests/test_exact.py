@@ -12,6 +12,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -21,14 +22,18 @@ from bonbon.exact import (
     best_of_n_no_tie,
     best_worst_joint,
     bon_margin,
+    curve_win_rate,
     draw_pairs,
     exact_pairs,
     fit_policy,
     kl_divergence,
+    limit_study,
     make_world,
+    plot_exact_world,
     reward_cdf,
     run_study,
     sample_draws,
+    summary_table,
     win_rate,
     worst_of_n,
 )
@@ -285,16 +290,48 @@ def test_dpo_has_no_minimiser_on_best_worst_pairs() -> None:
     assert all(math.exp(tight.log_probs[x][t]) > 1 - 1e-6 for x, t in enumerate(top))  # collapsed on the top
 
 
-def test_study_table() -> None:
-    """A small run of the study: its best-of-n rows are pi_n, SFT with ties kept reaches pi_n on the exact pair
-    distribution, and every fit with a minimiser ended at a small gradient."""
+@pytest.fixture(scope="module")
+def small_study():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     table = run_study(n_prompts=2, min_responses=5, max_responses=6, n_values=(2, 4), pair_counts=(200,),
                       alphas=(0.05,), dpo_betas=(0.1,))
+    torch.set_num_threads(threads)
+    return pd.concat([table, limit_study(sizes=(8,), n_values=(2,), alphas=(0.05,))], ignore_index=True)
+
+
+def test_study_table(small_study) -> None:
+    """A small run of the study: its best-of-n rows are pi_n, SFT with ties kept reaches pi_n on the exact pair
+    distribution, and every fit with a minimiser ended at a small gradient."""
+    table = small_study[small_study["world"] == "random"]
     bon = table[table["loss"] == "best_of_n"].set_index("n")
     for n in (2, 4):
         assert bon.loc[n, "kl_to_bon"] == 0.0 and bon.loc[n, "win_rate"] <= bon_win_rate(n)
     limit = table[(table["loss"] == "sft") & (table["ties"] == "keep") & (table["n_pairs"] == -1)]
     assert (limit["kl_reverse_to_bon"] < 1e-8).all() and len(limit) == 2
-    fitted = table[table["has_minimiser"] & table["grad_norm"].notna()]
+    fitted = small_study[small_study["has_minimiser"] & small_study["grad_norm"].notna()]
     assert (fitted["grad_norm"] < 1e-6).all()
     assert set(table["loss"]) == {"best_of_n", "best_of_n_no_tie", "sft", "bonbon", "ipo", "dpo"}
+    assert set(small_study["world"]) == {"random", "uniform-K8"}
+
+
+def test_curve_win_rate_inverts_the_best_of_n_curve() -> None:
+    m = np.array([1.0, 1.5, 2.0, 3.0, 8.0, 100.0])
+    assert curve_win_rate(bon_kl(m)) == pytest.approx(m / (m + 1), abs=1e-7)
+    assert np.isnan(curve_win_rate(np.nan)) and np.isnan(curve_win_rate(50.0))
+
+
+def test_summary_table_and_figure(small_study, tmp_path) -> None:
+    summary = summary_table(small_study)
+    trained = summary[~summary["method"].str.startswith("best_of_n")]
+    assert set(trained["n_pairs"]) == {200, -1}
+    assert summary["curve_win_rate"].notna().any()
+    fig = plot_exact_world(small_study, tmp_path / "exact.png")
+    assert (tmp_path / "exact.png").stat().st_size > 0
+    gids = {artist.get_gid() for ax in fig.axes for artist in [*ax.lines, *ax.collections]}
+    assert {"theory", "bon:2", "bon:4", "curve:2:ipo β*", "limit:4:sft (ties kept)", "curve:4:dpo β=0.1"} <= gids
+    # the curve of a method holds its KL(pi_theta || pi_n) at 200 pairs and in the limit
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "curve:2:ipo β*"]
+    rows = small_study[(small_study["world"] == "random") & (small_study["n"] == 2) & (small_study["loss"] == "ipo")
+                       & (small_study["beta_rule"] == "beta_star")].sort_values("n_pairs", key=lambda c: c.replace(-1, 10**9))
+    assert line.get_ydata() == pytest.approx(rows["kl_reverse_to_bon"].to_numpy())

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,9 @@ from torch import Tensor
 from bonbon.losses import compute_loss
 from bonbon.theory import beta_star, bon_kl, bon_win_rate, target_margin
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "ExactWorld",
     "Fit",
@@ -40,14 +45,17 @@ __all__ = [
     "best_of_n_no_tie",
     "best_worst_joint",
     "bon_margin",
+    "curve_win_rate",
     "draw_pairs",
     "exact_pairs",
     "fit_policy",
     "kl_divergence",
     "limit_study",
     "make_world",
+    "plot_exact_world",
     "reward_cdf",
     "run_study",
+    "summary_table",
     "win_rate",
     "worst_of_n",
 ]
@@ -395,12 +403,13 @@ def _loss_grid(n: int, ties: str, alphas: tuple[float, ...], dpo_betas: tuple[fl
     """(loss, beta, beta_rule, alpha) to train for one n and tie rule.
 
     Kept ties have margin h = 0 identically: a constant IPO/DPO loss with no gradient, so only the
-    losses with an SFT term are trained again with ties kept.
+    losses with an SFT term are trained again with ties kept: SFT, and BoNBoN at the smallest alpha
+    (the others move as little; one shows it).
     """
     star = beta_star(n)
-    grid = [("sft", star, "beta_star", 1.0)] + [("bonbon", star, "beta_star", a) for a in alphas]
     if ties == "keep":
-        return grid
+        return [("sft", star, "beta_star", 1.0)] + [("bonbon", star, "beta_star", min(alphas))] * bool(alphas)
+    grid = [("sft", star, "beta_star", 1.0)] + [("bonbon", star, "beta_star", a) for a in alphas]
     grid += [("ipo", star, "beta_star", np.nan), ("ipo", discrete_beta, "bon_margin", np.nan)]
     return grid + [("dpo", star, "beta_star", np.nan) if b == "auto" else ("dpo", float(b), "fixed", np.nan)
                    for b in dpo_betas]
@@ -501,3 +510,130 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
                              "mean_margin": fit.mean_margin, "zeroed": fit.zeroed})
         frames.append(_table(rows, world=f"uniform-K{k}"))
     return pd.concat(frames, ignore_index=True)
+
+
+def curve_win_rate(kl: np.ndarray | float) -> np.ndarray:
+    """The continuous best-of-n curve's win rate m/(m+1) at KL = log m - (m-1)/m (real m >= 1).
+
+    The KL is increasing in m, so the curve is inverted by interpolation on a fine grid of m (log-spaced
+    to m = 1e6; a KL beyond, or NaN, gives NaN).
+    """
+    m = np.concatenate([[1.0], np.logspace(-6, 6, 20001) + 1.0])
+    return np.interp(np.asarray(kl, dtype=float), bon_kl(m), bon_win_rate(m), right=np.nan)
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's short table: pi_n, and every trained configuration at the largest pair count and on the
+    exact pair distribution (n_pairs = -1), with the continuous curve's win rate at its KL."""
+    trained = table[~table["loss"].isin(["best_of_n", "best_of_n_no_tie"])]
+    largest = trained.groupby(["world", "n"])["n_pairs"].transform("max")
+    keep = table["loss"].isin(["best_of_n", "best_of_n_no_tie"]) | table.index.isin(
+        trained.index[(trained["n_pairs"] == -1) | (trained["n_pairs"] == largest)])
+    out = table[keep].copy()
+    out["method"] = [_method(r) if r["loss"] not in ("best_of_n", "best_of_n_no_tie") else r["loss"]
+                     for _, r in out.iterrows()]
+    out["curve_win_rate"] = curve_win_rate(out["kl_from_reference"].to_numpy(float))
+    columns = ["world", "n", "method", "n_pairs", "kl_reverse_to_bon", "kl_to_bon", "win_rate", "curve_win_rate",
+               "kl_from_reference", "mean_margin", "bon_margin", "target_margin", "grad_norm"]
+    return out[columns].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The figure
+
+
+def _method(row: pd.Series) -> str:
+    """A readable name for a trained configuration: sft, bonbon a=0.05, ipo b*, dpo b=0.1, ..."""
+    if row["loss"] == "sft":
+        return "sft (ties kept)" if row["ties"] == "keep" else "sft"
+    if row["loss"] == "bonbon":
+        return f"bonbon α={row['alpha']:g}" + (" (ties kept)" if row["ties"] == "keep" else "")
+    rule = {"beta_star": "β*", "bon_margin": "β from π_n's margin"}.get(row["beta_rule"], f"β={row['beta']:g}")
+    return f"{row['loss']} {rule}"
+
+
+KL_FLOOR = 1e-7  # where the figure draws a KL of (numerically) 0
+
+
+def _method_colours(methods: list[str]) -> dict[str, str]:
+    # one hue per loss family, shades within it, so the many BoNBoN alphas read as one family
+    families = {"sft": ["black", "0.5"], "bonbon": ["#08519c", "#3182bd", "#6baed6", "#9ecae1"],
+                "ipo": ["#cb181d", "#fc9272"], "dpo": ["#238b45", "#74c476", "#a1d99b"]}
+    used: dict[str, int] = {}
+    out = {}
+    for m in methods:
+        family = m.split()[0]
+        shades = families.get(family, ["0.3"])
+        out[m] = shades[used.get(family, 0) % len(shades)]
+        used[family] = used.get(family, 0) + 1
+    return out
+
+
+def plot_exact_world(table: pd.DataFrame, path: str | Path) -> Figure:
+    """Per n, KL(pi_theta || pi_n) against pairs per prompt for every trained configuration (the exact
+    pair distribution drawn at the right, as "∞"; a KL below KL_FLOOR is drawn at it); last panel, (KL from pi_0, win rate) of pi_n and of
+    every loss's infinite-data optimum, with the continuous best-of-n curve. Artists carry gids
+    ``curve:{n}:{method}``, ``limit:{n}:{method}``, ``bon:{n}`` and ``theory``."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    rows = table[table["world"] == "random"].copy()
+    trained = rows[~rows["loss"].isin(["best_of_n", "best_of_n_no_tie"])].copy()
+    # bonbon with ties kept lies on its ties-dropped line (a tie moves only the small SFT term): table only
+    trained = trained[(trained["ties"] == "drop") | (trained["loss"] == "sft")]
+    trained["method"] = trained.apply(_method, axis=1)
+    order = {"sft": 0, "bonbon": 1, "ipo": 2, "dpo": 3}
+    trained["_order"] = trained["loss"].map(order)
+    methods = list(dict.fromkeys(trained.sort_values(["_order", "ties", "alpha", "beta_rule"])["method"]))
+    colours = _method_colours(methods)
+    n_values = sorted(rows["n"].unique())
+    counts = sorted(c for c in trained["n_pairs"].unique() if c > 0)
+    infinity = counts[-1] * 4 if counts else 1.0
+    fig = Figure(figsize=(4.0 * len(n_values) + 5.5, 4.6), layout="constrained")
+    for i, n in enumerate(n_values):
+        ax = fig.add_subplot(1, len(n_values) + 1, i + 1, sharey=fig.axes[0] if i else None)
+        for method, group in trained[trained["n"] == n].groupby("method", sort=False):
+            x = np.where(group["n_pairs"] > 0, group["n_pairs"], infinity).astype(float)
+            group, x = group.iloc[np.argsort(x)], np.sort(x)  # the limit (n_pairs = -1) last, at "∞"
+            y = np.maximum(group["kl_reverse_to_bon"].to_numpy(float), KL_FLOOR)  # exact zeros on a log axis
+            dashed = not bool(group["has_minimiser"].iloc[0])
+            ax.plot(x, y, marker="o", markersize=3, color=colours[method], linestyle="--" if dashed else "-",
+                    linewidth=1, gid=f"curve:{n}:{method}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([*counts, infinity], [*(f"{c:g}" for c in counts), "∞"])
+        ax.set_xlabel("pairs per prompt (n-draw groups)")
+        ax.set_ylabel("KL(π_θ ‖ π_n) (nats)" if i == 0 else "")
+        ax.set_title(f"n = {n}: distance to best-of-n", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    ax = fig.add_subplot(1, len(n_values) + 1, len(n_values) + 1)
+    grid_n = np.linspace(1, max(n_values) * 1.5, 200)
+    ax.plot(bon_kl(grid_n), bon_win_rate(grid_n), color="0.3", linewidth=1, gid="theory",
+            label="continuous best-of-n: n/(n+1) vs log n − (n−1)/n")
+    markers = {n: m for n, m in zip(n_values, "os^Dv<>p", strict=False)}
+    for n in n_values:
+        bon = rows[(rows["n"] == n) & (rows["loss"] == "best_of_n")].iloc[0]
+        ax.scatter([bon["kl_from_reference"]], [bon["win_rate"]], marker="*", s=160, color="gold",
+                   edgecolors="black", linewidths=0.6, zorder=5, gid=f"bon:{n}")
+        ax.annotate(f"π_{n}", (bon["kl_from_reference"], bon["win_rate"]), xytext=(6, -10),
+                    textcoords="offset points", fontsize=8)
+        limit = trained[(trained["n"] == n) & (trained["n_pairs"] == -1)]
+        for _, row in limit.iterrows():
+            ax.scatter([row["kl_from_reference"]], [row["win_rate"]], marker=markers[n], s=30,
+                       color=colours[row["method"]], edgecolors="black", linewidths=0.4, zorder=4,
+                       gid=f"limit:{n}:{row['method']}")
+    ax.set_xlabel("KL(π ‖ π_0) (nats)")
+    ax.set_ylabel("win rate against π_0")
+    ax.set_title("infinite-data optimum of each loss", fontsize=10)
+    ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colours[m], marker="o", markersize=4,
+                      linestyle="--" if m.startswith("dpo") else "-", label=m) for m in methods]
+    handles += [Line2D([], [], linestyle="none", marker="*", markersize=11, color="gold", markeredgecolor="black",
+                       label="π_n (exact)")]
+    handles += [Line2D([], [], linestyle="none", marker=markers[n], color="0.6", label=f"n = {n}") for n in n_values]
+    handles += [Line2D([], [], color="0.3", label="continuous best-of-n")]
+    fig.legend(handles=handles, loc="outside right center", fontsize=7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, format="png")
+    return fig
