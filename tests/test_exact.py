@@ -179,6 +179,30 @@ def test_margin_over_tie_free_groups() -> None:
         assert no_tie.sum() == pytest.approx(1.0) and no_tie[np.argmin(r)] == pytest.approx(0.0, abs=1e-15)
 
 
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_best_of_n_is_not_a_stationary_point_of_ipo_at_beta_star(n: int) -> None:
+    """Why beta*(n) pins the margin but not the policy. At pi_n, d = log pi_n/pi_0 = log n + (n-1) log Q in
+    the continuous limit, and the IPO residual h - (n-1)H_{n-1} has mean 0 given the best (the other n-1
+    draws are uniform below it: E[-log min of n-1 uniforms] = H_{n-1}), but not given the worst (its
+    mean grows without bound as the worst's Q goes to 0). The IPO gradient for response k is the
+    best-side sum minus the worst-side sum, so it vanishes at pi_n only if the worst side did too.
+    Uniform pi_0 on K responses, exact pair distribution: the best side shrinks like 1/K, the worst side
+    (and the gradient) does not."""
+    best_side, worst_side = [], []
+    for k in (64, 256, 1024):
+        p0, r = np.full(k, 1.0 / k), np.arange(k, dtype=float)
+        joint = best_worst_joint(p0, r, n)
+        np.fill_diagonal(joint, 0.0)
+        joint /= joint.sum()
+        d = np.log(best_of_n(p0, r, n)) - np.log(p0)
+        residual = joint * ((d[:, None] - d[None, :]) - target_margin(n))
+        best_side.append(np.abs(residual.sum(axis=1)).sum())
+        worst_side.append(np.abs(residual.sum(axis=0)).sum())
+    assert best_side[0] / best_side[1] > 3.5 and best_side[1] / best_side[2] > 3.5  # ~1/K: 4x per 4x K
+    steps = np.abs(np.diff(worst_side))
+    assert min(worst_side) > 0.5 and steps[1] < steps[0] / 2  # converging, to a positive value
+
+
 # ------------------------------------------------------------------------------------------------
 # trained tabular policies
 
