@@ -10,8 +10,8 @@ best-of-n distribution is exactly
 so win rates, KL divergences and the expected best-minus-worst log-ratio margin are sums over y, not
 estimates. A tabular policy (one logit per (x, y), started at pi_0's logits) is trained with the
 project's own losses (:mod:`bonbon.losses`, called from :func:`_pair_losses` only) on best/worst pairs
-drawn from pi_0, or on the exact pair distribution itself (``n_pairs = None``: the infinite-data
-limit), and compared with pi_n exactly. docs/exact-world.md reports what it finds.
+drawn from pi_0, or on the exact pair distribution itself (:func:`exact_pairs`; ``n_pairs = -1`` in
+the study's table: the infinite-data limit), and compared with pi_n exactly. docs/exact-world.md reports what it finds.
 
 Ties: with discrete responses all n draws can be the same response, so best == worst. The workflow's
 pair selection (:func:`bonbon.pairs.select_pairs`) drops such a prompt; ``ties="drop"`` does the same
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExactWorld",
     "Fit",
+    "Pairs",
     "best_of_n",
     "best_of_n_no_tie",
     "best_worst_joint",
@@ -55,6 +56,7 @@ __all__ = [
     "plot_exact_world",
     "reward_cdf",
     "run_study",
+    "sample_draws",
     "summary_table",
     "win_rate",
     "worst_of_n",
@@ -248,8 +250,9 @@ def sample_draws(world: ExactWorld, n_groups: int, n_max: int, seed: int) -> lis
 def exact_pairs(world: ExactWorld, n: int, ties: str) -> Pairs:
     """The infinite-data limit: every (best, worst) pair weighted by its exact probability.
 
-    Prompts weigh equally (as equal numbers of draws per prompt do); ``ties="drop"`` conditions every
-    prompt on "no tie", as dropping tied groups does in the limit.
+    Prompts weigh equally; a prompt's optimum does not depend on its weight (its logits are its own), so
+    this matches sampled pairs whatever ties remove. ``ties="drop"`` conditions every prompt on "no tie",
+    as dropping tied groups does in the limit.
     """
     prompts, bests, worsts, weights = [], [], [], []
     for x, (p0, r) in enumerate(zip(world.p0, world.rewards, strict=True)):
@@ -332,7 +335,8 @@ def fit_policy(world: ExactWorld, pairs: Pairs, loss: str, beta: float, alpha: f
 
     Logits start at pi_0's; responses a prompt does not have, and those the loss sends to probability 0
     (:func:`_zeroed_responses`), are fixed at -inf. Stops when the gradient's max-norm is below
-    ``tolerance`` or after ``max_iter`` iterations (Fit.grad_norm tells which). DPO has no minimiser on
+    ``tolerance``, when the loss stops changing in float64, or after ``max_iter`` iterations
+    (Fit.grad_norm and Fit.iterations tell where it ended). DPO has no minimiser on
     best/worst pairs (every pair points up the reward order, so the margins can grow for ever): its fit
     is where the optimiser stopped, on a loss that is still falling towards 0.
     """
