@@ -197,4 +197,5 @@ def all_outputs():
     pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
     pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
     models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS
+    exact = ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
+    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS + exact
