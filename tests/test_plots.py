@@ -227,8 +227,8 @@ def make_metrics(steps: int, seed: int, loss: str) -> pd.DataFrame:
 
 def test_training_curves(tmp_path):
     runs = {
-        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": None,
-                                              "alpha": 0.005},
+        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": beta_star(8),
+                                              "beta_auto": True, "alpha": 0.005},
         "toy-n4-ipo-beta0.2": {"dataset": "toy", "loss": "ipo", "n": 4, "beta": 0.2},
         "toy-n2-dpo-beta0.1": {"dataset": "toy", "loss": "dpo", "n": 2, "beta": 0.1},
     }
@@ -258,10 +258,10 @@ def test_training_curves(tmp_path):
 
 def test_training_curves_from_attrs_and_smoothing(tmp_path):
     frame = make_metrics(400, 0, "ipo")
-    frame.attrs.update(loss="ipo", n=2, beta=None)
+    frame.attrs.update(loss="ipo", n=2, beta=0.5)
     fig = plot_training_curves({"run": frame}, tmp_path / "t.png")
     (target,) = by_gid(fig.axes[1], "target:").values()
-    np.testing.assert_allclose(target.get_ydata(), [1.0, 1.0])  # beta*(2) = 1/2
+    np.testing.assert_allclose(target.get_ydata(), [1.0, 1.0])  # 1 / (2 beta)
     (line,) = by_gid(fig.axes[0], "run:").values()
     window = 4  # 400 steps // 100
     np.testing.assert_allclose(line.get_ydata()[-1], frame["loss"].tail(window).mean())

@@ -2,9 +2,11 @@ import copy
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from bonbon.config import ConfigError, schema_errors
 from bonbon.runs import expand_runs, run_name
+from bonbon.theory import beta_star
 
 from conftest import REPO
 
@@ -15,6 +17,7 @@ def base(**changes):
     config = {"datasets": {"toy": {"source": "toy"}, "hh": {"source": "toy"}}, "n_values": [2, 4, 8],
               "training": {"learning_rate": 1e-4, "max_length": 192}, "runs": []}
     config.update(changes)
+    validate(config, str(SCHEMA))  # as the workflow does: fills every default
     return config
 
 
@@ -29,9 +32,14 @@ def test_grid_expansion_names_and_training_blocks():
         "hh-n2-dpo-beta0.5", "hh-n4-dpo-beta0.5", "hh-n8-dpo-beta0.5",
     ])
     bonbon = runs["toy-n8-bonbon-betaauto-alpha0.5"]
-    assert bonbon["training"] == {"learning_rate": 1e-4, "max_length": 192, "loss": "bonbon", "beta": None, "alpha": 0.5}
+    # beta auto is resolved once, here: a number, flagged as automatic
+    assert bonbon["beta"] == beta_star(8) == pytest.approx(0.0275482, abs=1e-7) and bonbon["beta_auto"]
+    assert bonbon["training"]["beta"] == beta_star(8) and bonbon["training"]["alpha"] == 0.5
+    assert bonbon["training"]["learning_rate"] == 1e-4 and bonbon["training"]["max_length"] == 192
+    assert bonbon["training"]["warmup_steps"] == 150  # the schema's default
+    assert "label_smoothing" not in bonbon["training"]
     dpo = runs["hh-n4-dpo-beta0.5"]
-    assert dpo["n"] == 4 and dpo["dataset"] == "hh"
+    assert dpo["n"] == 4 and dpo["dataset"] == "hh" and dpo["beta"] == 0.5 and not dpo["beta_auto"]
     assert dpo["training"]["learning_rate"] == 1e-5 and dpo["training"]["beta"] == 0.5
     assert dpo["training"]["label_smoothing"] == 0.0 and dpo["training"]["reference_free"] is False
     assert run_name("toy", 8, "ipo", 0.25) == "toy-n8-ipo-beta0.25"

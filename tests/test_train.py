@@ -9,7 +9,7 @@ import os
 import random
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,12 +19,12 @@ import yaml
 from test_batching import build_tokenizer, hh_prompt
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
-import bonbon.train as train_module
 from bonbon.batching import collate, tokenize_pair
 from bonbon.logprobs import sequence_logps
+from bonbon.losses import LOSSES
 from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
-from bonbon.train import TrainConfig, launch_command, sft, train
+from bonbon.train import TrainConfig, config_from_dict, launch_command, sft, train
 
 torch.set_num_threads(2)
 
@@ -81,6 +81,9 @@ def world(tmp_path_factory):
 
 def cfg(**overrides) -> TrainConfig:
     base = dict(
+        loss="bonbon",
+        beta=beta_star(N),
+        alpha=0.005,
         learning_rate=1e-3,
         optimizer="adamw",
         warmup_steps=0,
@@ -92,7 +95,7 @@ def cfg(**overrides) -> TrainConfig:
         checkpoint_every=100,
         seed=0,
     )
-    return TrainConfig(**{**base, **overrides})
+    return config_from_dict({**base, **overrides})  # the rest: the schema's defaults
 
 
 def params(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -208,15 +211,15 @@ def test_bonbon_margin_moves_towards_target(world, tmp_path):
 
 
 def test_non_finite_loss_raises_naming_step(world, tmp_path, monkeypatch):
-    real = train_module.compute_loss
+    real = LOSSES["bonbon"]
     seen = []
 
-    def nan_from_step_1(name, pc, *args, **kwargs):
-        losses, metrics = real(name, pc, *args, **kwargs)
+    def nan_from_step_1(*args, **kwargs):
+        losses, metrics = real(*args, **kwargs)
         seen.append(1)
         return (losses * float("nan") if len(seen) > 1 else losses), metrics
 
-    monkeypatch.setattr(train_module, "compute_loss", nan_from_step_1)
+    monkeypatch.setitem(LOSSES, "bonbon", nan_from_step_1)  # the loop picks the loss from LOSSES
     with pytest.raises(FloatingPointError, match=r"at step 1 .*prompt_ids of the batch: \['p0"):
         train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=3))
 
@@ -343,3 +346,132 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
     assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()  # the emptied pair stays put
     with pytest.raises(ValueError, match="shard 2 of 3 has 10 rows, expected 11 of 32"):
         gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])
+
+
+# ---------------------------------------------------------------------------------------- pins
+# The plumbing of the loop, against values computed here: accumulation, data order, the SFT loss,
+# the warmup schedule.
+
+
+def test_gradient_accumulation_equals_one_larger_batch(world, tmp_path):
+    """2 micro-batches of 4 pairs make the step of one batch of 8: the loss is divided by the number
+    of micro-batches (same gradient norm) and the optimizer steps once per step (same parameters)."""
+    big, accumulated = tmp_path / "big", tmp_path / "accumulated"
+    train(world["model"], world["pairs"], world["ref"], big, cfg(batch_size=8, max_steps=2))
+    train(world["model"], world["pairs"], world["ref"], accumulated,
+          cfg(batch_size=4, gradient_accumulation_steps=2, max_steps=2))
+    a, b = pd.read_csv(big / "metrics.csv"), pd.read_csv(accumulated / "metrics.csv")
+    for column in ("loss", "margin", "grad_norm"):
+        assert b[column].tolist() == pytest.approx(a[column].tolist(), rel=1e-5), column
+    start, a, b = params(world["model"]), params(big), params(accumulated)
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-4  # the steps moved the model
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)  # Adam: float noise on tiny gradients
+
+
+def batches_seen(world, monkeypatch) -> list[list[str]]:
+    """Records, per policy forward, the prompt ids of the chosen rows it was given (read back from the
+    token ids: chosen sequences are unique in the world's pair file)."""
+    from bonbon.batching import tokenize_pairs
+
+    examples, _ = tokenize_pairs(pd.read_parquet(world["pairs"]), world["tokenizer"], MAX_PROMPT, MAX_LEN)
+    owner = {tuple(e["chosen"]["input_ids"]): e["prompt_id"] for e in examples}
+    assert len(owner) == len(examples) == 32
+    seen: list[list[str]] = []
+    forward = GPTNeoXForCausalLM.forward
+
+    def recording(self, *args, input_ids=None, attention_mask=None, **kwargs):
+        rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask, strict=True)]
+        seen.append([owner[r] for r in rows[: len(rows) // 2]])
+        return forward(self, *args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(GPTNeoXForCausalLM, "forward", recording)
+    return seen
+
+
+def test_data_order_is_a_new_permutation_every_epoch_and_fixed_by_the_seed(world, tmp_path, monkeypatch):
+    seen = batches_seen(world, monkeypatch)
+    two_epochs = cfg(batch_size=8, max_steps=None, epochs=2)  # 4 steps an epoch
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a", two_epochs)
+    first = list(seen)
+    assert len(first) == 8
+    epochs = [sum(first[:4], []), sum(first[4:], [])]
+    everything = sorted(owner for owner in epochs[0])
+    assert len(set(everything)) == 32 and sorted(epochs[1]) == everything  # each epoch: every pair once
+    assert epochs[0] != epochs[1]  # reshuffled
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b", two_epochs)
+    assert seen == first  # the same seed, the same order
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "c", replace(two_epochs, seed=1))
+    assert sum(seen[:4], []) != epochs[0]
+
+
+def test_sft_loss_is_the_per_token_mean_nll_of_the_micro_batch(world, tmp_path):
+    """Step 0's logged loss is sum of the response tokens' NLL / their number over the whole batch (not
+    a mean of per-sequence means), and the sft column the mean per-sequence summed NLL, both from a
+    full forward pass of each unpadded sequence with the model before any update."""
+    tok = world["tokenizer"]
+    pairs = pd.read_parquet(world["pairs"]).head(6)
+    responses = [" Sure.", " Fine.", " First clean the bike, then check the bread every day and water it.",
+                 " Good question, water it.", " Happy to help: first clean the bike.", " No."]
+    texts = pd.DataFrame({"prompt": pairs["prompt"], "response": responses})
+    sft(world["model"], texts, tmp_path / "sft", cfg(max_steps=1, batch_size=6))
+    row = pd.read_csv(tmp_path / "sft" / "metrics.csv").iloc[0]
+
+    model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+    nll, tokens = [], []
+    for prompt, response in zip(texts["prompt"], texts["response"], strict=True):
+        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT:]  # cut from the left
+        response_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        response_ids = response_ids[: MAX_LEN - len(prompt_ids)]
+        ids = torch.tensor([prompt_ids + response_ids])
+        with torch.no_grad():
+            logps = model(input_ids=ids).logits[0].double().log_softmax(-1)
+        steps = torch.arange(len(response_ids)) + len(prompt_ids) - 1
+        nll.append(-logps[steps, torch.tensor(response_ids)].sum().item())
+        tokens.append(len(response_ids))
+    assert len(set(tokens)) >= 4  # per-token and per-sequence means differ
+    assert row["loss"] == pytest.approx(sum(nll) / sum(tokens), rel=1e-5)
+    assert row["loss"] != pytest.approx(sum(n / t for n, t in zip(nll, tokens, strict=True)) / 6, rel=1e-3)
+    assert row["sft"] == pytest.approx(sum(nll) / 6, rel=1e-5)
+
+
+def test_warmup_is_linear_from_the_first_step(world, tmp_path):
+    """lr at step s is lr * min(1, (s + 1) / (warmup + 1)): nonzero at step 0, in the metrics and in the
+    update (AdamW's first step moves each weight by lr * g / (|g| + eps), so by at most lr)."""
+    lr, warmup = 1e-3, 3
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=5))
+    logged = pd.read_csv(tmp_path / "a" / "metrics.csv")["lr"].tolist()
+    assert logged == pytest.approx([lr * (s + 1) / (warmup + 1) for s in range(3)] + [lr, lr], rel=1e-12)
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=1))
+    start, after = params(world["model"]), params(tmp_path / "b")
+    moved = max((after[k] - start[k]).abs().max().item() for k in start)
+    assert moved == pytest.approx(lr / (warmup + 1), rel=1e-3)
+
+
+def test_config_from_dict_takes_defaults_and_bounds_from_the_schema():
+    from bonbon.config import load_schema
+
+    defaults = {k: v["default"] for k, v in load_schema()["definitions"]["training"]["properties"].items()}
+    options = config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 3})
+    assert options.batch_size == 3 and options.beta == 0.1
+    assert {k: getattr(options, k) for k in defaults if k != "batch_size"} == {
+        k: v for k, v in defaults.items() if k != "batch_size"}
+    assert options.learning_rate == 5e-7 and options.warmup_steps == 150  # the paper's, stated in the schema
+    with pytest.raises(ValueError, match=r"config key training.batch_size: 0 is less than the minimum of 1"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 0})
+    with pytest.raises(ValueError, match=r"config key training: Additional properties.*'bach_size'"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "bach_size": 8})
+    with pytest.raises(ValueError, match=r"config key training.optimizer: 'sgd' is not one of"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "optimizer": "sgd"})
+    # what the schema cannot say of one run
+    with pytest.raises(ValueError, match=r"loss must be one of \['bonbon', 'dpo', 'ipo', 'sft'\], got 'kto'"):
+        config_from_dict({"loss": "kto", "beta": 0.1})
+    with pytest.raises(ValueError, match="loss 'dpo' needs beta"):
+        config_from_dict({"loss": "dpo"})
+    with pytest.raises(ValueError, match="loss 'bonbon' needs alpha"):
+        config_from_dict({"loss": "bonbon", "beta": 0.1})
+    assert config_from_dict({"loss": "sft"}).beta is None

@@ -12,24 +12,36 @@ from pathlib import Path
 from typing import Any
 
 TOY = "toy"
+# the one statement of every key, bound and default; the package lives in the workflow's checkout
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message starts with the config key."""
 
 
-def schema_errors(config: dict, schema_path: str | Path) -> list[str]:
-    """Every schema violation of ``config`` as ``"config key a.b.c: what is wrong"``."""
-    import jsonschema
+def load_schema(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
     import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def schema_errors(config: dict, schema_path: str | Path = SCHEMA) -> list[str]:
+    """Every schema violation of ``config`` as ``"config key a.b.c: what is wrong"``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
         key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         messages.append(f"config key {key}: {error.message}")
     return messages
+
+
+def training_defaults(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """The default of every training loop setting (the schema's ``definitions.training``)."""
+    properties = load_schema(schema_path)["definitions"]["training"]["properties"]
+    return {key: spec["default"] for key, spec in properties.items()}
 
 
 def is_local_path(model: str) -> bool:

@@ -26,8 +26,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bonbon.theory import beta_star
-
 __all__ = [
     "LOSS_MARKERS",
     "plot_frontier",
@@ -383,14 +381,9 @@ def _run_info(run: str, frame: pd.DataFrame, runs: Mapping[str, Mapping[str, Any
 
 
 def target_beta(info: Mapping[str, Any]) -> float | None:
-    """The run's beta: the given one, beta*(n) where it is None/'auto' (ipo/bonbon), else None."""
+    """The run's beta (``beta: auto`` is already beta*(n) there, see ``bonbon.runs.expand_runs``), or None."""
     beta = info.get("beta")
-    if beta is not None and beta != "auto" and _finite(beta):
-        return float(beta)
-    n = info.get("n")
-    if info.get("loss") in ("ipo", "bonbon") and n is not None and not _is_missing(n) and int(n) >= 2:
-        return beta_star(int(n))
-    return None
+    return float(beta) if _finite(beta) else None
 
 
 def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
@@ -399,8 +392,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     """A 2x2 grid over optimizer steps: loss, margin, reward accuracy, gradient norm; one line per run.
 
     ``metrics``: run -> its metrics.csv as a DataFrame. ``runs``: run -> {loss, n, beta[, alpha]}
-    (the workflow's expanded runs, ``bonbon.runs.expand_runs``; ``beta`` None or 'auto' means
-    beta*(n)); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
+    (the workflow's expanded runs, ``bonbon.runs.expand_runs``, whose beta is a number); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
     ``beta`` / ``alpha`` columns. The ``loss`` column must hold the loss values. On the margin panel, each ipo/bonbon run gets a dashed
     line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the margin to.
     ``smooth``: rolling-mean window in steps; None picks one step per 1% of the longest run.

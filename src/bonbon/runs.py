@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from bonbon.config import ConfigError
+from bonbon.theory import beta_star
 
 # truncation must match the reference log-prob pass that all runs of a pair file share
 SHARED_TRAINING_KEYS = ("max_length", "max_prompt_length")
@@ -22,68 +24,68 @@ def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: f
 
 
 def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every run of ``config["runs"]`` as ``name -> {dataset, n, loss, beta, alpha, training, pairs}``,
-    ``pairs`` naming the pair file (``n{n}`` or ``original``).
+    """Every run of a validated config's ``runs`` as ``name -> {dataset, n, loss, beta, beta_auto,
+    alpha, training, pairs}``, ``pairs`` naming the pair file (``n{n}`` or ``original``).
 
-    ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's overrides, then
-    the loss and its hyper-parameters (``beta: None`` stands for ``auto``, beta*(n)). Raises
-    ConfigError naming the ``runs[i]`` key for unknown datasets, n outside ``n_values``, ``auto`` with
-    DPO, per-run truncation overrides and duplicate runs.
+    ``beta: auto`` is resolved here, once: ``beta`` is beta*(n) and ``beta_auto`` True (the name keeps
+    ``betaauto``). ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's
+    overrides, then the loss and its parameters. Raises ConfigError naming the ``runs[i]`` key for
+    unknown datasets, n outside ``n_values``, ``auto`` with DPO, per-run truncation overrides and
+    duplicate runs.
     """
     runs: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(config["runs"]):
         key = f"runs[{i}]"
-        datasets = spec.get("datasets") or sorted(config["datasets"])
-        unknown = [d for d in datasets if d not in config["datasets"]]
-        if unknown:
-            raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; known: {sorted(config['datasets'])}")
-        original = spec.get("source", "pairs") == "original"
-        if original:
-            not_hf = [d for d in datasets if config["datasets"][d]["source"] != "hf"]
-            if not_hf:
-                raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, not {not_hf}")
-            if "auto" in spec["beta"]:
-                raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; source 'original' has no n")
-            if "n" in spec:
-                raise ConfigError(f"config key {key}.n: source 'original' has no n")
-            ns = [None]
-        else:
-            ns = spec.get("n") or sorted(config["n_values"])
-            outside = [n for n in ns if n not in config["n_values"]]
-            if outside:
-                raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
-        if spec["loss"] == "dpo" and "auto" in spec["beta"]:
-            raise ConfigError(f"config key {key}.beta: 'auto' (beta*(n)) is defined for ipo and bonbon, not dpo")
-        overridden = [k for k in SHARED_TRAINING_KEYS if k in spec.get("training", {})]
-        if overridden:
-            raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
-                              "(the reference log-probs of a pair file are computed once for every run)")
-        alphas = spec.get("alpha", [0.005]) if spec["loss"] == "bonbon" else [None]
-        for dataset in datasets:
-            for n in ns:
-                for beta in spec["beta"]:
-                    for alpha in alphas:
-                        name = run_name(dataset, n, spec["loss"], beta, alpha)
-                        pairs = "original" if n is None else f"n{n}"
-                        if name in runs:
-                            raise ConfigError(f"config key {key}: run {name!r} is declared twice")
-                        training = {**config["training"], **spec.get("training", {}), "loss": spec["loss"],
-                                    "beta": None if beta == "auto" else float(beta)}
-                        if alpha is not None:
-                            training["alpha"] = float(alpha)
-                        if spec["loss"] == "dpo":
-                            training["label_smoothing"] = spec.get("label_smoothing", 0.0)
-                            training["reference_free"] = spec.get("reference_free", False)
-                        runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": beta,
-                                      "alpha": alpha, "training": training, "pairs": pairs}
+        datasets, ns = _grid(config, spec, key)
+        alphas = spec["alpha"] if spec["loss"] == "bonbon" else [None]
+        for dataset, n, beta, alpha in itertools.product(datasets, ns, spec["beta"], alphas):
+            name = run_name(dataset, n, spec["loss"], beta, alpha)
+            if name in runs:
+                raise ConfigError(f"config key {key}: run {name!r} is declared twice")
+            value = beta_star(n) if beta == "auto" else float(beta)
+            training = {**config["training"], **spec["training"], "loss": spec["loss"], "beta": value}
+            if alpha is not None:
+                training["alpha"] = float(alpha)
+            if spec["loss"] == "dpo":
+                training.update(label_smoothing=spec["label_smoothing"], reference_free=spec["reference_free"])
+            runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value, "beta_auto": beta == "auto",
+                          "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}"}
     return runs
+
+
+def _grid(config: dict[str, Any], spec: dict[str, Any], key: str) -> tuple[list[str], list[int | None]]:
+    """The datasets and the n (None: the dataset's original pairs) of run entry ``key``, checked."""
+    datasets = spec.get("datasets") or sorted(config["datasets"])
+    unknown = [d for d in datasets if d not in config["datasets"]]
+    if unknown:
+        raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; known: {sorted(config['datasets'])}")
+    if spec["loss"] == "dpo" and "auto" in spec["beta"]:
+        raise ConfigError(f"config key {key}.beta: 'auto' (beta*(n)) is defined for ipo and bonbon, not dpo")
+    overridden = [k for k in SHARED_TRAINING_KEYS if k in spec["training"]]
+    if overridden:
+        raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
+                          "(the reference log-probs of a pair file are computed once for every run)")
+    if spec["source"] != "original":
+        ns = spec.get("n") or sorted(config["n_values"])
+        outside = [n for n in ns if n not in config["n_values"]]
+        if outside:
+            raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
+        return datasets, ns
+    not_hf = [d for d in datasets if config["datasets"][d]["source"] != "hf"]
+    if not_hf:
+        raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, not {not_hf}")
+    if "auto" in spec["beta"]:
+        raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; source 'original' has no n")
+    if "n" in spec:
+        raise ConfigError(f"config key {key}.n: source 'original' has no n")
+    return datasets, [None]
 
 
 def snapshot_interval(training: dict[str, Any]) -> int:
     """Steps between a run's from_pretrained snapshots: ``snapshot_every``, null meaning every
     ``checkpoint_every``; 0 means none."""
     every = training.get("snapshot_every")
-    return int(training.get("checkpoint_every", 500) if every is None else every)
+    return int(training["checkpoint_every"] if every is None else every)
 
 
 def check_checkpoints(config: dict[str, Any], runs: dict[str, dict[str, Any]]) -> None:

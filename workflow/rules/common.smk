@@ -18,7 +18,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTH
 import bonbon.config as bonbon_config
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
-SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
 
 # A bad config stops here, before any job, naming the key and what is wrong.
 try:

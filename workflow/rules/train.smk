@@ -60,8 +60,8 @@ rule ref_logps:
         shard=lambda wc: shard_of(wc.scatteritem),
         model=reference_model(),
         device=config["device"],
-        max_length=config["training"].get("max_length", 512),
-        max_prompt_length=config["training"].get("max_prompt_length", 256),
+        max_length=config["training"]["max_length"],
+        max_prompt_length=config["training"]["max_prompt_length"],
         batch_size=config["scoring"]["batch_size"],
     log:
         "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",

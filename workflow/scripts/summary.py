@@ -6,7 +6,6 @@ from pathlib import Path
 from bonbon.evaluate import summarize, summary_table
 from bonbon.frontier import add_frontier_columns, run_table
 from bonbon.io import read_table, setup_job_logging, write_parquet
-from bonbon.theory import beta_star
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
@@ -16,9 +15,8 @@ for path in snakemake.input.tables:
     name = Path(path).stem
     spec = p.policies[name]
     table = read_table(path, ["prompt_id", "reward", "opponent_reward", "n_tokens", "finished"])
-    beta = spec.get("beta")
     rows.append(summarize(table, name, spec["kind"], dataset=spec["dataset"], loss=spec.get("loss"), n=spec.get("n"),
-                          beta=beta_star(spec["n"]) if beta == "auto" else beta, alpha=spec.get("alpha"),
+                          beta=spec.get("beta"), alpha=spec.get("alpha"),
                           sampling=p.sampling, run=spec.get("run"), step=spec.get("step")))
 summary = add_frontier_columns(summary_table(rows))
 runs = run_table(summary)
