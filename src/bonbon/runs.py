@@ -49,7 +49,9 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if spec["loss"] == "dpo":
                 training.update(label_smoothing=spec["label_smoothing"], reference_free=spec["reference_free"])
             runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value, "beta_auto": beta == "auto",
-                          "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}"}
+                          "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}",
+                          "checkpoints": spec["checkpoints"] if "checkpoints" in spec
+                          else config["evaluation"]["checkpoints"]}
     return runs
 
 
@@ -89,12 +91,13 @@ def snapshot_interval(training: dict[str, Any]) -> int:
 
 
 def check_checkpoints(config: dict[str, Any], runs: dict[str, dict[str, Any]]) -> None:
-    """ConfigError naming ``evaluation.checkpoints`` when a requested step can fall between snapshots."""
-    spec = config["evaluation"]["checkpoints"]
-    wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec["steps"]]
-    if not (wanted or spec["fractions"]):
-        return
+    """ConfigError naming ``evaluation.checkpoints`` (or a run entry's ``checkpoints``) when a requested
+    step can fall between a run's snapshots."""
     for name, run in runs.items():
+        spec = run.get("checkpoints", config["evaluation"]["checkpoints"])
+        wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec.get("steps", [])]
+        if not (wanted or spec.get("fractions")):
+            continue
         interval = snapshot_interval(run["training"])
         if interval == 0:
             raise ConfigError(f"config key evaluation.checkpoints: run {name} writes no snapshots "

@@ -152,8 +152,7 @@ def evaluated_policies():
     policies = list(POLICIES)
     for run in RUNS:
         progress = run_progress(run)
-        steps = checkpoint_steps(config["evaluation"]["checkpoints"], progress["steps"],
-                                 progress.get("snapshot_steps", []))
+        steps = checkpoint_steps(RUNS[run]["checkpoints"], progress["steps"], progress.get("snapshot_steps", []))
         policies += [f"{run}-step{step}" for step in steps]
     return policies
 
