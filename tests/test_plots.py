@@ -334,3 +334,19 @@ def test_training_curves_draw_validation_beside_training(tmp_path):
     np.testing.assert_allclose(by_gid(margin_ax, "val:")["r"].get_ydata(), [0.5, 1.5, 2.0])
     assert by_gid(accuracy_ax, "val:") == {}  # no val_reward_accuracy column
     assert by_gid(loss_ax, "run:")["r"].get_color() == val.get_color()
+
+
+def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
+    summary = make_summary()
+    summary.loc[summary["policy"] == "toy-n2-dpo-beta0.1", "kl"] = 20.0  # far past best-of-16's 1.83 nats
+    fig = plot_frontier(summary, bon_curve(16), tmp_path / "f.png")
+    ax = fig.axes[0]
+    extended = by_gid(ax, "extended-theory")[""]
+    kls = extended.get_xdata()
+    assert kls[0] == pytest.approx(float(bon_kl(16))) and kls[-1] == pytest.approx(20.0)
+    # on the curve: KL(m) = log m - (m-1)/m and win rate m/(m+1); at 20 nats m = e^21 nearly
+    m = np.exp(21.0)
+    assert extended.get_ydata()[-1] == pytest.approx(m / (m + 1), abs=1e-6)
+    assert ax.get_xscale() == "symlog"
+    assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
+    assert plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png").axes[0].get_xscale() == "linear"

@@ -26,6 +26,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bonbon.frontier import theory_win_rate_at_kl
+
 __all__ = [
     "LOSS_MARKERS",
     "plot_frontier",
@@ -246,9 +248,17 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str) -> None:
     _frontier_legend(ax, summary, colours)
     finite = [v for v in xs if math.isfinite(v)]
     if x == "kl":
-        xmax = max(finite + [max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"),
-                                 default=0.0)])
-        ax.set_xlim(-0.04 * max(xmax, 0.1), None)
+        theory_max = max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"), default=0.0)
+        xmax = max(finite + [theory_max])
+        if xmax > theory_max > 0:  # the curve goes on past n_max: continuous in n, up to the farthest point
+            kls = np.geomspace(theory_max, xmax, 50)
+            ax.plot(kls, theory_win_rate_at_kl(kls), color="0.25", linewidth=1, linestyle="--", zorder=2,
+                    gid="extended-theory", label="_nolegend_")
+        if xmax > 5:  # a run far out in KL would squash best-of-n's region: log scale past 1 nat
+            ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+            ax.set_xlim(-0.02, xmax * 1.3)
+        else:
+            ax.set_xlim(-0.04 * max(xmax, 0.1), None)
     ax.set_ylabel("win rate vs reference (reward-model judge, ties ½)")
     ax.grid(True, alpha=0.3)
 
