@@ -4,15 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bonbon.generate import (
-    SamplingConfig,
-    filter_logits,
-    generate_samples,
-    gumbel_sample,
-    load_policy,
-    plan_batches,
-)
+from bonbon.generate import generate_samples, plan_batches, sample_logps
+from bonbon.models import load_policy
 from bonbon.prompts import prompt_id
+from bonbon.sampling import SamplingConfig, filter_logits, gumbel_sample, stop_index
 from bonbon.toy import make_prompt_set
 
 
@@ -38,6 +33,13 @@ def test_filter_logits_top_k_top_p_temperature():
     assert torch.isfinite(keep_one[0, 0]) and torch.isinf(keep_one[0, 1:]).all()
     hot = filter_logits(logits, 2.0, 0, 1.0)
     assert torch.allclose(hot, logits / 2)
+
+
+def test_stop_index_is_the_earliest_stop_string():
+    stops = ("\n\nHuman:", "\n\nAssistant:")
+    assert stop_index(" Sure.\n\nAssistant: more\n\nHuman: x", stops) == 6
+    assert stop_index(" Sure.\n\nHuman: x\n\nAssistant:", stops) == 6
+    assert stop_index(" Sure.\n\nHum", stops) is None and stop_index("", ()) is None
 
 
 def test_plan_batches_sorted_by_length():
@@ -230,8 +232,6 @@ def test_kv_cache_sampler_log_probs_equal_a_full_forward_pass(rotary_model):
 def test_evaluation_log_probs_of_long_prompts_use_the_prompt_generation_saw(rotary_model):
     """Prompts longer than max_prompt_length: sample_logps (the KL estimate's log pi) is computed on the
     very prompt ids the sampler was given, and equals the sampler's own log-probs."""
-    from bonbon.evaluate import sample_logps
-
     model, tokenizer = rotary_model
     turn = "\n\nHuman: Hello, how are you today?\n\nAssistant: Fine, thanks."
     texts = [turn * 4 + "\n\nHuman: How do I bake my bread?\n\nAssistant:",

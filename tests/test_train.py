@@ -19,7 +19,7 @@ import yaml
 from test_batching import build_tokenizer, hh_prompt
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from bonbon.batching import collate, tokenize_pair
+from bonbon.batching import collate, tokenize_pairs
 from bonbon.logprobs import sequence_logps
 from bonbon.losses import LOSSES
 from bonbon.reference import gather_reference_shards, write_reference_logps
@@ -110,8 +110,9 @@ def test_reference_logps_equal_sequence_logps(world):
     model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
     tok = world["tokenizer"]
     for i in (0, 3, 12, 31):
+        [example], _ = tokenize_pairs(pairs.iloc[[i]], tok, MAX_PROMPT, MAX_LEN)  # as training tokenizes
         for side in ("chosen", "rejected"):
-            seq = tokenize_pair(tok, pairs.loc[i, "prompt"], pairs.loc[i, side], MAX_PROMPT, MAX_LEN)
+            seq = example[side]
             b = collate([seq], tok.pad_token_id)  # alone: no padding at all
             with torch.no_grad():
                 expected = sequence_logps(
@@ -372,8 +373,6 @@ def test_gradient_accumulation_equals_one_larger_batch(world, tmp_path):
 def batches_seen(world, monkeypatch) -> list[list[str]]:
     """Records, per policy forward, the prompt ids of the chosen rows it was given (read back from the
     token ids: chosen sequences are unique in the world's pair file)."""
-    from bonbon.batching import tokenize_pairs
-
     examples, _ = tokenize_pairs(pd.read_parquet(world["pairs"]), world["tokenizer"], MAX_PROMPT, MAX_LEN)
     owner = {tuple(e["chosen"]["input_ids"]): e["prompt_id"] for e in examples}
     assert len(owner) == len(examples) == 32

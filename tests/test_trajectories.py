@@ -11,11 +11,14 @@ import pytest
 import torch
 from test_train import cfg, params, world  # noqa: F401  (world is a fixture)
 
-from bonbon.batching import collate_pairs, pad_id, read_pair_file, tokenize_pairs
+from bonbon.batching import collate_pairs, pad_id, tokenize_pairs
 from bonbon.config import ConfigError
-from bonbon.generate import SamplingConfig, generate_samples, load_policy
+from bonbon.generate import generate_samples
 from bonbon.logprobs import sequence_logps
+from bonbon.models import load_policy
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
+from bonbon.sampling import SamplingConfig
+from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
 from bonbon.theory import beta_star
 from bonbon.train import attach_reference, split_validation, train
 
@@ -29,7 +32,7 @@ def test_snapshot_is_the_final_model_of_the_shorter_run_and_samples_alike(world,
     a, b = params(snapshot), params(short)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
-    prompts = read_pair_file(world["pairs"]).drop_duplicates("prompt_id")[["prompt_id", "prompt"]].head(6)
+    prompts = read_table(world["pairs"], PAIR_TEXT_COLUMNS).drop_duplicates("prompt_id")[["prompt_id", "prompt"]].head(6)
     sampling = SamplingConfig(n=2, max_new_tokens=8, max_prompt_length=24, seed=3)
     tables = [generate_samples(*load_policy(str(path)), prompts, sampling)[0] for path in (snapshot, short)]
     pd.testing.assert_frame_equal(tables[0], tables[1])
@@ -65,7 +68,7 @@ def test_validation_metrics_equal_the_loss_recomputed_on_held_out_pairs(world, t
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["val_loss"].notna().tolist() == [False, True, False, True]  # steps 2 and 4
     # recompute by hand with the final model on the pairs the split holds out
-    examples, _ = tokenize_pairs(read_pair_file(world["pairs"]), world["tokenizer"], options.max_prompt_length,
+    examples, _ = tokenize_pairs(read_table(world["pairs"], PAIR_TEXT_COLUMNS), world["tokenizer"], options.max_prompt_length,
                                  options.max_length)
     attach_reference(examples, world["ref"])
     _, validation = split_validation(examples, 0.3)

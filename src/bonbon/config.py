@@ -188,8 +188,3 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
     folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
     return folder.is_dir() and any(folder.iterdir())
 
-
-def model_dir(config: dict, role: str) -> str:
-    """Where a model is loaded from: the toy world's directory for ``toy``, else the configured string."""
-    model = config["models"][role]
-    return f"results/toy/{role}_model" if model == TOY else model

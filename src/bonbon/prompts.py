@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bonbon.tables import PROMPT_COLUMNS
+
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 
-PROMPT_COLUMNS = ("prompt_id", "prompt", "split")
 
 
 class PromptFileError(ValueError):
@@ -53,6 +54,13 @@ def normalize_prompt(text: str) -> str:
     change tokenization of the response's first token.
     """
     return text.rstrip(" ")
+
+
+def stable_hash(*parts: object, digits: int, algorithm: str = "sha256") -> int:
+    """The first ``digits`` hex digits, as an int, of the hash of the parts joined by ``":"``: a seed or
+    a draw that depends on the parts alone (Python's ``hash()`` changes from process to process)."""
+    key = ":".join(str(p) for p in parts)
+    return int(hashlib.new(algorithm, key.encode()).hexdigest()[:digits], 16)
 
 
 def prompt_id(prompt: str) -> str:
@@ -120,12 +128,12 @@ def build_prompt_table(
     table["prompt_id"] = table["prompt"].map(prompt_id)
     if "split" not in table.columns:
         table["split"] = [
-            "eval" if _unit_hash(f"{seed}:{pid}") < eval_fraction else "train" for pid in table["prompt_id"]
+            "eval" if _unit_hash(seed, pid) < eval_fraction else "train" for pid in table["prompt_id"]
         ]
     table = table.sort_values("prompt_id", kind="stable")
     if max_prompts is not None and len(table) > max_prompts:
         # a hash order, not the head of the file, so a subsample is a fair draw of the source
-        order = sorted(table["prompt_id"], key=lambda pid: _unit_hash(f"subsample:{seed}:{pid}"))
+        order = sorted(table["prompt_id"], key=lambda pid: _unit_hash("subsample", seed, pid))
         table = table[table["prompt_id"].isin(set(order[:max_prompts]))]
     table = table[list(PROMPT_COLUMNS)].reset_index(drop=True)
     counts["train"] = int((table["split"] == "train").sum())
@@ -133,8 +141,8 @@ def build_prompt_table(
     return table, counts
 
 
-def _unit_hash(key: str) -> float:
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:13], 16) / 16**13
+def _unit_hash(*parts: object) -> float:
+    return stable_hash(*parts, digits=13, algorithm="sha1") / 16**13
 
 
 def truncate_prompt_ids(prompt_ids: Sequence[int], max_length: int) -> list[int]:

@@ -72,15 +72,6 @@ def score_responses(
     return rewards, cuts
 
 
-def load_reward_model(path: str, device: str = "cpu"):
-    """Load a reward model and its tokenizer through ``from_pretrained`` (a hub id or a local directory)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-    return model, tokenizer
-
-
 def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> tuple[pd.DataFrame, dict[str, int]]:
     """Add a ``reward`` column to a sample table; returns it and counts of the rows that were cut."""
     rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),

@@ -34,19 +34,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bonbon.batching import collate_pairs, pad_id, read_pair_file, tokenize_pairs, tokenize_sft
+from bonbon.batching import collate_pairs, pad_id, tokenize_pairs, tokenize_sft
 from bonbon.config import schema_errors, training_defaults
 from bonbon.logprobs import sequence_logps
 from bonbon.losses import LOSSES
+from bonbon.models import load_causal_lm, load_tokenizer
+from bonbon.prompts import stable_hash
+from bonbon.tables import LOSS_METRICS, METRIC_COLUMNS, PAIR_TEXT_COLUMNS, VALIDATION_COLUMNS, read_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
+__all__ = ["TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
 
-# the loss and the batch means of the metrics the losses return (bonbon.losses), NaN where a loss has none
-LOSS_METRICS = ("loss", "sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy")
-VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
-METRIC_COLUMNS = ("step", "epoch", *LOSS_METRICS, "grad_norm", "lr", "tokens_per_s", *VALIDATION_COLUMNS)
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
                      "max_steps", "snapshot_every", "eval_every"}
@@ -135,12 +134,10 @@ def train(
     metrics_row)`` runs after every optimizer step. Returns the summary also written to
     ``out_dir/train_summary.json``.
     """
-    from transformers import AutoTokenizer
-
     if cfg.loss == "sft":
         raise ValueError("train() is for preference losses; use sft() for loss 'sft'")
-    tokenizer = AutoTokenizer.from_pretrained(policy_path)
-    frame = read_pair_file(pairs_path)
+    tokenizer = load_tokenizer(policy_path)
+    frame = read_table(pairs_path, PAIR_TEXT_COLUMNS, allow_empty=True)
     examples, counts = tokenize_pairs(
         frame, tokenizer, cfg.max_prompt_length, cfg.max_length, source=str(pairs_path)
     )
@@ -166,10 +163,8 @@ def sft(
 ) -> dict[str, Any]:
     """Supervised fine-tuning on (prompt, response) rows: the same loop, loss = mean token NLL of
     the responses (prompt tokens not counted). Returns the run summary."""
-    from transformers import AutoTokenizer
-
     cfg = replace(cfg, loss="sft")
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    tokenizer = load_tokenizer(base_path)
     examples, counts = tokenize_sft(texts, tokenizer, cfg.max_prompt_length, cfg.max_length)
     return _fit(base_path, tokenizer, examples, Path(out_dir), cfg, {"data": counts}, callback)
 
@@ -180,11 +175,8 @@ def attach_reference(examples: list[dict[str, Any]], ref_logps_path: str | Path)
     Raises ValueError naming the file when a pair has no finite reference log-prob, or when the
     response lengths differ (the file was computed with another tokenizer or max_length).
     """
-    ref = pd.read_parquet(ref_logps_path)
     needed = ["prompt_id", "chosen_idx", "rejected_idx", "chosen_ref_logp", "rejected_ref_logp"]
-    missing = [c for c in needed if c not in ref.columns]
-    if missing:
-        raise ValueError(f"{ref_logps_path}: missing column(s) {missing} (columns: {list(ref.columns)})")
+    ref = read_table(ref_logps_path, needed, allow_empty=True)
     keys = zip(
         ref["prompt_id"].astype(str),
         ref["chosen_idx"].astype(int),
@@ -306,7 +298,6 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     """Accelerator, step counts, the policy (it starts as the reference model) and its optimizer."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import AutoModelForCausalLM
 
     # mixed precision only on a GPU: CPU autocast would just make the tests slow and inexact
     accelerator = Accelerator(
@@ -318,7 +309,7 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     steps_per_epoch = n_examples // pairs_per_step  # the remainder of an epoch is skipped
     if steps_per_epoch == 0:
         raise ValueError(f"{n_examples} examples are fewer than the {pairs_per_step} one optimizer step needs")
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = load_causal_lm(model_path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     optimizer_class = torch.optim.RMSprop if cfg.optimizer == "rmsprop" else torch.optim.AdamW
@@ -509,10 +500,9 @@ def split_validation(examples: list[dict[str, Any]], fraction: float) -> tuple[l
     ``fraction``, so every run of one pair file (and every n) holds out the same prompts."""
     if fraction <= 0:
         return examples, []
-    import hashlib
 
     def held_out(prompt_id: str) -> bool:
-        return int(hashlib.sha1(f"validation:{prompt_id}".encode()).hexdigest()[:8], 16) < fraction * 2**32
+        return stable_hash("validation", prompt_id, digits=8, algorithm="sha1") < fraction * 2**32
 
     train = [e for e in examples if not held_out(e["prompt_id"])]
     validation = [e for e in examples if held_out(e["prompt_id"])]

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from bonbon.generate import SamplingConfig, row_seed
+from bonbon.sampling import SamplingConfig, row_seed, stop_index
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,9 @@ VLLM_MISSING = (
     "generation.backend: vllm needs the vllm package: pip install -e '.[vllm]' on a machine with a CUDA GPU"
 )
 
-# vllm.LLM options and their defaults here; any other key of cfg_options goes to vllm.LLM unchanged
+# vllm.LLM options set here that are not user settings (those, generation.vllm.*, take their defaults
+# from the config schema; vLLM's own apply to what is not given); cfg_options go to vllm.LLM unchanged
 LLM_DEFAULTS: dict[str, Any] = {
-    "dtype": "auto",
-    "gpu_memory_utilization": 0.9,
-    "tensor_parallel_size": 1,
-    "enforce_eager": False,
-    "max_model_len": None,  # None: the model's own limit
     "enable_prefix_caching": True,  # the n requests of a prompt share its prefix: prefill it once
     "seed": 0,
 }
@@ -122,17 +118,13 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[s
     }
 
 
-def _contains_stop(text: str, stop_strings: Sequence[str]) -> bool:
-    return any(s in text for s in stop_strings)
-
-
 def _end_at_stop(ids: list[int], tokenizer, stop_strings: Sequence[str]) -> list[int]:
     """``ids`` cut after the first token that completes a stop string. vLLM already ends them there;
     older releases could keep tokens past it when one step accepted several (speculative decoding)."""
-    if len(ids) < 2 or not _contains_stop(tokenizer.decode(ids[:-1]), stop_strings):
+    if len(ids) < 2 or stop_index(tokenizer.decode(ids[:-1]), stop_strings) is None:
         return ids  # the usual case: the stop string is completed by the last token
     for k in range(1, len(ids)):
-        if _contains_stop(tokenizer.decode(ids[:k]), stop_strings):
+        if stop_index(tokenizer.decode(ids[:k]), stop_strings) is not None:
             return ids[:k]
     return ids
 

@@ -16,6 +16,7 @@ sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 import bonbon.config as bonbon_config
+from bonbon.evaluate import reference_samples_needed
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
 SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
@@ -81,9 +82,14 @@ wildcard_constraints:
     policy="|".join([re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]),
 
 
+# where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
+TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward")}
+
+
 def model_dir(role):
     """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
-    return bonbon_config.model_dir(config, role)
+    model = config["models"][role]
+    return TOY_MODELS[role] if model == bonbon_config.TOY else model
 
 
 def model_input(role):

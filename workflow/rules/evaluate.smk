@@ -15,8 +15,10 @@ rule sample:
         reference=reference_model(),
         reward=model_dir("reward"),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
-        n=lambda wc: config["evaluation"]["samples_per_prompt"] * (
-            1 + N_SAMPLES if policy_spec(wc.policy)["kind"] == "reference" else 1
+        n=lambda wc: (
+            reference_samples_needed(config["evaluation"]["samples_per_prompt"], N_SAMPLES)
+            if policy_spec(wc.policy)["kind"] == "reference"
+            else config["evaluation"]["samples_per_prompt"]
         ),
         generation=config["generation"],
         evaluation=config["evaluation"],

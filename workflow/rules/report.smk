@@ -23,7 +23,7 @@ rule plot_frontier:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_frontier.py"
 
 
 rule plot_distributions:
@@ -53,7 +53,7 @@ rule plot_distributions:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_distributions.py"
 
 
 rule plot_training:
@@ -79,4 +79,4 @@ rule plot_training:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_training.py"

@@ -48,7 +48,7 @@ rule toy_base_model:
         corpus="results/toy/corpus.parquet",
         tokenizer="results/toy/tokenizer_policy",
     output:
-        model=directory("results/toy/base_model"),
+        model=directory(TOY_MODELS["base"]),
     params:
         toy=config["toy"],
     log:
@@ -62,7 +62,7 @@ rule toy_base_model:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/toy_model.py"
+        "../scripts/toy_base_model.py"
 
 
 rule toy_reward_model:
@@ -70,7 +70,7 @@ rule toy_reward_model:
         corpus="results/toy/corpus.parquet",
         tokenizer="results/toy/tokenizer_reward",
     output:
-        model=directory("results/toy/reward_model"),
+        model=directory(TOY_MODELS["reward"]),
     params:
         toy=config["toy"],
     log:
@@ -84,4 +84,4 @@ rule toy_reward_model:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/toy_model.py"
+        "../scripts/toy_reward_model.py"

@@ -1,14 +1,14 @@
 """One policy's samples beside their reference opponents (best-of-n built from reference draws)."""
 
 from bonbon.evaluate import best_of_n, pair_with_opponents
-from bonbon.io import REWARD_COLUMNS, read_table, setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import POLICY_SAMPLE_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 p = snakemake.params
-columns = [*REWARD_COLUMNS, "policy_logp", "reference_logp"]
-samples = read_table(snakemake.input.samples, columns)
-reference = read_table(snakemake.input.reference, columns)
+samples = read_table(snakemake.input.samples, POLICY_SAMPLE_COLUMNS)
+reference = read_table(snakemake.input.reference, POLICY_SAMPLE_COLUMNS)
 if p.policy["kind"] == "best_of_n":
     samples = best_of_n(reference, p.policy["n"], p.k, p.n_max)
 table = pair_with_opponents(samples, reference, p.k, snakemake.input.samples)

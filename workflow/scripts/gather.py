@@ -2,10 +2,11 @@
 
 import pandas as pd
 
-from bonbon.io import SAMPLE_COLUMNS, read_table, setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import SAMPLE_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 shards = [read_table(path, SAMPLE_COLUMNS, allow_empty=True) for path in snakemake.input.shards]
 table = pd.concat(shards, ignore_index=True).sort_values(["prompt_id", "sample_idx"], kind="stable")
 if table.empty:

@@ -1,11 +1,12 @@
 """Prompts: read the source, check the HH format, assign ids and splits."""
 
-from bonbon.io import setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
 from bonbon.prompts import build_prompt_table, read_prompt_file
 from bonbon.sources import load_hh_prompts
+from bonbon.tables import write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 dataset = snakemake.params.dataset
 if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
     splits = dataset["splits"]

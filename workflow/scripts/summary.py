@@ -5,10 +5,11 @@ from pathlib import Path
 
 from bonbon.evaluate import summarize, summary_table
 from bonbon.frontier import add_frontier_columns, run_table
-from bonbon.io import read_table, setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 p = snakemake.params
 rows = []
 for path in snakemake.input.tables:

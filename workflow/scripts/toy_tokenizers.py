@@ -2,11 +2,11 @@
 
 import pandas as pd
 
-from bonbon.io import setup_job_logging
+from bonbon.jobs import setup_job
 from bonbon.toy import train_tokenizers
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
 corpus = pd.read_parquet(snakemake.input.corpus)
 train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], snakemake.output.policy,

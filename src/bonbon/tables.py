@@ -1,0 +1,68 @@
+"""The tables stages pass to each other: every table's columns (the README's artifact table describes
+them), the one reader and the one writer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+PROMPT_COLUMNS = ("prompt_id", "prompt", "split")
+SAMPLE_COLUMNS = ("prompt_id", "prompt", "sample_idx", "response", "n_tokens", "finished", "prompt_cut")
+REWARD_COLUMNS = (*SAMPLE_COLUMNS, "reward")
+# a policy's evaluation samples (results/samples/{policy}): + the sampled ids and their log-probs
+POLICY_SAMPLE_COLUMNS = (*REWARD_COLUMNS, "policy_logp", "reference_logp")
+# what the pairs stages write (bonbon.pairs, bonbon.sources.hh_pairs)
+PAIR_COLUMNS = (
+    "prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
+    "chosen_idx", "rejected_idx", "chosen_finished", "rejected_finished", "n",
+)
+# what training and the reference pass read of a pair table (a pair is keyed by its first, fifth and
+# sixth); a hand-made one may lack the rest (a missing *_finished counts as finished)
+PAIR_TEXT_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_idx", "rejected_idx")
+REF_COLUMNS = (
+    "prompt_id", "chosen_idx", "rejected_idx", "chosen_ref_logp", "rejected_ref_logp", "chosen_length",
+    "rejected_length",
+)
+SUMMARY_COLUMNS = (
+    "policy", "dataset", "kind", "run", "step", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl",
+    "kl_se", "kl_method", "win_rate_ci_low", "win_rate_ci_high", "kl_ci_low", "kl_ci_high", "mean_reward",
+    "mean_length", "median_length", "p90_length", "unfinished_share", "n_prompts", "n_samples",
+)
+# a run's metrics.csv: the loss and the batch means of the metrics the losses return (bonbon.losses),
+# NaN where a loss has none, and the held-out pairs' every eval_every steps
+LOSS_METRICS = ("loss", "sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy")
+VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
+METRIC_COLUMNS = ("step", "epoch", *LOSS_METRICS, "grad_norm", "lr", "tokens_per_s", *VALIDATION_COLUMNS)
+
+
+class TableError(ValueError):
+    """A table that cannot be used; the message names the file."""
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a table atomically: a killed job leaves either nothing or the whole file, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_table(path: str | Path, columns: Iterable[str], allow_empty: bool = False) -> pd.DataFrame:
+    """Read a Parquet table and check it has ``columns`` (and rows, unless ``allow_empty``)."""
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"{path}: file does not exist")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:
+        raise TableError(f"{path}: not a readable Parquet file: {error}") from error
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TableError(f"{path}: missing columns {missing} (has {list(frame.columns)})")
+    if not allow_empty and frame.empty:
+        raise TableError(f"{path}: has no rows")
+    return frame
