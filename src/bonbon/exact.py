@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from bonbon.losses import compute_loss
+from bonbon.losses import LOSSES
 from bonbon.theory import beta_star, bon_kl, bon_win_rate, target_margin
 
 if TYPE_CHECKING:
@@ -277,14 +277,14 @@ def _pair_losses(loss: str, pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta
                  alpha: float) -> Tensor:
     """Per-pair losses [B] from bonbon.losses: the one place this module calls the project's losses.
 
-    sft is BoNBoN with alpha = 1 (its SFT term, -log pi(best), alone).
+    sft is the SFT loss -log pi(best), BoNBoN with alpha = 1.
     """
-    if loss == "sft":
-        return compute_loss("bonbon", pc, pr, rc, rr, beta, alpha=1.0)[0]
+    if loss == "sft":  # SFT on the best: -log pi(best), bonbon's alpha = 1
+        return LOSSES["sft"](pc)[0]
     if loss == "bonbon":
-        return compute_loss("bonbon", pc, pr, rc, rr, beta, alpha=alpha)[0]
+        return LOSSES["bonbon"](pc, pr, rc, rr, beta=beta, alpha=alpha)[0]
     if loss in ("ipo", "dpo"):
-        return compute_loss(loss, pc, pr, rc, rr, beta)[0]
+        return LOSSES[loss](pc, pr, rc, rr, beta=beta)[0]
     raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSS_NAMES)}")
 
 
