@@ -5,11 +5,11 @@ from pathlib import Path
 import pandas as pd
 
 from bonbon.exact import limit_study, plot_exact_world, run_study, summary_table
-from bonbon.io import set_threads, setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
-set_threads(snakemake.threads)
+log, _ = setup_job(snakemake, model_job=True)  # torch threads; the tabular fits run on the CPU
 settings = dict(snakemake.params.exact)
 limit_sizes = tuple(settings.pop("limit_sizes"))
 study = run_study(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
