@@ -25,9 +25,10 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from bonbon.theory import beta_star
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_COLUMNS", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
+__all__ = ["METRIC_COLUMNS", "LoraOptions", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
 
 LOSS_NAMES = ("dpo", "ipo", "bonbon", "sft")
 VALIDATION_COLUMNS = ("val_loss", "val_sft", "val_ipo", "val_margin", "val_reward_accuracy")
@@ -63,9 +64,32 @@ METRIC_COLUMNS = (
 )
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps", "snapshot_every", "eval_every"}
+                     "max_steps", "snapshot_every", "eval_every", "report_to", "tracker_dir", "tracker_project"}
 
 SUMMARY_FILE = "train_summary.json"
+ADAPTER_DIR = "adapter"  # a LoRA policy's peft adapter, beside its merged weights
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "aim", "clearml", "dvclive", "swanlab")
+
+
+@dataclass
+class LoraOptions:
+    """LoRA through peft: the policy trains rank-r adapters B @ A (scaled by alpha / r) on the frozen
+    reference weights of ``target_modules`` (module names; "all-linear" for every Linear but the head).
+    Defaults name GPT-NeoX's (Pythia's) attention projections."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] | str = field(default_factory=lambda: ["query_key_value", "dense"])
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module")
 
 
 @dataclass
@@ -107,8 +131,23 @@ class TrainConfig:
     # share of the pair file's prompts held out of training and scored every eval_every steps
     validation_fraction: float = 0.0
     eval_every: int = 10
+    # train LoRA adapters instead of every weight (a mapping of LoraOptions fields is accepted)
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    # experiment trackers through accelerate: "none", a name of TRACKERS or "all", or a list of names
+    report_to: str | list[str] = "none"
+    tracker_dir: str | None = None  # None: {out_dir}/tracker
+    tracker_project: str = "bonbon"  # the project (wandb, trackio) or experiment (mlflow) name
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):  # from YAML / a workflow config block
+            try:
+                self.lora = LoraOptions(**self.lora)
+            except TypeError as error:
+                known = [f.name for f in dataclasses.fields(LoraOptions)]
+                raise ValueError(f"lora: {error}; known options: {known}") from None
+        unknown = [t for t in _tracker_names(self.report_to) if t not in (*TRACKERS, "all")]
+        if unknown:
+            raise ValueError(f"report_to: unknown tracker(s) {unknown}; known: none, all, {', '.join(TRACKERS)}")
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
         if self.optimizer not in ("rmsprop", "adamw"):
@@ -267,6 +306,7 @@ def _fit(
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        **_tracker_options(cfg, out_dir),
     )
     main = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -288,6 +328,7 @@ def _fit(
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    model = _wrap_lora(model, cfg.lora, info)  # after checkpointing: peft then makes the inputs require grad
     if cfg.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(
             model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -315,6 +356,7 @@ def _fit(
         log.info("resuming from %s at step %d of %d", latest, start_step, total_steps)
     if main:
         _reset_metrics(metrics_path, keep_before=start_step)
+    _init_trackers(accelerator, cfg, out_dir.name)
 
     pad = pad_id(tokenizer)
     model.train()
@@ -402,6 +444,7 @@ def _fit(
             model.train()
         if main:
             _append_metrics(metrics_path, row)
+            _log_trackers(accelerator, row)
             progress.set_postfix(loss=f"{row['loss']:.4g}", margin=f"{row['margin']:.3g}", refresh=False)
             if step % cfg.log_every == 0 or step == total_steps - 1:
                 log.info("step %d/%d %s", step + 1, total_steps, _format(row))
@@ -427,9 +470,11 @@ def _fit(
     if main:
         tmp = out_dir / ".model-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict)
+        _save_policy(accelerator.unwrap_model(model), state_dict, tmp)
         tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
+            if path.is_dir():  # adapter/ of a LoRA run that is extended: os.replace cannot replace a full dir
+                shutil.rmtree(out_dir / path.name, ignore_errors=True)
             os.replace(path, out_dir / path.name)
         tmp.rmdir()
         summary = _summary(cfg, metrics_path, info, start_step, total_steps, steps_per_epoch, len(examples))
@@ -441,6 +486,7 @@ def _fit(
             shutil.rmtree(ckpt_root, ignore_errors=True)
         log.info("trained %d steps (resumed at %d), model in %s", total_steps, start_step, out_dir)
     accelerator.wait_for_everyone()
+    _end_trackers(accelerator)
     return summary
 
 
@@ -549,11 +595,144 @@ def _save_snapshot(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, 
         final = out_dir / "snapshots" / f"step-{step:06d}"
         tmp = final.with_name(f".tmp-{final.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict)
+        _save_policy(accelerator.unwrap_model(model), state_dict, tmp)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------- LoRA
+
+
+def _wrap_lora(model: Any, options: LoraOptions, info: dict[str, Any]) -> Any:
+    """The model with peft LoRA adapters on ``options.target_modules`` when LoRA is on (only the adapters
+    require grad: the optimizer keeps no state for the frozen weights, which get no grad), else the model
+    itself. Records the trainable and total parameter counts in ``info`` (and so in the run summary)."""
+    if options.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+                          target_modules=options.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)  # B = 0 at the start: the policy starts equal to the reference
+    info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info["parameters"] = sum(p.numel() for p in model.parameters())
+    return model
+
+
+def _save_policy(model: Any, state_dict: dict[str, torch.Tensor], directory: Path) -> None:
+    """The policy in from_pretrained form in ``directory``. A LoRA policy is saved with its adapters
+    MERGED into the weights (W + B @ A * alpha / r), so sampling (transformers or vLLM), evaluation and
+    every other reader load it as they load a full-weight run; its peft adapter goes to ``adapter/``
+    beside it (``PeftModel.from_pretrained(reference, "adapter")`` rebuilds the unmerged policy)."""
+    peft = sys.modules.get("peft")  # never imported: the model cannot be a peft model
+    if peft is None or not isinstance(model, peft.PeftModel):
+        model.save_pretrained(directory, state_dict=state_dict)
+        return
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    # merged in a CPU copy: merging in place and unmerging would not give the training weights back
+    # bit for bit. The copy's frozen weights are the reference model's, reloaded from its directory.
+    config = model.peft_config["default"]
+    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, dtype=torch.float32)
+    policy = peft.get_peft_model(base, copy.deepcopy(config))
+    policy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in state_dict.items()})
+    policy.save_pretrained(directory / ADAPTER_DIR)
+    policy.merge_and_unload().save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------------------- trackers
+
+
+def _tracker_names(report_to: str | list[str]) -> list[str]:
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    return [name for name in names if name != "none"]
+
+
+def _tracker_options(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Accelerator arguments (log_with, project_dir) for ``cfg.report_to``; {} when no tracker is asked
+    for, so the Accelerator is then built as before. A tracker whose package is not installed is left out
+    with a warning (accelerate itself would drop it silently)."""
+    names = _tracker_names(cfg.report_to)
+    if not names:
+        return {}
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(t.value) for t in get_available_trackers()}
+    missing = [n for n in names if n != "all" and n not in available]
+    if missing:
+        log.warning("report_to: the package of tracker(s) %s is not installed; this run logs without them", missing)
+    names = [n for n in names if n == "all" or n in available]
+    if not names:
+        return {}
+    # tensorboard writes under project_dir/{tracker_project}: one directory per run
+    project_dir = Path(cfg.tracker_dir) / out_dir.name if cfg.tracker_dir else out_dir / "tracker"
+    return {"log_with": names, "project_dir": str(project_dir)}
+
+
+def _flat_config(values: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    # trackers' hyper-parameter tables (tensorboard's hparams) take scalars and strings only
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
+    return flat
+
+
+def _init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
+    """Start each tracker of ``accelerator.log_with`` through ``init_trackers`` with the run's config.
+    One at a time: a tracker that cannot start (no server, no login, no network) is dropped with a warning
+    and the run goes on with the others; metrics.csv has every value anyway."""
+    wanted = list(accelerator.log_with)
+    if not wanted:
+        return
+    config = {"run": run_name, **_flat_config(asdict(cfg))}
+    # a resumed run logs the steps past its checkpoint again; tensorboard's reader drops the earlier ones
+    kwargs: dict[str, dict[str, Any]] = {"wandb": {"name": run_name}, "trackio": {"name": run_name},
+                                         "mlflow": {"run_name": run_name}}
+    started, kept = [], []
+    for tracker in wanted:
+        accelerator.log_with, accelerator.trackers = [tracker], []
+        try:
+            accelerator.init_trackers(cfg.tracker_project, config=config, init_kwargs=kwargs)
+        except Exception as error:  # any failure of a tracker must not fail training
+            log.warning("tracker %s could not start (%s: %s); training goes on without it", tracker,
+                        type(error).__name__, error)
+            continue
+        started += accelerator.trackers
+        kept.append(tracker)
+    accelerator.log_with, accelerator.trackers = kept, started
+    if started and accelerator.is_main_process:
+        log.info("logging to %s in %s", [t.name for t in started], accelerator.logging_dir)
+
+
+def _log_trackers(accelerator: Any, row: dict[str, float]) -> None:
+    """A metrics.csv row to the trackers at its step (its blank cells are left out). What
+    ``accelerator.log`` does, one tracker at a time: one that fails is dropped with a warning."""
+    values = {k: float(v) for k, v in row.items() if k != "step" and math.isfinite(v)}
+    for tracker in list(accelerator.trackers):
+        try:
+            tracker.log(values, step=int(row["step"]))
+        except Exception as error:  # as above: a tracker must not fail training
+            log.warning("tracker %s failed to log step %d (%s: %s); dropped for the rest of the run", tracker.name,
+                        row["step"], type(error).__name__, error)
+            accelerator.trackers.remove(tracker)
+
+
+def _end_trackers(accelerator: Any) -> None:
+    if not accelerator.trackers:
+        return
+    try:
+        accelerator.end_training()  # finishes every tracker (uploads, closes event files)
+    except Exception as error:  # the model is saved: a tracker that fails to finish must not undo that
+        log.warning("trackers did not finish cleanly (%s: %s)", type(error).__name__, error)
+
+
+# ---------------------------------------------------------------------------------------- metrics
 
 
 def _reset_metrics(path: Path, keep_before: int) -> None:
