@@ -334,3 +334,12 @@ def test_training_curves_draw_validation_beside_training(tmp_path):
     np.testing.assert_allclose(by_gid(margin_ax, "val:")["r"].get_ydata(), [0.5, 1.5, 2.0])
     assert by_gid(accuracy_ax, "val:") == {}  # no val_reward_accuracy column
     assert by_gid(loss_ax, "run:")["r"].get_color() == val.get_color()
+
+
+def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
+    summary = make_summary()
+    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
+    fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs
+    assert texts.count("n=8 β=0.0275 LoRA") == 1 and texts.count("n=8 β=0.0275") == 2

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from bonbon.config import ConfigError, schema_errors
-from bonbon.runs import expand_runs, run_name
+from bonbon.runs import expand_runs, is_lora_run, run_name
 
 from conftest import REPO
 
@@ -71,3 +71,52 @@ def test_schema_rejects_bad_runs(run, key, message):
     config["runs"] = [run]
     errors = schema_errors(config, SCHEMA)
     assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
+
+
+def test_lora_runs_get_their_own_names_and_inherit_the_shared_lora_block():
+    shared = {"enabled": False, "r": 16, "alpha": 32}
+    runs = expand_runs(base(training={"learning_rate": 1e-4, "lora": shared}, runs=[
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8]},
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "training": {"lora": {"enabled": True}}},
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "tag": "r4",
+         "training": {"lora": {"enabled": True, "r": 4}, "learning_rate": 1e-3}},
+    ]))
+    assert sorted(runs) == ["toy-n8-ipo-beta0.1", "toy-n8-ipo-beta0.1-lora", "toy-n8-ipo-beta0.1-lora-r4"]
+    assert runs["toy-n8-ipo-beta0.1"]["training"]["lora"] == shared
+    assert runs["toy-n8-ipo-beta0.1-lora"]["training"]["lora"] == {**shared, "enabled": True}  # keeps r 16
+    tagged = runs["toy-n8-ipo-beta0.1-lora-r4"]["training"]
+    assert tagged["lora"] == {"enabled": True, "r": 4, "alpha": 32} and tagged["learning_rate"] == 1e-3
+    assert [is_lora_run(r) for r in sorted(runs)] == [False, True, True]
+    assert is_lora_run("toy-n8-ipo-beta0.1-lora-step20") and not is_lora_run("toy-n8-ipo-beta0.1-loraX")
+    # LoRA switched on for every run in the shared block: all names say so, none collide
+    every = expand_runs(base(training={"lora": {"enabled": True}}, runs=[{"loss": "dpo", "beta": [0.1], "n": [2]}]))
+    assert sorted(every) == ["hh-n2-dpo-beta0.1-lora", "toy-n2-dpo-beta0.1-lora"]
+    with pytest.raises(ConfigError, match="declared twice .*'tag'"):
+        expand_runs(base(runs=[{"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 4}}},
+                               {"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 8}}}]))
+
+
+@pytest.mark.parametrize(
+    ("training", "key", "message"),
+    [
+        ({"lora": {"rank": 8}}, "training.lora", "Additional properties are not allowed"),
+        ({"lora": {"r": 0}}, "training.lora.r", "less than the minimum of 1"),
+        ({"lora": {"target_modules": []}}, "training.lora.target_modules", "is not valid"),
+        ({"report_to": "tensorbord"}, "training.report_to", "is not valid"),
+        ({"report_to": ["tensorboard", "wandb"], "tracker_dir": "tb"}, None, None),
+    ],
+)
+def test_schema_checks_lora_and_tracker_keys(training, key, message):
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["training"].update(training)
+    errors = schema_errors(config, SCHEMA)
+    if key is None:
+        assert errors == []
+    else:
+        assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
+
+
+def test_schema_rejects_a_tag_that_reads_as_a_checkpoint():
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["runs"] = [{"loss": "ipo", "beta": [0.1], "tag": "step20"}]
+    assert any(e.startswith("config key runs.0.tag:") for e in schema_errors(config, SCHEMA))

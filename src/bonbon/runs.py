@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bonbon.config import ConfigError
 
 # truncation must match the reference log-prob pass that all runs of a pair file share
 SHARED_TRAINING_KEYS = ("max_length", "max_prompt_length")
+# name parts after the grid's: a LoRA run's, then a runs entry's tag (so LoRA and full-weight runs of one
+# grid point, or LoRA runs of several ranks, get distinct names)
+LORA_PART = "lora"
+_LORA_NAME = re.compile(rf"-{LORA_PART}(-|$)")
 
 
 def _fmt(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
 
-def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: float | None = None) -> str:
-    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}]``, with
-    ``original`` in place of ``n{n}`` for a dataset's own preference pairs."""
+def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: float | None = None,
+             lora: bool = False, tag: str | None = None) -> str:
+    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}][-lora][-{tag}]``,
+    with ``original`` in place of ``n{n}`` for a dataset's own preference pairs."""
     name = f"{dataset}-{'original' if n is None else f'n{n}'}-{loss}-beta{_fmt(beta)}"
-    return name if alpha is None else f"{name}-alpha{_fmt(alpha)}"
+    parts = [name] + ([f"alpha{_fmt(alpha)}"] if alpha is not None else []) + ([LORA_PART] if lora else [])
+    return "-".join(parts + ([tag] if tag else []))
+
+
+def is_lora_run(name: str) -> bool:
+    """Whether a run (or policy) name is a LoRA run's, by its ``-lora`` name part."""
+    return bool(_LORA_NAME.search(name))
 
 
 def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every run of ``config["runs"]`` as ``name -> {dataset, n, loss, beta, alpha, training, pairs}``,
     ``pairs`` naming the pair file (``n{n}`` or ``original``).
 
-    ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's overrides, then
-    the loss and its hyper-parameters (``beta: None`` stands for ``auto``, beta*(n)). Raises
-    ConfigError naming the ``runs[i]`` key for unknown datasets, n outside ``n_values``, ``auto`` with
+    ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's overrides (its
+    ``lora`` block merged key by key into the shared one), then the loss and its hyper-parameters
+    (``beta: None`` stands for ``auto``, beta*(n)). LoRA runs' names end in ``-lora``, then the entry's
+    ``tag`` if it has one. Raises ConfigError naming the ``runs[i]`` key for unknown datasets, n outside ``n_values``, ``auto`` with
     DPO, per-run truncation overrides and duplicate runs.
     """
     runs: dict[str, dict[str, Any]] = {}
@@ -59,16 +72,22 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
                               "(the reference log-probs of a pair file are computed once for every run)")
         alphas = spec.get("alpha", [0.005]) if spec["loss"] == "bonbon" else [None]
+        merged = {**config["training"], **spec.get("training", {})}
+        # a run's lora block changes the shared one key by key: {lora: {enabled: true}} keeps its rank
+        lora = {**config["training"].get("lora", {}), **spec.get("training", {}).get("lora", {})}
+        if lora:
+            merged["lora"] = lora
         for dataset in datasets:
             for n in ns:
                 for beta in spec["beta"]:
                     for alpha in alphas:
-                        name = run_name(dataset, n, spec["loss"], beta, alpha)
+                        name = run_name(dataset, n, spec["loss"], beta, alpha, lora=lora.get("enabled", False),
+                                        tag=spec.get("tag"))
                         pairs = "original" if n is None else f"n{n}"
                         if name in runs:
-                            raise ConfigError(f"config key {key}: run {name!r} is declared twice")
-                        training = {**config["training"], **spec.get("training", {}), "loss": spec["loss"],
-                                    "beta": None if beta == "auto" else float(beta)}
+                            raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' "
+                                              "tells runs of the same grid point apart)")
+                        training = {**merged, "loss": spec["loss"], "beta": None if beta == "auto" else float(beta)}
                         if alpha is not None:
                             training["alpha"] = float(alpha)
                         if spec["loss"] == "dpo":
