@@ -62,13 +62,15 @@ def test_lora_options_from_mapping_and_errors():
         config_from_dict({"report_to": ["tensorbord"]})
 
 
-@pytest.mark.parametrize(("targets", "modules"), [(["query_key_value", "dense"], ATTENTION),
-                                                  (["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
-                                                   {**ATTENTION, **MLP})])
-def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules):  # noqa: F811
+@pytest.mark.parametrize(("targets", "modules", "checkpointing"), [
+    (["query_key_value", "dense"], ATTENTION, False),
+    # with gradient checkpointing the frozen embeddings' output must still carry grad to the adapters
+    (["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"], {**ATTENTION, **MLP}, True),
+])
+def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, checkpointing):  # noqa: F811
     out = tmp_path / "run"
     summary = train(world["model"], world["pairs"], world["ref"], out,
-                    lora_cfg(max_steps=2, lora={"target_modules": targets}))
+                    lora_cfg(max_steps=2, lora={"target_modules": targets}, gradient_checkpointing=checkpointing))
     expected = adapter_count(4, modules)
     assert summary["trainable_parameters"] == expected  # 1536 for attention only, 4608 with the MLP
     base = params(world["model"])
