@@ -9,9 +9,16 @@ log-prob of that same forward.
 Layout of ``out_dir`` (the final model sits at its root, so ``from_pretrained(out_dir)`` works)::
 
     config.json, model.safetensors, tokenizer files   final model, moved in from a temp dir
+    adapter/                                           LoRA runs: the peft adapter (the model is merged)
     metrics.csv                                        one row per optimizer step
     checkpoints/step-000500/                           accelerate state + trainer_state.json
+    snapshots/step-000500/                             the policy at that step, like the final model
+    tracker/                                           report_to: logs of file-based trackers
     train_summary.json                                 written last: the run finished
+
+LoRA (``cfg.lora``, through peft) and experiment trackers (``cfg.report_to``, through accelerate) are
+helpers hooked into the loop: :func:`_wrap_lora`, :func:`_save_policy`, :func:`_tracker_options`,
+:func:`_init_trackers`, :func:`_log_trackers`, :func:`_end_trackers`.
 """
 
 from __future__ import annotations
