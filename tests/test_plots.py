@@ -350,3 +350,12 @@ def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
     assert ax.get_xscale() == "symlog"
     assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
     assert plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png").axes[0].get_xscale() == "linear"
+
+
+def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
+    summary = make_summary()
+    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
+    fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs
+    assert texts.count("n=8 β=0.0275 LoRA") == 1 and texts.count("n=8 β=0.0275") == 2

@@ -39,9 +39,16 @@ def schema_errors(config: dict, schema_path: str | Path = SCHEMA) -> list[str]:
 
 
 def training_defaults(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
-    """The default of every training loop setting (the schema's ``definitions.training``)."""
+    """The default of every training loop setting (the schema's ``definitions.training``); a block of
+    settings (``lora``) is the mapping of its keys' defaults."""
     properties = load_schema(schema_path)["definitions"]["training"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
+    return {key: _default(spec) for key, spec in properties.items()}
+
+
+def _default(spec: dict[str, Any]) -> Any:
+    if "properties" in spec:
+        return {**spec.get("default", {}), **{key: _default(sub) for key, sub in spec["properties"].items()}}
+    return spec["default"]
 
 
 def is_local_path(model: str) -> bool:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bonbon.frontier import theory_win_rate_at_kl
+from bonbon.runs import is_lora_run
 
 __all__ = [
     "LOSS_MARKERS",
@@ -172,6 +173,8 @@ def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any], alphas: set[
         parts.append(f"β={_fmt_beta(float(d['beta']))}")
     if loss == "bonbon" and len(alphas) > 1 and _finite(d.get("alpha")):
         parts.append(f"α={float(d['alpha']):g}")
+    if is_lora_run(str(d["policy"])):  # beside the full-weight run of the same n, beta, alpha
+        parts.append("LoRA")
     return LOSS_MARKERS.get(loss, _OTHER_MARKER), colour, 55, " ".join(parts) or str(d["policy"])
 
 
