@@ -36,14 +36,17 @@ LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4]
 def one_run(job: dict) -> dict:
     import torch
 
-    from bonbon.train import TrainConfig, train
+    from bonbon.train import config_from_dict, train
 
     torch.set_num_threads(1)
-    options = {k: v for k, v in job["variant"].items()}
-    cfg = TrainConfig(**options, learning_rate=job["lr"], optimizer="rmsprop", warmup_steps=10, batch_size=8,
-                      epochs=job["epochs"], max_length=192, max_prompt_length=128, max_grad_norm=10.0,
-                      checkpoint_every=10_000, snapshot_every=0, validation_fraction=job["validation_fraction"],
-                      eval_every=job["eval_every"], log_every=10_000, seed=0)
+    from bonbon.theory import beta_star
+
+    beta = job["variant"].get("beta") or beta_star(job["n"])  # auto: beta*(n), as the workflow resolves it
+    cfg = config_from_dict({**job["variant"], "beta": beta, "learning_rate": job["lr"], "optimizer": "rmsprop",
+                            "warmup_steps": 10, "batch_size": 8, "epochs": job["epochs"], "max_length": 192,
+                            "max_prompt_length": 128, "max_grad_norm": 10.0, "checkpoint_every": 10_000,
+                            "snapshot_every": 0, "validation_fraction": job["validation_fraction"],
+                            "eval_every": job["eval_every"], "log_every": 10_000, "seed": 0})
     with tempfile.TemporaryDirectory() as out:
         summary = train(job["model"], job["pairs"], job["ref"], out, cfg)
         metrics = pd.read_csv(Path(out) / "metrics.csv")
@@ -71,7 +74,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     r = args.results
-    jobs = [{"variant": v, "lr": lr, "epochs": args.epochs, "model": str(r / "models" / "sft"),
+    jobs = [{"variant": v, "lr": lr, "epochs": args.epochs, "n": args.n, "model": str(r / "models" / "sft"),
              "pairs": str(r / "pairs" / "toy" / f"n{args.n}.parquet"),
              "ref": str(r / "ref_logps" / "toy" / f"n{args.n}.parquet"),
              "validation_fraction": args.validation_fraction, "eval_every": args.eval_every}
