@@ -79,9 +79,9 @@ def check_config(config: dict[str, Any]) -> None:
         target = config["datasets"].get(sft["data"])
         if target is None or target["source"] != "hf":
             problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
-    for role in ("base", "reward"):
-        model = config["models"][role]
-        if model != TOY and is_local_path(model):
+    for role in ("base", "reward", "judge"):
+        model = config["models"].get(role)
+        if model is not None and model != TOY and is_local_path(model):
             path = Path(model).expanduser()
             if not path.is_dir():
                 problems.append(f"config key models.{role}: model directory {model!r} does not exist")
@@ -105,8 +105,8 @@ def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(config key, hub id, repo type)`` of every model and dataset the config loads from the Hub."""
     found = [
         (f"models.{role}", model, "model")
-        for role in ("base", "reward")
-        if (model := config["models"][role]) != TOY and not is_local_path(model)
+        for role in ("base", "reward", "judge")
+        if (model := config["models"].get(role)) not in (None, TOY) and not is_local_path(model)
     ]
     for name, dataset in config["datasets"].items():
         path = dataset.get("path")
@@ -178,6 +178,9 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
 
 
 def model_dir(config: dict, role: str) -> str:
-    """Where a model is loaded from: the toy world's directory for ``toy``, else the configured string."""
-    model = config["models"][role]
+    """Where a model is loaded from: the toy world's directory for ``toy``, else the configured string.
+    The judge left unset (null) is the reward model."""
+    model = config["models"].get(role)
+    if role == "judge" and model is None:
+        return model_dir(config, "reward")
     return f"results/toy/{role}_model" if model == TOY else model

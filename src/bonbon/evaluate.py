@@ -39,6 +39,11 @@ SUMMARY_COLUMNS = (
     "n_prompts", "n_samples",
 )
 
+# Beside the proxy's: the same win rate, interval and mean reward with the judge (models.judge) scoring.
+JUDGE_SUMMARY_COLUMNS = (
+    "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high", "mean_judge_reward",
+)
+
 
 def reference_samples_needed(k: int, n_max: int) -> int:
     """Reference samples per eval prompt: k opponents and k blocks of n_max best-of-n draws."""
@@ -136,6 +141,32 @@ def pair_with_opponents(policy: pd.DataFrame, reference: pd.DataFrame, k: int, s
     return table
 
 
+def add_judge_wins(table: pd.DataFrame, reference: pd.DataFrame, k: int, source: str) -> pd.DataFrame:
+    """``pair_with_opponents``' table with the judge's verdict beside the proxy's: ``opponent_judge_reward``
+    (the judge's score of the same reference opponent j) and ``judge_win`` (1, ½, 0).
+
+    Best-of-n rows keep the draw the *proxy* picked (that is what best-of-n does); only the verdict is the
+    judge's."""
+    opponents = reference.loc[reference["sample_idx"] < k, ["prompt_id", "sample_idx", "judge_reward"]]
+    out = table.merge(opponents.rename(columns={"judge_reward": "opponent_judge_reward"}),
+                      on=["prompt_id", "sample_idx"], how="left")
+    if out["opponent_judge_reward"].isna().any() or out["judge_reward"].isna().any():
+        missing = out.loc[out["opponent_judge_reward"].isna() | out["judge_reward"].isna(), "prompt_id"].iloc[0]
+        raise ValueError(f"{source}: prompt {missing!r} has a sample or opponent without a judge reward")
+    out["judge_win"] = win_scores(out["judge_reward"], out["opponent_judge_reward"])
+    return out
+
+
+def summarize_judge(table: pd.DataFrame) -> dict:
+    """:data:`JUDGE_SUMMARY_COLUMNS` of one policy's evaluation table (with :func:`add_judge_wins`'
+    columns): the judge's win rate with its prompt-clustered SE and 95% bootstrap interval over prompts."""
+    groups = table["prompt_id"]
+    rate, rate_se = win_rate(table["judge_reward"], table["opponent_judge_reward"], groups=groups)
+    low, high = bootstrap_ci(win_scores(table["judge_reward"], table["opponent_judge_reward"]), groups)
+    return {"judge_win_rate": rate, "judge_win_rate_se": rate_se, "judge_win_rate_ci_low": low,
+            "judge_win_rate_ci_high": high, "mean_judge_reward": float(table["judge_reward"].mean())}
+
+
 def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss: str | None = None,
               n: int | None = None, beta: float | None = None, alpha: float | None = None,
               sampling: dict | None = None, run: str | None = None, step: int | None = None) -> dict:
@@ -173,7 +204,8 @@ def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss
 
 def summary_table(rows: Sequence[dict]) -> pd.DataFrame:
     """The rows in a fixed order: reference, best-of-n by n, trained policies by loss, n, beta."""
-    frame = pd.DataFrame(list(rows))[list(SUMMARY_COLUMNS)]
+    frame = pd.DataFrame(list(rows))
+    frame = frame[list(SUMMARY_COLUMNS) + [c for c in JUDGE_SUMMARY_COLUMNS if c in frame.columns]]
     kind_order = frame["kind"].map({"reference": 0, "best_of_n": 1, "trained": 2})
     frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha", "run", "step"],
                                                     na_position="first")

@@ -25,7 +25,8 @@ import pandas as pd
 
 from bonbon.theory import bon_kl, bon_win_rate
 
-__all__ = ["add_frontier_columns", "run_table", "theory_n_at_kl", "theory_win_rate_at_kl"]
+__all__ = ["add_frontier_columns", "add_judge_frontier_columns", "judge_run_table", "judge_view", "run_table",
+           "theory_n_at_kl", "theory_win_rate_at_kl"]
 
 FRONTIER_COLUMNS = (
     "frontier_gap", "frontier_gap_se", "empirical_frontier_gap", "empirical_frontier_gap_se",
@@ -164,3 +165,46 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# The judge's (models.judge) counterparts of the proxy's win-rate columns, summary and runs tables.
+JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
+JUDGE_RUN_COLUMNS = ("final_win_rate", "final_frontier_gap", "win_rate_at_matched_kl", "gap_at_matched_kl",
+                     "empirical_gap_at_matched_kl")
+
+
+def judge_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the judge's win rate (SE, interval, frontier gaps where present) in the proxy's
+    columns, for the functions and figures that read ``win_rate``; unchanged without judge columns."""
+    if "judge_win_rate" not in summary.columns:
+        return summary
+    out = summary.copy()
+    for column in ("win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", *FRONTIER_COLUMNS[:4]):
+        if f"judge_{column}" in summary.columns:
+            out[column] = summary[f"judge_{column}"]
+    return out
+
+
+def add_judge_frontier_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    """:data:`JUDGE_FRONTIER_COLUMNS`: the frontier gaps of :func:`add_frontier_columns` measured with
+    the judge's win rates (best-of-n's measured points judged by the judge too). The proxy's columns
+    are left as they are, and first: every judge column goes after them."""
+    if "judge_win_rate" not in summary.columns:
+        return summary
+    judged = add_frontier_columns(judge_view(summary))
+    out = summary.copy()
+    for column in FRONTIER_COLUMNS[:4]:
+        out[f"judge_{column}"] = judged[column]
+    is_judge = [c.startswith("judge_") or c == "mean_judge_reward" for c in out.columns]
+    return out[[c for c, j in zip(out.columns, is_judge, strict=True) if not j]
+               + [c for c, j in zip(out.columns, is_judge, strict=True) if j]]
+
+
+def judge_run_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``run`` and :func:`run_table`'s win-rate columns measured with the judge, prefixed ``judge_``
+    (``summary`` must carry :func:`add_judge_frontier_columns`' columns)."""
+    runs = run_table(judge_view(summary))
+    if runs.empty:
+        return pd.DataFrame(columns=["run", *(f"judge_{c}" for c in JUDGE_RUN_COLUMNS)])
+    keep = [c for c in JUDGE_RUN_COLUMNS if c in runs.columns]
+    return runs[["run", *keep]].rename(columns={c: f"judge_{c}" for c in keep})

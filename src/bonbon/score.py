@@ -93,3 +93,20 @@ def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> t
         "prompt_and_response_cut": sum(c == "prompt+response" for c in cuts),
     }
     return out, counts
+
+
+def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, device: str = "cpu",
+                  batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add ``judge_reward``: each (prompt, response) scored by the judge, the model that decides wins in
+    evaluation. Where the judge is the reward model itself (``judge_path == reward_path``) it is a copy
+    of ``reward`` and nothing is loaded. Returns the table and the judge's cut counts (as ``score_samples``)."""
+    out = samples.copy()
+    if judge_path == reward_path:
+        out["judge_reward"] = out["reward"]
+        return out, {"judge_is_reward_model": 1}
+    model, tokenizer = load_reward_model(judge_path, device)
+    rewards, cuts = score_responses(model, tokenizer, out["prompt"].tolist(), out["response"].tolist(),
+                                    batch_size=batch_size, desc="judge")
+    out["judge_reward"] = rewards
+    return out, {"judge_prompt_cut": sum(c == "prompt" for c in cuts),
+                 "judge_prompt_and_response_cut": sum(c == "prompt+response" for c in cuts)}

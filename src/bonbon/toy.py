@@ -14,6 +14,13 @@ The sum is the answer's *quality*, the property the reward model is trained to s
 with more specific steps are longer, reward and length are correlated, as in real preference data:
 that is the off-target effect the evaluation measures.
 
+The **judge** (``models.judge: toy``) is a second reward model of the same family, trained to see the
+same quality but independently of the proxy: on a corpus drawn from another random stream
+(:func:`make_judge_corpus`), from other initial weights, wider and for more steps. It stands in for the
+"gold" reward of over-optimization studies: the proxy's errors are not the judge's, so what a policy
+gains by exploiting the proxy shows as a proxy win that the judge does not confirm. (The latent quality
+itself cannot judge samples: they are free text, not the corpus's labelled sentences.)
+
 Models are written with ``save_pretrained`` so that every later stage loads them through
 ``from_pretrained``, the code path a hub id takes.
 """
@@ -122,6 +129,20 @@ def make_corpus(n_dialogues: int, seed: int) -> pd.DataFrame:
         answer, quality = make_answer(rng, asked_task(prompt))
         rows.append({"prompt": prompt, "response": " " + answer, "quality": quality})
     return pd.DataFrame(rows)
+
+
+# The judge's corpus is drawn from its own random stream: dialogues the proxy reward model never saw.
+JUDGE_SEED_OFFSET = 104729
+
+
+def judge_seed(seed: int) -> int:
+    """The seed of the toy judge's corpus and weights, derived from the toy world's seed."""
+    return seed + JUDGE_SEED_OFFSET
+
+
+def make_judge_corpus(n_dialogues: int, seed: int) -> pd.DataFrame:
+    """The held-out corpus the toy judge is trained on: as :func:`make_corpus`, from ``judge_seed(seed)``."""
+    return make_corpus(n_dialogues, judge_seed(seed))
 
 
 def make_prompt_set(n_prompts: int, eval_fraction: float, seed: int) -> pd.DataFrame:

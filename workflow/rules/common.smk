@@ -58,6 +58,9 @@ for _run, _spec in RUNS.items():
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
+# proxy against judge only where they differ (models.judge set to another model than models.reward)
+if bonbon_config.model_dir(config, "judge") != bonbon_config.model_dir(config, "reward"):
+    PLOTS.append("results/plots/judge_vs_proxy.png")
 
 
 scattergather:

@@ -5,6 +5,7 @@ from bonbon.generate import SamplingConfig, split_generation_config
 from bonbon.gpus import claim_gpus
 from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
 from bonbon.prompts import build_prompt_table
+from bonbon.score import judge_samples
 
 snakemake = globals()["snakemake"]
 log = setup_job_logging(snakemake.log[0])
@@ -24,5 +25,7 @@ log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.sh
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, torch_device(p.device),
                                    p.evaluation["batch_size"], p.is_reference, shard=p.shard, backend=backend,
                                    vllm_options=vllm_options)
-log.info("done: %s", counts)
+# the judge scores after the policy, reference and reward models are freed (one model at a time)
+samples, judge_counts = judge_samples(samples, p.judge, p.reward, torch_device(p.device), p.evaluation["batch_size"])
+log.info("done: %s; judge %s: %s", counts, p.judge, judge_counts)
 write_parquet(samples, snakemake.output.samples)
