@@ -45,6 +45,7 @@ class SamplingConfig:
     batch_size: int = 64  # rows (prompt x sample) per forward pass
     seed: int = 0
     stop_strings: tuple[str, ...] = (HUMAN, ASSISTANT)  # a new turn of either side ends the response
+    stop_token_ids: tuple[int, ...] = ()  # besides EOS: a chat template's end-of-turn ids (bonbon.chat)
 
 
 def row_seed(seed: int, prompt_id: str, sample_idx: int) -> int:
@@ -112,6 +113,7 @@ def sample_prompt_batch(
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
+    stops = {eos, *cfg.stop_token_ids}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     n_prompts, n = len(prompt_ids), cfg.n
     width = max(len(p) for p in prompt_ids)
@@ -147,7 +149,7 @@ def sample_prompt_batch(
         for b, token in enumerate(next_tokens.tolist()):
             r = rows[b]
             tokens[r].append(token)  # EOS too: it is part of what was sampled (and of its probability)
-            if token == eos:
+            if token in stops:
                 finished[r] = True
                 continue
             if stop_tail and _ends_with_stop(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings):
@@ -187,8 +189,12 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids that log-probs of the sample must
     be computed on) sorted by prompt id and sample index, and counts for the log.
     """
+    from bonbon.chat import chat_sampling
     from bonbon.prompts import truncate_prompt_ids
 
+    cfg = chat_sampling(cfg, tokenizer, model)  # a chat template: stop at its end-of-turn ids, not HH turns
+    stops = {tokenizer.eos_token_id, *cfg.stop_token_ids}
+    messages = prompts["messages"].tolist() if "messages" in prompts.columns else None
     texts, keys = prompts["prompt"].tolist(), prompts["prompt_id"].tolist()
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
@@ -204,14 +210,17 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
             results = sample_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
-                    content = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
+                    content = ids[:-1] if ids and ids[-1] in stops else ids
                     text, stopped = _cut_at_stop(tokenizer.decode(content), cfg.stop_strings)
                     n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(content)
                     records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": j, "response": text,
                                     "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
-                                    "response_ids": ids})
+                                    "response_ids": ids,
+                                    **({"messages": messages[i]} if messages is not None else {})})
             bar.update(len(batch) * cfg.n)
-    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids"])
+    # the conversation travels with chat prompts: a reward model with its own template renders it
+    extra = ["messages"] if messages is not None else []
+    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids", *extra])
     frame = frame.sort_values(["prompt_id", "sample_idx"], kind="stable").reset_index(drop=True)
     counts = {
         "prompts": sum(len(b) for b in plan),

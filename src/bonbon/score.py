@@ -50,19 +50,30 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
 
 @torch.inference_mode()
 def score_responses(
-    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score"
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score",
+    messages: Sequence | None = None,
 ) -> tuple[list[float], list[str]]:
     """The reward of each (prompt, response): the model's single logit, batched by length.
 
+    A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
+    the prompts are chat-rendered; else parsed from the HH prompt) and the response rendered with *its*
+    template (``bonbon.chat.encode_chat_pairs``); without one, ``encode_pairs`` as always.
     Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
     """
+    from bonbon.chat import encode_chat_pairs, has_chat_template
+
+    chat = has_chat_template(tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     rewards: list[float] = [float("nan")] * len(prompts)
     cuts: list[str] = [""] * len(prompts)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
         idx = order[start : start + batch_size]
-        batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        if chat:
+            batch, cut = encode_chat_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                           None if messages is None else [messages[i] for i in idx])
+        else:
+            batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
         logits = model(**batch.to(device)).logits
         if logits.shape[-1] != 1:
             raise ValueError(f"reward model must have one output label, it has {logits.shape[-1]}")
@@ -70,6 +81,11 @@ def score_responses(
             rewards[i] = value
             cuts[i] = c
     return rewards, cuts
+
+
+def _messages(samples: pd.DataFrame) -> list | None:
+    """The conversations of chat-rendered prompts (a ``messages`` column), or None for HH text."""
+    return samples["messages"].tolist() if "messages" in samples.columns else None
 
 
 def load_reward_model(path: str, device: str = "cpu"):
@@ -84,7 +100,7 @@ def load_reward_model(path: str, device: str = "cpu"):
 def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> tuple[pd.DataFrame, dict[str, int]]:
     """Add a ``reward`` column to a sample table; returns it and counts of the rows that were cut."""
     rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, messages=_messages(samples))
     out = samples.copy()
     out["reward"] = rewards
     counts = {
@@ -106,7 +122,7 @@ def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, devi
         return out, {"judge_is_reward_model": 1}
     model, tokenizer = load_reward_model(judge_path, device)
     rewards, cuts = score_responses(model, tokenizer, out["prompt"].tolist(), out["response"].tolist(),
-                                    batch_size=batch_size, desc="judge")
+                                    batch_size=batch_size, desc="judge", messages=_messages(out))
     out["judge_reward"] = rewards
     return out, {"judge_prompt_cut": sum(c == "prompt" for c in cuts),
                  "judge_prompt_and_response_cut": sum(c == "prompt+response" for c in cuts)}

