@@ -185,3 +185,27 @@ def test_messages_file(tmp_path):
     with pytest.raises(PromptFileError, match=r"no 'messages' column"):
         (tmp_path / "x.jsonl").write_text('{"prompt": "a"}')
         read_messages_file(tmp_path / "x.jsonl")
+
+
+@pytest.mark.parametrize("name", ["smol-instruct.yaml", "toy-chat.yaml"])
+def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
+    import yaml
+
+    from bonbon.config import hub_ids, schema_errors
+
+    from conftest import REPO, run_workflow
+
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    assert schema_errors(config, REPO / "workflow" / "schemas" / "config.schema.yaml") == []
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
+    for rule in ("prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "evaluate", "summary",
+                 "plot_judge"):
+        assert rule in result.stdout, result.stdout
+    assert not (tmp_path / "results").exists()
+    if name == "smol-instruct.yaml":
+        assert [key for key, _, _ in hub_ids(config)] == ["models.base", "models.reward", "models.judge",
+                                                          "datasets.hh.path"]
+        assert "sft" not in result.stdout.split()  # the instruct model is the reference
+    else:
+        assert config["toy"]["chat"] and config["models"]["judge"] == "toy"
+        assert "toy_judge_model" in result.stdout
