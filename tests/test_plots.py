@@ -318,3 +318,44 @@ def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
     np.testing.assert_allclose(bon.get_ydata(), [0.5, 0.66, 0.87])
     np.testing.assert_allclose(by_gid(length_ax, "policy:")[run].get_offsets()[0], [44.0, 0.78])
     assert "theory" not in {line.get_gid() for line in length_ax.lines}
+
+
+def test_training_curves_draw_validation_beside_training(tmp_path):
+    frame = pd.DataFrame({"step": range(6), "loss": [4.0, 3.0, 2.5, 2.0, 1.8, 1.5],
+                          "margin": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "reward_accuracy": 0.5, "grad_norm": 1.0,
+                          "val_loss": [None, 3.5, None, 3.0, None, 3.2],
+                          "val_margin": [None, 0.5, None, 1.5, None, 2.0]})
+    fig = plot_training_curves({"r": frame}, tmp_path / "t.png", runs={"r": {"loss": "ipo", "n": 4, "beta": None}},
+                               smooth=1)
+    loss_ax, margin_ax, accuracy_ax, _ = fig.axes
+    val = by_gid(loss_ax, "val:")["r"]
+    np.testing.assert_allclose(val.get_xdata(), [1, 3, 5])
+    np.testing.assert_allclose(val.get_ydata(), [3.5, 3.0, 3.2])
+    np.testing.assert_allclose(by_gid(margin_ax, "val:")["r"].get_ydata(), [0.5, 1.5, 2.0])
+    assert by_gid(accuracy_ax, "val:") == {}  # no val_reward_accuracy column
+    assert by_gid(loss_ax, "run:")["r"].get_color() == val.get_color()
+
+
+def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
+    summary = make_summary()
+    summary.loc[summary["policy"] == "toy-n2-dpo-beta0.1", "kl"] = 20.0  # far past best-of-16's 1.83 nats
+    fig = plot_frontier(summary, bon_curve(16), tmp_path / "f.png")
+    ax = fig.axes[0]
+    extended = by_gid(ax, "extended-theory")[""]
+    kls = extended.get_xdata()
+    assert kls[0] == pytest.approx(float(bon_kl(16))) and kls[-1] == pytest.approx(20.0)
+    # on the curve: KL(m) = log m - (m-1)/m and win rate m/(m+1); at 20 nats m = e^21 nearly
+    m = np.exp(21.0)
+    assert extended.get_ydata()[-1] == pytest.approx(m / (m + 1), abs=1e-6)
+    assert ax.get_xscale() == "symlog"
+    assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
+    assert plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png").axes[0].get_xscale() == "linear"
+
+
+def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
+    summary = make_summary()
+    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
+    fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs
+    assert texts.count("n=8 β=0.0275 LoRA") == 1 and texts.count("n=8 β=0.0275") == 2

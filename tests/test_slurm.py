@@ -69,10 +69,10 @@ def profile_config() -> dict:
 
 
 def workflow_gpu_rules() -> set[str]:
-    """Rules whose `resources:` ask for a GPU, read from workflow/rules/*.smk."""
+    """Rules (and checkpoints) whose `resources:` ask for a GPU, read from workflow/rules/*.smk."""
     rules = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        blocks = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
+        blocks = re.split(r"^(?:rule|checkpoint) (\w+):", smk.read_text(), flags=re.M)
         for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
             if re.search(r"^\s+gpu\s*=", body, flags=re.M):
                 rules.add(name)

@@ -452,12 +452,17 @@ def test_warmup_is_linear_from_the_first_step(world, tmp_path):
 
 
 def test_config_from_dict_takes_defaults_and_bounds_from_the_schema():
+    from dataclasses import asdict
+
     from bonbon.config import load_schema
 
-    defaults = {k: v["default"] for k, v in load_schema()["definitions"]["training"]["properties"].items()}
+    properties = load_schema()["definitions"]["training"]["properties"]
+    defaults = {k: v["default"] for k, v in properties.items() if k != "lora"}
+    # a block of settings: each key's default (a run's partial block then merges into it key by key)
+    defaults["lora"] = {k: v["default"] for k, v in properties["lora"]["properties"].items()}
     options = config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 3})
     assert options.batch_size == 3 and options.beta == 0.1
-    assert {k: getattr(options, k) for k in defaults if k != "batch_size"} == {
+    assert {k: asdict(options)[k] for k in defaults if k != "batch_size"} == {
         k: v for k, v in defaults.items() if k != "batch_size"}
     assert options.learning_rate == 5e-7 and options.warmup_steps == 150  # the paper's, stated in the schema
     with pytest.raises(ValueError, match=r"config key training.batch_size: 0 is less than the minimum of 1"):

@@ -16,7 +16,7 @@ from bonbon.config import ConfigError
 from bonbon.generate import generate_samples
 from bonbon.logprobs import sequence_logps
 from bonbon.models import load_policy
-from bonbon.runs import check_checkpoints, checkpoint_steps
+from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 from bonbon.sampling import SamplingConfig
 from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
 from bonbon.theory import beta_star
@@ -105,3 +105,20 @@ def test_checkpoint_steps_resolution():
     runs["r"]["training"]["snapshot_every"] = 0
     with pytest.raises(ConfigError, match="snapshot_every: 0"):
         check_checkpoints(config, runs)
+
+
+
+def test_a_run_entry_can_replace_the_evaluated_checkpoints():
+    from test_runs import base
+
+    config = base(runs=[{"loss": "ipo", "beta": ["auto"], "n": [8]},
+                        {"loss": "ipo", "beta": ["auto"], "n": [2], "checkpoints": {}}],
+                  evaluation={"checkpoints": {"steps": [8, 32]}},
+                  training={"checkpoint_every": 20, "snapshot_every": 8, "max_length": 192})
+    runs = expand_runs(config)
+    assert runs["toy-n8-ipo-betaauto"]["checkpoints"]["steps"] == [8, 32]  # the evaluation block's
+    assert runs["toy-n2-ipo-betaauto"]["checkpoints"] == {"every": None, "steps": [], "fractions": []}
+    check_checkpoints(config, runs)
+    config["evaluation"]["checkpoints"]["steps"] = [12]  # not on the snapshot grid of 8
+    with pytest.raises(ConfigError, match="evaluation.checkpoints.steps: 12"):
+        check_checkpoints(config, expand_runs(config))

@@ -94,6 +94,8 @@ def test_sampling_kwargs_map_top_k_top_p_temperature_stop():
     assert kwargs["max_tokens"] == 7 and kwargs["stop"] == ["###"] and kwargs["seed"] == 9 and kwargs["n"] == 1
     assert sampling_kwargs(replace(cfg, top_k=-1), 9, 0)["top_k"] == 0  # any top_k <= 0 is off: vLLM's 0
     assert sampling_kwargs(replace(cfg, stop_strings=()), 9, 0)["stop"] == []
+    # a chat template's end-of-turn ids (bonbon.chat) stop too, beside EOS and once each
+    assert sampling_kwargs(replace(cfg, stop_token_ids=(7, 0)), 9, 0)["stop_token_ids"] == [0, 7]
 
 
 def test_one_seeded_request_per_prompt_and_sample_in_order():

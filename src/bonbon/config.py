@@ -39,9 +39,16 @@ def schema_errors(config: dict, schema_path: str | Path = SCHEMA) -> list[str]:
 
 
 def training_defaults(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
-    """The default of every training loop setting (the schema's ``definitions.training``)."""
+    """The default of every training loop setting (the schema's ``definitions.training``); a block of
+    settings (``lora``) is the mapping of its keys' defaults."""
     properties = load_schema(schema_path)["definitions"]["training"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
+    return {key: _default(spec) for key, spec in properties.items()}
+
+
+def _default(spec: dict[str, Any]) -> Any:
+    if "properties" in spec:
+        return {**spec.get("default", {}), **{key: _default(sub) for key, sub in spec["properties"].items()}}
+    return spec["default"]
 
 
 def is_local_path(model: str) -> bool:
@@ -91,9 +98,9 @@ def check_config(config: dict[str, Any]) -> None:
         target = config["datasets"].get(sft["data"])
         if target is None or target["source"] != "hf":
             problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
-    for role in ("base", "reward"):
-        model = config["models"][role]
-        if model != TOY and is_local_path(model):
+    for role in ("base", "reward", "judge"):
+        model = config["models"].get(role)
+        if model is not None and model != TOY and is_local_path(model):
             path = Path(model).expanduser()
             if not path.is_dir():
                 problems.append(f"config key models.{role}: model directory {model!r} does not exist")
@@ -117,8 +124,8 @@ def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(config key, hub id, repo type)`` of every model and dataset the config loads from the Hub."""
     found = [
         (f"models.{role}", model, "model")
-        for role in ("base", "reward")
-        if (model := config["models"][role]) != TOY and not is_local_path(model)
+        for role in ("base", "reward", "judge")
+        if (model := config["models"].get(role)) not in (None, TOY) and not is_local_path(model)
     ]
     for name, dataset in config["datasets"].items():
         path = dataset.get("path")
@@ -188,3 +195,8 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
     folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
     return folder.is_dir() and any(folder.iterdir())
 
+
+def model_role(config: dict[str, Any], role: str) -> str:
+    """The ``models.*`` key whose model serves ``role``: the judge left unset (null) is the reward model
+    (the workflow's ``model_dir`` in common.smk turns the key into a directory or hub id)."""
+    return "reward" if role == "judge" and config["models"].get("judge") is None else role

@@ -25,7 +25,7 @@ from bonbon.metrics import (
     win_rate,
     win_scores,
 )
-from bonbon.tables import SUMMARY_COLUMNS
+from bonbon.tables import JUDGE_SUMMARY_COLUMNS, SUMMARY_COLUMNS
 from bonbon.theory import bon_kl
 
 
@@ -62,6 +62,32 @@ def pair_with_opponents(policy: pd.DataFrame, reference: pd.DataFrame, k: int, s
         raise ValueError(f"{source}: prompt {missing!r} has no reference sample to compare with")
     table["win"] = win_scores(table["reward"], table["opponent_reward"])
     return table
+
+
+def add_judge_wins(table: pd.DataFrame, reference: pd.DataFrame, k: int, source: str) -> pd.DataFrame:
+    """``pair_with_opponents``' table with the judge's verdict beside the proxy's: ``opponent_judge_reward``
+    (the judge's score of the same reference opponent j) and ``judge_win`` (1, ½, 0).
+
+    Best-of-n rows keep the draw the *proxy* picked (that is what best-of-n does); only the verdict is the
+    judge's."""
+    opponents = reference.loc[reference["sample_idx"] < k, ["prompt_id", "sample_idx", "judge_reward"]]
+    out = table.merge(opponents.rename(columns={"judge_reward": "opponent_judge_reward"}),
+                      on=["prompt_id", "sample_idx"], how="left")
+    if out["opponent_judge_reward"].isna().any() or out["judge_reward"].isna().any():
+        missing = out.loc[out["opponent_judge_reward"].isna() | out["judge_reward"].isna(), "prompt_id"].iloc[0]
+        raise ValueError(f"{source}: prompt {missing!r} has a sample or opponent without a judge reward")
+    out["judge_win"] = win_scores(out["judge_reward"], out["opponent_judge_reward"])
+    return out
+
+
+def summarize_judge(table: pd.DataFrame) -> dict:
+    """:data:`JUDGE_SUMMARY_COLUMNS` of one policy's evaluation table (with :func:`add_judge_wins`'
+    columns): the judge's win rate with its prompt-clustered SE and 95% bootstrap interval over prompts."""
+    groups = table["prompt_id"]
+    rate, rate_se = win_rate(table["judge_reward"], table["opponent_judge_reward"], groups=groups)
+    low, high = bootstrap_ci(win_scores(table["judge_reward"], table["opponent_judge_reward"]), groups)
+    return {"judge_win_rate": rate, "judge_win_rate_se": rate_se, "judge_win_rate_ci_low": low,
+            "judge_win_rate_ci_high": high, "mean_judge_reward": float(table["judge_reward"].mean())}
 
 
 def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss: str | None = None,
@@ -101,7 +127,8 @@ def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss
 
 def summary_table(rows: Sequence[dict]) -> pd.DataFrame:
     """The rows in a fixed order: reference, best-of-n by n, trained policies by loss, n, beta."""
-    frame = pd.DataFrame(list(rows))[list(SUMMARY_COLUMNS)]
+    frame = pd.DataFrame(list(rows))
+    frame = frame[list(SUMMARY_COLUMNS) + [c for c in JUDGE_SUMMARY_COLUMNS if c in frame.columns]]
     kind_order = frame["kind"].map({"reference": 0, "best_of_n": 1, "trained": 2})
     frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha", "run", "step"],
                                                     na_position="first")

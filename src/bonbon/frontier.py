@@ -23,14 +23,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from bonbon.tables import FRONTIER_COLUMNS, JUDGE_FRONTIER_COLUMNS, JUDGE_RUN_COLUMNS, JUDGE_SUMMARY_COLUMNS
 from bonbon.theory import bon_kl, bon_win_rate
 
-__all__ = ["add_frontier_columns", "run_table", "theory_n_at_kl", "theory_win_rate_at_kl"]
+__all__ = ["add_frontier_columns", "add_judge_frontier_columns", "judge_run_table", "judge_view", "run_table",
+           "theory_n_at_kl", "theory_win_rate_at_kl"]
 
-FRONTIER_COLUMNS = (
-    "frontier_gap", "frontier_gap_se", "empirical_frontier_gap", "empirical_frontier_gap_se",
-    "length_change", "bon_length", "length_excess",
-)
 
 
 def theory_n_at_kl(kl: npt.ArrayLike) -> np.ndarray:
@@ -164,3 +162,43 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# The judge's (models.judge) counterparts of the proxy's win-rate columns: the same functions on the
+# summary with the judge's win rates in the proxy's columns (judge_view).
+
+
+def judge_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the judge's win rate (SE, interval, frontier gaps where present) in the proxy's
+    columns, for the functions and figures that read ``win_rate``; unchanged without judge columns."""
+    if "judge_win_rate" not in summary.columns:
+        return summary
+    out = summary.copy()
+    for column in ("win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", *FRONTIER_COLUMNS[:4]):
+        if f"judge_{column}" in summary.columns:
+            out[column] = summary[f"judge_{column}"]
+    return out
+
+
+def add_judge_frontier_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    """:data:`JUDGE_FRONTIER_COLUMNS`: the frontier gaps of :func:`add_frontier_columns` measured with
+    the judge's win rates (best-of-n's measured points judged by the judge too). The proxy's columns
+    are left as they are, and first: every judge column goes after them."""
+    if "judge_win_rate" not in summary.columns:
+        return summary
+    judged = add_frontier_columns(judge_view(summary))
+    out = summary.copy()
+    for column in JUDGE_FRONTIER_COLUMNS:
+        out[column] = judged[column.removeprefix("judge_")]
+    judge = [c for c in (*JUDGE_SUMMARY_COLUMNS, *JUDGE_FRONTIER_COLUMNS) if c in out.columns]
+    return out[[c for c in out.columns if c not in judge] + judge]
+
+
+def judge_run_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``run`` and :func:`run_table`'s win-rate columns measured with the judge, prefixed ``judge_``
+    (``summary`` must carry :func:`add_judge_frontier_columns`' columns)."""
+    runs = run_table(judge_view(summary))
+    if runs.empty:
+        return pd.DataFrame(columns=["run", *JUDGE_RUN_COLUMNS])
+    keep = [c.removeprefix("judge_") for c in JUDGE_RUN_COLUMNS if c.removeprefix("judge_") in runs.columns]
+    return runs[["run", *keep]].rename(columns={c: f"judge_{c}" for c in keep})

@@ -5,7 +5,8 @@ token limit (the reference implementation's ``best_and_worst_of_n_sampler``):
 
 * prompts are sorted by length before batching, so little padding is computed;
 * each prompt is encoded once and its key/value cache repeated n times;
-* a response stops at EOS or at the start of a new ``"\\n\\nHuman:"`` turn, and finished rows leave
+* a response stops at EOS (or a chat template's end-of-turn token, see :mod:`bonbon.chat`) or at the
+  start of a new ``"\\n\\nHuman:"`` turn, and finished rows leave
   the batch at once, so no step is spent on them.
 
 Randomness is per response: response ``(prompt_id, sample_idx)`` draws its Gumbel noise from its own
@@ -14,7 +15,7 @@ on the order of the prompts or on how they are split across shards.
 
 Also here, as the stages that sample call them: the backend choice (:func:`sample_with_backend`, the
 transformers sampler or :mod:`bonbon.vllm_backend`) and the evaluation's sampling, log-probs and
-scoring of a policy (:func:`sample_and_score`).
+scoring of a policy, by the reward model and the judge (:func:`sample_and_score`, :func:`judge_samples`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id
+from bonbon.chat import chat_sampling
 from bonbon.logprobs import sequence_logps
 from bonbon.models import load_policy, load_reward_model, load_tokenizer
 from bonbon.prompts import truncate_prompt_ids
-from bonbon.sampling import SamplingConfig, filter_logits, gumbel_sample, row_seed, stop_index
+from bonbon.sampling import SamplingConfig, end_token_ids, filter_logits, gumbel_sample, row_seed, stop_index
 from bonbon.score import score_samples
 from bonbon.tables import SAMPLE_COLUMNS
 
@@ -56,11 +58,13 @@ def sample_prompt_batch(
     """Sample ``cfg.n`` responses for each prompt (given as token ids) of one batch.
 
     Returns, per prompt, ``n`` pairs ``(sampled token ids, finished)``; ``finished`` means the response
-    ended with EOS or a stop string, never that the token limit was hit. The ids end with EOS where the
-    response did, and hold the stop string's tokens where it ended with one.
+    ended with EOS, a ``cfg.stop_token_ids`` id or a stop string, never that the token limit was hit. The
+    ids end with that EOS or stop id where the response did, and hold the stop string's tokens where it
+    ended with one.
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
+    stops = end_token_ids(cfg, eos)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     n_prompts, n = len(prompt_ids), cfg.n
     width = max(len(p) for p in prompt_ids)
@@ -96,7 +100,7 @@ def sample_prompt_batch(
         for b, token in enumerate(next_tokens.tolist()):
             r = rows[b]
             tokens[r].append(token)  # EOS too: it is part of what was sampled (and of its probability)
-            if token == eos:
+            if token in stops:
                 finished[r] = True
                 continue
             if stop_tail and stop_index(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings) is not None:
@@ -136,6 +140,9 @@ def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: Sam
     (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids that log-probs of the sample must
     be computed on) sorted by prompt id and sample index, and counts for the log.
     """
+    cfg = chat_sampling(cfg, tokenizer, model)  # a chat template: stop at its end-of-turn ids, not HH turns
+    stops = end_token_ids(cfg, tokenizer.eos_token_id)
+    messages = prompts["messages"].tolist() if "messages" in prompts.columns else None
     texts, keys = prompts["prompt"].tolist(), prompts["prompt_id"].tolist()
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
@@ -151,16 +158,19 @@ def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: Sam
             results = sample_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
-                    content = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
+                    content = ids[:-1] if ids and ids[-1] in stops else ids
                     text = tokenizer.decode(content)
                     cut_at = stop_index(text, cfg.stop_strings)
                     text = text if cut_at is None else text[:cut_at]
                     n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if cut_at is not None else len(content)
                     records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": j, "response": text,
                                     "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
-                                    "response_ids": ids})
+                                    "response_ids": ids,
+                                    **({"messages": messages[i]} if messages is not None else {})})
             bar.update(len(batch) * cfg.n)
-    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids"])
+    # the conversation travels with chat prompts: a reward model with its own template renders it
+    extra = ["messages"] if messages is not None else []
+    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids", *extra])
     frame = frame.sort_values(["prompt_id", "sample_idx"], kind="stable").reset_index(drop=True)
     counts = {
         "prompts": sum(len(b) for b in plan),
@@ -235,12 +245,25 @@ def sample_logps(model: Any, tokenizer: Any, samples: pd.DataFrame, max_prompt_l
     return out
 
 
+def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, device: str = "cpu",
+                  batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add ``judge_reward``: each (prompt, response) scored by the judge (``models.judge``), the model that
+    decides wins in evaluation. Where the judge is the reward model itself (``judge_path == reward_path``)
+    it is a copy of ``reward`` and nothing is loaded. Returns the table and the judge's cut counts."""
+    if judge_path == reward_path:
+        return samples.assign(judge_reward=samples["reward"]), {"judge_is_reward_model": 1}
+    model, tokenizer = load_reward_model(judge_path, device)
+    out, counts = score_samples(samples, model, tokenizer, batch_size, column="judge_reward", desc="judge")
+    return out, {f"judge_{k}": v for k, v in counts.items() if k != "rows"}
+
+
 def sample_and_score(policy_path: str, reference_path: str, reward_path: str, prompts: pd.DataFrame,
                      cfg: SamplingConfig, device: str, batch_size: int, is_reference: bool,
                      shard: tuple[int, int] = (0, 1), backend: str = "transformers",
-                     vllm_options: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                     vllm_options: dict | None = None, judge_path: str | None = None) -> tuple[pd.DataFrame, dict]:
     """Sample ``cfg.n`` responses per prompt from a policy, add ``policy_logp`` and ``reference_logp``
-    (summed over the sampled ids) and the reward of each. One model on the device at a time.
+    (summed over the sampled ids), the reward of each and the judge's (:func:`judge_samples`; None: the
+    reward model judges). One model on the device at a time.
     ``shard`` = (index, count) does one shard of the prompts' batches (see ``generate_samples``).
     ``backend`` samples (see ``sample_with_backend``); log-probs and rewards are transformers' in both."""
     samples, counts, loaded = sample_with_backend(policy_path, prompts, cfg, device, backend, vllm_options,
@@ -259,4 +282,6 @@ def sample_and_score(policy_path: str, reference_path: str, reward_path: str, pr
     del model
     reward_model, reward_tokenizer = load_reward_model(reward_path, device)
     samples, cut = score_samples(samples, reward_model, reward_tokenizer, batch_size)
-    return samples, {**counts, **{f"score_{k}": v for k, v in cut.items()}}
+    del reward_model  # the judge scores after the reward model is freed
+    samples, judged = judge_samples(samples, judge_path or reward_path, reward_path, device, batch_size)
+    return samples, {**counts, **{f"score_{k}": v for k, v in cut.items()}, **judged}

@@ -1,5 +1,6 @@
 """Every model the workflow loads, through ``from_pretrained`` (a hub id or a local directory): the
-policy / reference causal LM with its tokenizer, and the reward model. (vLLM's engine is loaded by
+policy / reference causal LM with its tokenizer and generation config, and the reward model (the
+judge, ``models.judge``, is one too). (vLLM's engine is loaded by
 :mod:`bonbon.vllm_backend`, the one module that imports vllm.)"""
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ def load_tokenizer(path: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
+
+
+def load_generation_config(path: str | Path) -> Any | None:
+    """The model's ``generation_config.json`` (instruct models list their end-of-turn ids as EOS there),
+    or None where it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path)
+    except Exception:  # no generation_config.json: EOS and the chat template are all there is
+        return None
 
 
 def load_causal_lm(path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> Any:

@@ -26,9 +26,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bonbon.frontier import theory_win_rate_at_kl
+from bonbon.runs import is_lora_run
+
 __all__ = [
     "LOSS_MARKERS",
     "plot_frontier",
+    "plot_judge_vs_proxy",
     "plot_length_distributions",
     "plot_reward_distributions",
     "plot_training_curves",
@@ -100,7 +104,12 @@ def _fmt_beta(beta: float) -> str:
 # frontier
 
 
-def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
+PROXY_LABEL = "win rate vs reference (reward-model judge, ties ½)"
+JUDGE_LABEL = "win rate vs reference (judge, models.judge; ties ½)"
+
+
+def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path,
+                  win_label: str = PROXY_LABEL) -> Figure:
     """Win rate against the reference vs KL(pi || pi_ref) with the best-of-n theory curve (left), and
     win rate vs mean response length with best-of-n's measured points (right: the off-target view).
 
@@ -112,6 +121,8 @@ def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path)
     or at (0, 1/2) where those are missing. A run evaluated at checkpoints is drawn as a path from the
     reference through its checkpoints (small markers) to its final point. Error bars where the SE is
     finite (the analytic best-of-n KL has none). Several datasets get one row of panels each.
+    ``win_label``: the y axis label, saying who judged the wins (pass :func:`bonbon.frontier.judge_view`'s
+    summary with :data:`JUDGE_LABEL` to draw the judge's win rates).
     """
     missing = [c for c in ("policy", "kind", "win_rate", "kl") if c not in summary.columns]
     if missing:
@@ -125,12 +136,12 @@ def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path)
     for i, (dataset, rows) in enumerate(panels):
         ax = fig.add_subplot(len(panels), cols, i * cols + 1)
         _draw_theory(ax, theory)
-        _draw_policies(ax, rows, "kl")
+        _draw_policies(ax, rows, "kl", win_label)
         ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
         ax.set_title("Win rate vs KL: the alignment frontier" + (f" ({dataset})" if dataset else ""))
         if lengths:
             ax = fig.add_subplot(len(panels), cols, i * cols + 2)
-            _draw_policies(ax, rows, "mean_length")
+            _draw_policies(ax, rows, "mean_length", win_label)
             ax.set_xlabel("mean response length  [tokens]")
             ax.set_title("Win rate vs length: off-target change" + (f" ({dataset})" if dataset else ""))
     return _save(fig, path)
@@ -170,6 +181,8 @@ def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any], alphas: set[
         parts.append(f"β={_fmt_beta(float(d['beta']))}")
     if loss == "bonbon" and len(alphas) > 1 and _finite(d.get("alpha")):
         parts.append(f"α={float(d['alpha']):g}")
+    if is_lora_run(str(d["policy"])):  # beside the full-weight run of the same n, beta, alpha
+        parts.append("LoRA")
     return LOSS_MARKERS.get(loss, _OTHER_MARKER), colour, 55, " ".join(parts) or str(d["policy"])
 
 
@@ -201,7 +214,7 @@ def _draw_paths(ax: Any, summary: pd.DataFrame, x: str, start: tuple[float, floa
     return xs
 
 
-def _draw_policies(ax: Any, summary: pd.DataFrame, x: str) -> None:
+def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROXY_LABEL) -> None:
     """Every final policy as a point at (x, win rate), runs' checkpoint paths, and the legend."""
     ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
     colours = _n_colours(summary.loc[summary["kind"] != "reference", "n"] if "n" in summary else [])
@@ -246,10 +259,18 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str) -> None:
     _frontier_legend(ax, summary, colours)
     finite = [v for v in xs if math.isfinite(v)]
     if x == "kl":
-        xmax = max(finite + [max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"),
-                                 default=0.0)])
-        ax.set_xlim(-0.04 * max(xmax, 0.1), None)
-    ax.set_ylabel("win rate vs reference (reward-model judge, ties ½)")
+        theory_max = max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"), default=0.0)
+        xmax = max(finite + [theory_max])
+        if xmax > theory_max > 0:  # the curve goes on past n_max: continuous in n, up to the farthest point
+            kls = np.geomspace(theory_max, xmax, 50)
+            ax.plot(kls, theory_win_rate_at_kl(kls), color="0.25", linewidth=1, linestyle="--", zorder=2,
+                    gid="extended-theory", label="_nolegend_")
+        if xmax > 5:  # a run far out in KL would squash best-of-n's region: log scale past 1 nat
+            ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+            ax.set_xlim(-0.02, xmax * 1.3)
+        else:
+            ax.set_xlim(-0.04 * max(xmax, 0.1), None)
+    ax.set_ylabel(win_label)
     ax.grid(True, alpha=0.3)
 
 
@@ -272,6 +293,53 @@ def _frontier_legend(ax: Any, summary: pd.DataFrame, colours: Mapping[int, Any])
     for n, colour in colours.items():
         handles.append(Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour, label=f"n = {n}"))
     ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+
+
+def plot_judge_vs_proxy(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
+    """Each final policy at its KL twice: its win rate by the proxy (the training reward, hollow marker,
+    gid ``proxy:{name}``) and by the judge (filled, ``judge:{name}``), joined by a segment
+    (``gap:{name}``), with the best-of-n theory curve. Where the proxy's point stands above the judge's,
+    the policy (or best-of-n's pick) exploits what the proxy gets wrong: over-optimization.
+    ``summary`` needs ``judge_win_rate`` beside ``win_rate``; one panel per dataset."""
+    missing = [c for c in ("policy", "kind", "kl", "win_rate", "judge_win_rate") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks column(s) {missing} (columns: {list(summary.columns)})")
+    datasets = sorted(summary["dataset"].astype(str).unique()) if "dataset" in summary.columns else [None]
+    fig = Figure(figsize=(8.0, 6.0 * len(datasets)), layout="constrained")
+    for i, dataset in enumerate(datasets):
+        rows = summary if dataset is None else summary[summary["dataset"].astype(str) == dataset]
+        rows = rows[~_is_checkpoint(rows)]
+        ax = fig.add_subplot(len(datasets), 1, i + 1)
+        _draw_theory(ax, theory)
+        ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
+        colours = _n_colours(rows.loc[rows["kind"] != "reference", "n"] if "n" in rows else [])
+        alphas: set[float] = set()
+        if {"loss", "alpha"} <= set(rows.columns):
+            alphas = {float(a) for a in rows.loc[rows["loss"] == "bonbon", "alpha"] if _finite(a)}
+        for row in rows.itertuples(index=False):
+            d = row._asdict()
+            kl = 0.0 if d["kind"] == "reference" else d["kl"]
+            if not (_finite(kl) and _finite(d["win_rate"]) and _finite(d["judge_win_rate"])):
+                continue
+            name = str(d["policy"])
+            marker, colour, size, text = _policy_style(d, colours, alphas)
+            proxy, judge = float(d["win_rate"]), float(d["judge_win_rate"])
+            ax.plot([kl, kl], [proxy, judge], color=colour, linewidth=1, zorder=3, gid=f"gap:{name}")
+            ax.scatter([kl], [proxy], marker=marker, s=size, facecolors="white", edgecolors=colour, linewidths=1.2,
+                       zorder=4, gid=f"proxy:{name}")
+            ax.scatter([kl], [judge], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
+                       zorder=5, gid=f"judge:{name}")
+            ax.annotate(text, (kl, judge), xytext=(5, -9), textcoords="offset points", fontsize=7)
+        handles = [h for h in ax.lines if h.get_gid() == "theory"] + [
+            Line2D([], [], linestyle="none", marker="o", color="0.4", markerfacecolor="white", label="proxy (models.reward)"),
+            Line2D([], [], linestyle="none", marker="o", color="0.4", label="judge (models.judge)"),
+        ]
+        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+        ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
+        ax.set_ylabel("win rate vs reference (ties ½)")
+        ax.set_title("Proxy vs judge win rate" + (f" ({dataset})" if dataset else ""))
+        ax.grid(True, alpha=0.3)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,6 +517,13 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
             positive &= bool((values[ok] > 0).all())
             ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colours[run],
                     linestyle=styles[run], linewidth=1.2, label=labels[run], gid=f"run:{run}")
+            held_out = f"val_{column}"
+            if held_out in frame.columns and frame[held_out].notna().any():  # unsmoothed: few points
+                val = frame[frame[held_out].notna()]
+                positive &= bool((val[held_out] > 0).all())
+                ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colours[run],
+                        linestyle=":", marker="o", markersize=3, linewidth=1, label="_nolegend_",
+                        gid=f"val:{run}")
         if column == "margin":
             for run in names:
                 info = infos[run]
@@ -468,5 +543,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     handles, legend_labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
-    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else ""))
+    validated = any(c.startswith("val_") and metrics[r][c].notna().any() for r in names for c in metrics[r].columns)
+    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else "")
+                 + ("; dotted with dots: held-out validation pairs" if validated else ""))
     return _save(fig, path)

@@ -135,7 +135,9 @@ def build_prompt_table(
         # a hash order, not the head of the file, so a subsample is a fair draw of the source
         order = sorted(table["prompt_id"], key=lambda pid: _unit_hash("subsample", seed, pid))
         table = table[table["prompt_id"].isin(set(order[:max_prompts]))]
-    table = table[list(PROMPT_COLUMNS)].reset_index(drop=True)
+    # a chat dataset's conversations (bonbon.chat) stay beside their prompts
+    extra = [c for c in ("messages", "turns_dropped") if c in table.columns]
+    table = table[[*PROMPT_COLUMNS, *extra]].reset_index(drop=True)
     counts["train"] = int((table["split"] == "train").sum())
     counts["eval"] = int((table["split"] == "eval").sum())
     return table, counts

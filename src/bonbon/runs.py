@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 from bonbon.config import ConfigError
@@ -10,17 +11,28 @@ from bonbon.theory import beta_star
 
 # truncation must match the reference log-prob pass that all runs of a pair file share
 SHARED_TRAINING_KEYS = ("max_length", "max_prompt_length")
+# name parts after the grid's: a LoRA run's, then a runs entry's tag (so LoRA and full-weight runs of one
+# grid point, or LoRA runs of several ranks, get distinct names)
+LORA_PART = "lora"
+_LORA_NAME = re.compile(rf"-{LORA_PART}(-|$)")
 
 
 def _fmt(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
 
-def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: float | None = None) -> str:
-    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}]``, with
-    ``original`` in place of ``n{n}`` for a dataset's own preference pairs."""
+def run_name(dataset: str, n: int | None, loss: str, beta: float | str, alpha: float | None = None,
+             lora: bool = False, tag: str | None = None) -> str:
+    """A readable, unique run name: ``{dataset}-n{n}-{loss}-beta{beta}[-alpha{alpha}][-lora][-{tag}]``,
+    with ``original`` in place of ``n{n}`` for a dataset's own preference pairs."""
     name = f"{dataset}-{'original' if n is None else f'n{n}'}-{loss}-beta{_fmt(beta)}"
-    return name if alpha is None else f"{name}-alpha{_fmt(alpha)}"
+    parts = [name] + ([f"alpha{_fmt(alpha)}"] if alpha is not None else []) + ([LORA_PART] if lora else [])
+    return "-".join(parts + ([tag] if tag else []))
+
+
+def is_lora_run(name: str) -> bool:
+    """Whether a run (or policy) name is a LoRA run's, by its ``-lora`` name part."""
+    return bool(_LORA_NAME.search(name))
 
 
 def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -29,28 +41,39 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     ``beta: auto`` is resolved here, once: ``beta`` is beta*(n) and ``beta_auto`` True (the name keeps
     ``betaauto``). ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's
-    overrides, then the loss and its parameters. Raises ConfigError naming the ``runs[i]`` key for
-    unknown datasets, n outside ``n_values``, ``auto`` with DPO, per-run truncation overrides and
-    duplicate runs.
+    overrides (its ``lora`` block merged key by key into the shared one), then the loss and its
+    parameters. LoRA runs' names end in ``-lora``, then the entry's ``tag`` if it has one. Raises
+    ConfigError naming the ``runs[i]`` key for unknown datasets, n outside ``n_values``, ``auto`` with
+    DPO, per-run truncation overrides and duplicate runs.
     """
     runs: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(config["runs"]):
         key = f"runs[{i}]"
         datasets, ns = _grid(config, spec, key)
         alphas = spec["alpha"] if spec["loss"] == "bonbon" else [None]
+        shared = _merged_training(config["training"], spec["training"])
         for dataset, n, beta, alpha in itertools.product(datasets, ns, spec["beta"], alphas):
-            name = run_name(dataset, n, spec["loss"], beta, alpha)
+            name = run_name(dataset, n, spec["loss"], beta, alpha, lora=shared["lora"]["enabled"], tag=spec.get("tag"))
             if name in runs:
-                raise ConfigError(f"config key {key}: run {name!r} is declared twice")
+                raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' tells runs of the "
+                                  "same grid point apart)")
             value = beta_star(n) if beta == "auto" else float(beta)
-            training = {**config["training"], **spec["training"], "loss": spec["loss"], "beta": value}
+            training = {**shared, "loss": spec["loss"], "beta": value}
             if alpha is not None:
                 training["alpha"] = float(alpha)
             if spec["loss"] == "dpo":
                 training.update(label_smoothing=spec["label_smoothing"], reference_free=spec["reference_free"])
             runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value, "beta_auto": beta == "auto",
-                          "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}"}
+                          "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}",
+                          "checkpoints": spec["checkpoints"] if "checkpoints" in spec
+                          else config["evaluation"]["checkpoints"]}
     return runs
+
+
+def _merged_training(shared: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A run entry's training mapping: the shared block, then its overrides, whose ``lora`` block
+    changes the shared one key by key (``{lora: {enabled: true}}`` keeps the shared rank)."""
+    return {**shared, **overrides, "lora": {**shared["lora"], **overrides.get("lora", {})}}
 
 
 def _grid(config: dict[str, Any], spec: dict[str, Any], key: str) -> tuple[list[str], list[int | None]]:
@@ -89,12 +112,13 @@ def snapshot_interval(training: dict[str, Any]) -> int:
 
 
 def check_checkpoints(config: dict[str, Any], runs: dict[str, dict[str, Any]]) -> None:
-    """ConfigError naming ``evaluation.checkpoints`` when a requested step can fall between snapshots."""
-    spec = config["evaluation"]["checkpoints"]
-    wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec["steps"]]
-    if not (wanted or spec["fractions"]):
-        return
+    """ConfigError naming ``evaluation.checkpoints`` (or a run entry's ``checkpoints``) when a requested
+    step can fall between a run's snapshots."""
     for name, run in runs.items():
+        spec = run.get("checkpoints", config["evaluation"]["checkpoints"])
+        wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec.get("steps", [])]
+        if not (wanted or spec.get("fractions")):
+            continue
         interval = snapshot_interval(run["training"])
         if interval == 0:
             raise ConfigError(f"config key evaluation.checkpoints: run {name} writes no snapshots "

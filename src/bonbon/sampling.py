@@ -1,6 +1,6 @@
 """What a sampler is asked and how it draws, shared by the transformers sampler (:mod:`bonbon.generate`)
 and the vLLM backend (:mod:`bonbon.vllm_backend`): the settings, the per-response and per-policy seeds,
-logit filtering, the Gumbel-max draw and where a stop string ends a response."""
+logit filtering, the Gumbel-max draw, the ids a response ends at and where a stop string ends it."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ class SamplingConfig:
     batch_size: int = 64  # rows (prompt x sample) per forward pass
     seed: int = 0
     stop_strings: tuple[str, ...] = (HUMAN, ASSISTANT)  # a new turn of either side ends the response
+    stop_token_ids: tuple[int, ...] = ()  # besides EOS: a chat template's end-of-turn ids (bonbon.chat)
+
+
+def end_token_ids(cfg: SamplingConfig, eos_token_id: int | None) -> tuple[int, ...]:
+    """The ids a response ends at (kept in its sampled ids, as EOS is): EOS and ``cfg.stop_token_ids``."""
+    return tuple(dict.fromkeys(i for i in (eos_token_id, *cfg.stop_token_ids) if i is not None))
 
 
 def row_seed(seed: int, prompt_id: str, sample_idx: int) -> int:

@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bonbon.chat import encode_chat_pairs, has_chat_template
+
 log = logging.getLogger(__name__)
 
 
@@ -50,19 +52,28 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
 
 @torch.inference_mode()
 def score_responses(
-    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score"
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score",
+    messages: Sequence | None = None,
 ) -> tuple[list[float], list[str]]:
     """The reward of each (prompt, response): the model's single logit, batched by length.
 
+    A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
+    the prompts are chat-rendered; else parsed from the HH prompt) and the response rendered with *its*
+    template (``bonbon.chat.encode_chat_pairs``); without one, ``encode_pairs`` as always.
     Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
     """
+    chat = has_chat_template(tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     rewards: list[float] = [float("nan")] * len(prompts)
     cuts: list[str] = [""] * len(prompts)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
         idx = order[start : start + batch_size]
-        batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        if chat:
+            batch, cut = encode_chat_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                           None if messages is None else [messages[i] for i in idx])
+        else:
+            batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
         logits = model(**batch.to(device)).logits
         if logits.shape[-1] != 1:
             raise ValueError(f"reward model must have one output label, it has {logits.shape[-1]}")
@@ -72,12 +83,19 @@ def score_responses(
     return rewards, cuts
 
 
-def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Add a ``reward`` column to a sample table; returns it and counts of the rows that were cut."""
+def _messages(samples: pd.DataFrame) -> list | None:
+    """The conversations of chat-rendered prompts (a ``messages`` column), or None for HH text."""
+    return samples["messages"].tolist() if "messages" in samples.columns else None
+
+
+def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int, column: str = "reward",
+                  desc: str = "score") -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add a ``column`` of rewards (``reward``, the proxy; ``judge_reward``, the judge) to a sample table;
+    returns it and counts of the rows that were cut."""
     rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, desc=desc, messages=_messages(samples))
     out = samples.copy()
-    out["reward"] = rewards
+    out[column] = rewards
     counts = {
         "rows": len(out),
         "prompt_cut": sum(c == "prompt" for c in cuts),

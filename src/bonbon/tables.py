@@ -12,8 +12,9 @@ import pandas as pd
 PROMPT_COLUMNS = ("prompt_id", "prompt", "split")
 SAMPLE_COLUMNS = ("prompt_id", "prompt", "sample_idx", "response", "n_tokens", "finished", "prompt_cut")
 REWARD_COLUMNS = (*SAMPLE_COLUMNS, "reward")
-# a policy's evaluation samples (results/samples/{policy}): + the sampled ids and their log-probs
-POLICY_SAMPLE_COLUMNS = (*REWARD_COLUMNS, "policy_logp", "reference_logp")
+# a policy's evaluation samples (results/samples/{policy}): + the sampled ids' log-probs and the judge's
+# reward (models.judge; a copy of reward where the judge is the reward model)
+POLICY_SAMPLE_COLUMNS = (*REWARD_COLUMNS, "policy_logp", "reference_logp", "judge_reward")
 # what the pairs stages write (bonbon.pairs, bonbon.sources.hh_pairs)
 PAIR_COLUMNS = (
     "prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
@@ -31,6 +32,22 @@ SUMMARY_COLUMNS = (
     "kl_se", "kl_method", "win_rate_ci_low", "win_rate_ci_high", "kl_ci_low", "kl_ci_high", "mean_reward",
     "mean_length", "median_length", "p90_length", "unfinished_share", "n_prompts", "n_samples",
 )
+# what bonbon.frontier adds to every summary row: the distance to best-of-n
+FRONTIER_COLUMNS = (
+    "frontier_gap", "frontier_gap_se", "empirical_frontier_gap", "empirical_frontier_gap_se",
+    "length_change", "bon_length", "length_excess",
+)
+# the judge's (models.judge) columns, after every proxy column: in the summary its win rate (SE, interval)
+# and mean reward, then the frontier gaps measured with its win rates; in the runs table the win-rate
+# columns of bonbon.frontier.run_table measured with them
+JUDGE_SUMMARY_COLUMNS = (
+    "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high", "mean_judge_reward",
+)
+JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
+JUDGE_RUN_COLUMNS = tuple(f"judge_{c}" for c in (
+    "final_win_rate", "final_frontier_gap", "win_rate_at_matched_kl", "gap_at_matched_kl",
+    "empirical_gap_at_matched_kl",
+))
 # a run's metrics.csv: the loss and the batch means of the metrics the losses return (bonbon.losses),
 # NaN where a loss has none, and the held-out pairs' every eval_every steps
 LOSS_METRICS = ("loss", "sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy")

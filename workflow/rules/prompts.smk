@@ -4,10 +4,14 @@
 rule prompts:
     input:
         source=prompt_source,
+        tokenizer=policy_tokenizer_input(),
     output:
         prompts="results/prompts/{dataset}.parquet",
     params:
         dataset=lambda wc: config["datasets"][wc.dataset],
+        # a policy with a chat template gets its prompts rendered here (bonbon.chat)
+        tokenizer=policy_tokenizer(),
+        max_prompt_length=config["generation"]["max_prompt_length"],
     log:
         "logs/prompts/{dataset}.log",
     benchmark:
@@ -17,6 +21,6 @@ rule prompts:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../../envs/tables.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/prompts.py"

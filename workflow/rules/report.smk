@@ -12,6 +12,9 @@ rule plot_frontier:
             category="1. Frontier",
             labels={"figure": "win rate vs KL"},
         ),
+    params:
+        # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
+        win_rate=config["evaluation"]["frontier_win_rate"],
     log:
         "logs/plots/frontier.log",
     benchmark:
@@ -54,6 +57,31 @@ rule plot_distributions:
         "../../envs/torch.yaml"
     script:
         "../scripts/plot_distributions.py"
+
+
+rule plot_judge:
+    input:
+        summary="results/eval/summary.parquet",
+        theory="results/eval/theory.parquet",
+    output:
+        png=report(
+            "results/plots/judge_vs_proxy.png",
+            caption="../report/judge_vs_proxy.rst",
+            category="1. Frontier",
+            labels={"figure": "proxy vs judge win rate"},
+        ),
+    log:
+        "logs/plots/judge_vs_proxy.log",
+    benchmark:
+        "benchmarks/plots/judge_vs_proxy.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/plot_judge.py"
 
 
 rule plot_training:

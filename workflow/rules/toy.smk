@@ -85,3 +85,27 @@ rule toy_reward_model:
         "../../envs/torch.yaml"
     script:
         "../scripts/toy_reward_model.py"
+
+
+# The judge: a second reward model, trained on its own held-out corpus from its own seed (bonbon.toy).
+# It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
+rule toy_judge_model:
+    input:
+        tokenizer="results/toy/tokenizer_reward",
+    output:
+        model=directory(TOY_MODELS["judge"]),
+        corpus="results/toy/judge_corpus.parquet",
+    params:
+        toy=config["toy"],
+    log:
+        "logs/toy/judge_model.log",
+    benchmark:
+        "benchmarks/toy/judge_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/toy_judge_model.py"

@@ -1,4 +1,5 @@
-"""Samples from one policy on the eval prompts, with policy and reference log-probs and rewards."""
+"""Samples from one policy on the eval prompts, with policy and reference log-probs, rewards and the
+judge's rewards."""
 
 from bonbon.generate import sample_and_score, split_generation_config
 from bonbon.jobs import setup_job
@@ -21,6 +22,6 @@ log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.sh
          len(prompts), cfg.n, p.policy)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, device,
                                    p.evaluation["batch_size"], p.is_reference, shard=p.shard, backend=backend,
-                                   vllm_options=vllm_options)
-log.info("done: %s", counts)
+                                   vllm_options=vllm_options, judge_path=p.judge)
+log.info("done (judge %s): %s", p.judge, counts)
 write_parquet(samples, snakemake.output.samples)

@@ -1,6 +1,8 @@
 """SFT of the base model on the SFT targets: the reference model of every later stage."""
 
+from bonbon.chat import chat_texts
 from bonbon.jobs import setup_job
+from bonbon.models import load_tokenizer
 from bonbon.sources import hh_sft_texts, load_hh
 from bonbon.tables import read_table
 from bonbon.train import config_from_dict, sft
@@ -12,6 +14,7 @@ if p.data == "toy":
     texts = read_table(snakemake.input.data, ["prompt", "response"])[["prompt", "response"]]
 else:  # the chosen responses of an HH dataset's train split, as in the paper
     texts = hh_sft_texts(load_hh(p.dataset["path"], p.dataset["data_dir"], p.dataset["splits"]["train"]))
+texts = chat_texts(load_tokenizer(p.base), texts)  # rendered where the policy has a chat template
 log.info("SFT on %d (prompt, response) rows from %s", len(texts), p.data)
 summary = sft(p.base, texts, p.out, config_from_dict({**p.training, "loss": "sft"}))
 log.info("SFT done: %d steps", summary["steps"])

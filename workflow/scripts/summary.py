@@ -3,8 +3,8 @@ table (one row per trained run, over its trajectory of checkpoints)."""
 
 from pathlib import Path
 
-from bonbon.evaluate import summarize, summary_table
-from bonbon.frontier import add_frontier_columns, run_table
+from bonbon.evaluate import summarize, summarize_judge, summary_table
+from bonbon.frontier import add_frontier_columns, add_judge_frontier_columns, judge_run_table, run_table
 from bonbon.jobs import setup_job
 from bonbon.tables import read_table, write_parquet
 
@@ -15,12 +15,16 @@ rows = []
 for path in snakemake.input.tables:
     name = Path(path).stem
     spec = p.policies[name]
-    table = read_table(path, ["prompt_id", "reward", "opponent_reward", "n_tokens", "finished"])
-    rows.append(summarize(table, name, spec["kind"], dataset=spec["dataset"], loss=spec.get("loss"), n=spec.get("n"),
-                          beta=spec.get("beta"), alpha=spec.get("alpha"),
-                          sampling=p.sampling, run=spec.get("run"), step=spec.get("step")))
-summary = add_frontier_columns(summary_table(rows))
+    table = read_table(path, ["prompt_id", "reward", "opponent_reward", "n_tokens", "finished", "judge_reward",
+                              "opponent_judge_reward"])
+    row = summarize(table, name, spec["kind"], dataset=spec["dataset"], loss=spec.get("loss"), n=spec.get("n"),
+                    beta=spec.get("beta"), alpha=spec.get("alpha"),
+                    sampling=p.sampling, run=spec.get("run"), step=spec.get("step"))
+    rows.append({**row, **summarize_judge(table)})
+# the judge's columns come after every proxy column, which stay as they were without a judge
+summary = add_judge_frontier_columns(add_frontier_columns(summary_table(rows)))
 runs = run_table(summary)
+runs = runs.merge(judge_run_table(summary), on="run", how="left") if len(runs) else runs
 log.info("summary:\n%s", summary.to_string())
 log.info("runs:\n%s", runs.to_string())
 write_parquet(summary, snakemake.output.parquet)

@@ -10,5 +10,5 @@ log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
 corpus = pd.read_parquet(snakemake.input.corpus)
 train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], snakemake.output.policy,
-                 snakemake.output.reward, toy["reward_model"]["max_length"])
+                 snakemake.output.reward, toy["reward_model"]["max_length"], chat=toy["chat"])
 log.info("tokenizers written to %s and %s", snakemake.output.policy, snakemake.output.reward)
