@@ -454,6 +454,45 @@ def target_beta(info: Mapping[str, Any]) -> float | None:
     return float(beta) if _finite(beta) else None
 
 
+def _training_label(run: str, info: Mapping[str, Any]) -> str:
+    """A run's legend label from its loss, n, beta and (bonbon) alpha; its name where the loss is unknown."""
+    if "loss" not in info:
+        return run
+    parts = [str(info["loss"])]
+    if info.get("n") is not None and not _is_missing(info.get("n")):
+        parts.append(f"n={int(info['n'])}")
+    beta = target_beta(info)
+    if beta is not None:
+        parts.append(f"β={_fmt_beta(beta)}")
+    if info["loss"] == "bonbon" and _finite(info.get("alpha")):
+        parts.append(f"α={float(info['alpha']):g}")
+    return " ".join(parts)
+
+
+def _plot_training_column(ax: Any, frame: pd.DataFrame, column: str, window: int, colour: str, style: str,
+                          label: str, run: str) -> bool:
+    """One run's line of one metric (rolling mean over ``window`` steps) and its held-out ``val_`` points
+    (unsmoothed: few); whether every value drawn is positive (a log scale then fits)."""
+    if column not in frame.columns:
+        return True
+    values = frame[column].astype(float)
+    if window > 1:
+        values = values.rolling(window, min_periods=1).mean()
+    ok = values.notna().to_numpy()
+    if not ok.any():
+        return True
+    positive = bool((values[ok] > 0).all())
+    ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colour, linestyle=style, linewidth=1.2,
+            label=label, gid=f"run:{run}")
+    held_out = f"val_{column}"
+    if held_out in frame.columns and frame[held_out].notna().any():
+        val = frame[frame[held_out].notna()]
+        positive &= bool((val[held_out] > 0).all())
+        ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colour, linestyle=":", marker="o",
+                markersize=3, linewidth=1, label="_nolegend_", gid=f"val:{run}")
+    return positive
+
+
 def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
                          runs: Mapping[str, Mapping[str, Any]] | None = None,
                          smooth: int | None = None) -> Figure:
@@ -475,22 +514,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
                              "values; pass the run's loss name in runs={run: {'loss': ..., 'n': ..., 'beta': ...}}")
     names = sorted(metrics, key=_natural_key)
     infos = {r: _run_info(r, metrics[r], runs) for r in names}
-
-    def label_of(run: str) -> str:
-        info = infos[run]
-        if "loss" not in info:
-            return run
-        parts = [str(info["loss"])]
-        if info.get("n") is not None and not _is_missing(info.get("n")):
-            parts.append(f"n={int(info['n'])}")
-        beta = target_beta(info)
-        if beta is not None:
-            parts.append(f"β={_fmt_beta(beta)}")
-        if info["loss"] == "bonbon" and _finite(info.get("alpha")):
-            parts.append(f"α={float(info['alpha']):g}")
-        return " ".join(parts)
-
-    labels = {r: label_of(r) for r in names}
+    labels = {r: _training_label(r, infos[r]) for r in names}
     if len(set(labels.values())) < len(labels):  # several datasets: the run name tells them apart
         labels = {r: r for r in names}
 
@@ -503,27 +527,8 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     fig = Figure(figsize=(11.0, 7.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
     for ax, (column, title) in zip(axes, TRAINING_PANELS, strict=True):
-        positive = True
-        for run in names:
-            frame = metrics[run].sort_values("step")
-            if column not in frame.columns:
-                continue
-            values = frame[column].astype(float)
-            if window > 1:
-                values = values.rolling(window, min_periods=1).mean()
-            ok = values.notna().to_numpy()
-            if not ok.any():
-                continue
-            positive &= bool((values[ok] > 0).all())
-            ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colours[run],
-                    linestyle=styles[run], linewidth=1.2, label=labels[run], gid=f"run:{run}")
-            held_out = f"val_{column}"
-            if held_out in frame.columns and frame[held_out].notna().any():  # unsmoothed: few points
-                val = frame[frame[held_out].notna()]
-                positive &= bool((val[held_out] > 0).all())
-                ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colours[run],
-                        linestyle=":", marker="o", markersize=3, linewidth=1, label="_nolegend_",
-                        gid=f"val:{run}")
+        positive = all([_plot_training_column(ax, metrics[run].sort_values("step"), column, window, colours[run],
+                                              styles[run], labels[run], run) for run in names])
         if column == "margin":
             for run in names:
                 info = infos[run]
