@@ -32,6 +32,102 @@ def schema_errors(config: dict, schema_path: str | Path) -> list[str]:
     return messages
 
 
+def _resolve(schema: dict, root: dict) -> dict:
+    """Follow a local ``$ref`` (``#/definitions/...``) to the schema it names."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _accepts(schema: dict, root: dict, value: Any) -> bool:
+    """Whether ``value`` has a type (or enum/const value) that ``schema`` allows; values are not checked."""
+    schema = _resolve(schema, root)
+    if "anyOf" in schema:
+        return any(_accepts(option, root, value) for option in schema["anyOf"])
+    if "const" in schema:
+        return value == schema["const"]
+    if "enum" in schema:
+        return value in schema["enum"]
+    types = schema.get("type")
+    if types is None:
+        return True
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }
+    return any(checks[t](value) for t in ([types] if isinstance(types, str) else types))
+
+
+def _numeric_types(schema: dict, root: dict) -> set[str]:
+    schema = _resolve(schema, root)
+    if "anyOf" in schema:
+        return set().union(*(_numeric_types(option, root) for option in schema["anyOf"]))
+    types = schema.get("type", [])
+    return {t for t in ([types] if isinstance(types, str) else types) if t in ("integer", "number")}
+
+
+def _coerce(value: Any, schema: dict, root: dict) -> Any:
+    schema = _resolve(schema, root)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in value:
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _coerce(value[key], sub, root)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_coerce(v, items, root) for v in value] if isinstance(items, dict) else value
+    numeric = _numeric_types(schema, root)
+    if isinstance(value, str) and not _accepts(schema, root, value):
+        import yaml
+
+        # --config gives strings ("[2,4]", "false"); YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, str) and numeric:
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                return value
+        if not isinstance(parsed, str) and _accepts(schema, root, parsed) or isinstance(parsed, float) and numeric:
+            return _coerce(parsed, schema, root)
+        return value
+    # one spelling per number: 1 and 1.0 for a real-valued key, 1000.0 and 1000 for an integer one
+    if isinstance(value, float) and "integer" in numeric and "number" not in numeric and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and "number" in numeric and "integer" not in numeric:
+        return float(value)
+    return value
+
+
+def coerce_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Give every value the type the schema wants where it is written as text, in place; returns ``config``.
+
+    Snakemake's ``--config`` passes strings (``n_values=[2,4]`` gives ``['2', '4']``, ``sft={enabled:
+    false}`` gives ``'false'``), and YAML 1.1 reads ``1e-4`` (no dot) as a string: such a string is
+    read as YAML, or as a number for a numeric key, when the schema does not take the string as it is.
+    Numbers get one spelling (``1`` becomes ``1.0`` for a real-valued key, ``8.0`` becomes ``8`` for an
+    integer one), so that a rewritten config compares equal. Anything else is left for the schema's
+    messages.
+    """
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    return _coerce(config, schema, schema)
+
+
 def is_local_path(model: str) -> bool:
     """Whether a model reference names a local directory rather than a hub id.
 

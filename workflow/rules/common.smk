@@ -18,7 +18,9 @@ from bonbon.runs import expand_runs
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
-# A bad config stops here, before any job, naming the key and what is wrong.
+# A bad config stops here, before any job, naming the key and what is wrong. Values given as text
+# (--config passes strings; YAML 1.1 reads 1e-4 as one) are first read as the type the schema wants.
+bonbon_config.coerce_config(config, SCHEMA)
 try:
     validate(config, schema=SCHEMA)
 except WorkflowError:
