@@ -94,3 +94,118 @@ def test_workdir_flag_works_with_the_default_config(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "toy_corpus" in result.stdout and "train" in result.stdout
     assert not (tmp_path / "work" / "results").exists()
+
+
+# ------------------------------------------------------------------------------ 2. up-front checks
+
+
+def model_variant(toy_models, tmp_path, source: str, name: str, config=None, tokenizer=None) -> str:
+    """A copy of a toy model with its config.json / tokenizer_config.json edited."""
+    import json
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(toy_models[source], target)
+    for file, edit in (("config.json", config), ("tokenizer_config.json", tokenizer)):
+        if edit is not None:
+            values = json.loads((target / file).read_text())
+            edit(values)
+            (target / file).write_text(json.dumps(values))
+    return str(target)
+
+
+def test_models_are_checked_before_any_job(toy_models, tmp_path):
+    from bonbon.config import ConfigError, check_models
+
+    base, reward = str(toy_models["base"]), str(toy_models["reward"])
+    check_models({"models": {"base": base, "reward": reward}})
+    two_labels = model_variant(toy_models, tmp_path, "reward", "two",
+                               config=lambda c: c.update(id2label={"0": "bad", "1": "good"},
+                                                         label2id={"bad": 0, "good": 1}))
+    no_eos = model_variant(toy_models, tmp_path, "base", "no-eos", tokenizer=lambda t: t.pop("eos_token"))
+    no_max = model_variant(toy_models, tmp_path, "reward", "no-max", tokenizer=lambda t: t.pop("model_max_length"))
+    cases = [
+        ({"reward": two_labels}, r"models.reward: '.*two' has 2 output labels \(\['bad', 'good'\]\); a reward model "
+                                 r"has one.*give a one-label reward model"),
+        ({"reward": base}, r"models.reward: '.*base' holds a GPTNeoXForCausalLM, not a reward model: loaded as one "
+                           r"it would get a new, untrained 2-label head"),
+        ({"base": no_eos}, r"models.base: '.*no-eos': its tokenizer has no EOS token.*generation.max_new_tokens; "
+                           r"set eos_token in its tokenizer_config.json"),
+        ({"base": reward}, r"models.base: '.*reward' is a deberta-v2 model, which has no causal-LM form.*must be a "
+                           r"decoder-only language model"),
+        ({"reward": no_max}, r"models.reward: '.*no-max': its tokenizer has no usable model_max_length \(1e\+30\).*"
+                             r"set model_max_length in its tokenizer_config.json.*max_position_embeddings is"),
+    ]
+    for models, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_models({"models": {"base": base, "reward": reward, **models}})
+
+
+def test_a_bad_model_stops_the_workflow_before_any_job(toy_models, tmp_path):
+    from conftest import run_workflow
+
+    config = copy.deepcopy(DEFAULT)
+    config["models"] = {"base": str(toy_models["reward"]), "reward": "toy"}
+    result = run_workflow(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr  # a dry run prints its error on stdout
+    assert "config key models.base:" in output and "deberta-v2 model" in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_config_checks_that_need_no_model(tmp_path):
+    from bonbon.config import ConfigError, check_config
+
+    def config_with(**changes):
+        config = copy.deepcopy(DEFAULT)
+        config.update(changes)
+        return config
+
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"models.base: '.*model.safetensors' is a file, not a model directory: "
+                                          r"give the directory that holds its config.json"):
+        check_config(config_with(models={"base": str(model_file), "reward": "toy"}))
+    with pytest.raises(ConfigError, match=r"config key training.max_prompt_length: 192 leaves no room for the "
+                                          r"response in training.max_length 192: make it smaller"):
+        check_config(config_with(training={**DEFAULT["training"], "max_prompt_length": 192}))
+    with pytest.raises(ConfigError, match=r"config key sft.training.max_prompt_length: 256 leaves no room"):
+        check_config(config_with(sft={**DEFAULT["sft"], "training": {"max_length": 128}}))  # 256 by default
+    with pytest.raises(ConfigError, match=r"config key toy.eval_fraction: 0.0 of 640 prompts leaves no eval prompts"):
+        check_config(config_with(toy={**DEFAULT["toy"], "eval_fraction": 0.0}))
+
+
+def write_csv(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_prompt_files_are_read_before_any_job(tmp_path):
+    from bonbon.config import ConfigError, check_prompt_files
+
+    ok = '"\n\nHuman: how do I fold a shirt?\n\nAssistant:"\n'
+    bad = '"no turns at all"\n'
+
+    def check(path: str, **dataset):
+        check_prompt_files({"datasets": {"hh": {"source": "file", "path": path, **dataset}}})
+
+    with pytest.raises(ConfigError, match=r"datasets.hh.path: .*header.csv: no prompts \(the file has a header "
+                                          r"but no rows\)"):
+        check(write_csv(tmp_path / "header.csv", "prompt\n"))
+    # a whitespace-only line is row 2 of the file: the bad prompt after it is row 3, as an editor shows it
+    with pytest.raises(ConfigError, match=r"datasets.hh.path: .*blank.csv: row 3: does not start with"):
+        check(write_csv(tmp_path / "blank.csv", "prompt\n" + ok + "   \n" + bad))
+    with pytest.raises(ConfigError, match=r"config key datasets.hh: no eval prompts: of the 1 prompts of .*split.csv, "
+                                          r"its split column has no 'eval' rows"):
+        check(write_csv(tmp_path / "split.csv", "prompt,split\n" + ok.strip() + ",train\n"))
+    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them"):
+        check(write_csv(tmp_path / "fraction.csv", "prompt\n" + ok), eval_fraction=0.0)
+
+
+def test_blank_csv_rows_are_dropped_and_counted(tmp_path):
+    from bonbon.prompts import read_prompt_file
+
+    ok = '"\n\nHuman: how do I fold a shirt?\n\nAssistant:"\n'
+    frame = read_prompt_file(write_csv(tmp_path / "p.csv", "prompt\n" + ok + "  \n" + ok.replace("shirt", "towel") + "\n"))
+    assert len(frame) == 2 and frame.attrs["blank_rows"] == 2  # the whitespace line and the empty last line
+    assert list(frame.index) == [0, 1]

@@ -27,10 +27,16 @@ except WorkflowError:
     raise WorkflowError("\n".join(["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)))
 try:
     bonbon_config.check_config(config)
-    # the Hub is asked once, by the main process, not again by every job on a cluster node
-    if config["check_hub"] and workflow.is_main_process:
-        for warning in bonbon_config.check_hub_ids(config):
-            logger.warning(warning)
+    # files and the Hub are read once, by the main process, not again by every job on a cluster node
+    if workflow.is_main_process:
+        hub_reached = False
+        if config["check_hub"]:
+            hub_warnings = bonbon_config.check_hub_ids(config)
+            for warning in hub_warnings:
+                logger.warning(warning)
+            hub_reached = not hub_warnings and not bonbon_config.hub_offline()
+        bonbon_config.check_prompt_files(config)
+        bonbon_config.check_models(config, hub_online=hub_reached)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
