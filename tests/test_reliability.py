@@ -209,3 +209,54 @@ def test_blank_csv_rows_are_dropped_and_counted(tmp_path):
     frame = read_prompt_file(write_csv(tmp_path / "p.csv", "prompt\n" + ok + "  \n" + ok.replace("shirt", "towel") + "\n"))
     assert len(frame) == 2 and frame.attrs["blank_rows"] == 2  # the whitespace line and the empty last line
     assert list(frame.index) == [0, 1]
+
+
+# ------------------------------------------------------------------------------ 3. empty shards
+
+
+def local_world(toy_models, tmp_path, train: int = 3, eval_: int = 2) -> dict:
+    """A config on the tiny models of the toy_models fixture and a prompt file of train + eval prompts."""
+    import pandas as pd
+
+    tasks = ["fold a shirt", "boil an egg", "clean a window", "plant a tree", "fix a chair", "wash a car",
+             "paint a wall", "bake bread"]
+    prompts = [f"\n\nHuman: How do I {task}?\n\nAssistant:" for task in tasks[: train + eval_]]
+    path = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": prompts, "split": ["train"] * train + ["eval"] * eval_}).to_csv(path, index=False)
+    return {
+        "datasets": {"local": {"source": "file", "path": str(path)}},
+        "n_values": [2],
+        "models": {"base": str(toy_models["base"]), "reward": str(toy_models["reward"])},
+        "check_hub": False,
+        "generation": {"max_new_tokens": 6, "batch_size": 4},
+        "sft": {"enabled": False},
+        "training": {"batch_size": 1, "max_steps": 2, "max_length": 64, "max_prompt_length": 32,
+                     "checkpoint_every": 1, "warmup_steps": 0, "learning_rate": 1e-4},
+        "runs": [],
+        "evaluation": {"samples_per_prompt": 1, "batch_size": 8},
+        "device": "cpu",
+    }
+
+
+def test_more_shards_than_batches_give_empty_tables_that_score_sample_and_gather_accept(toy_models, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from conftest import run_workflow
+
+    config = local_world(toy_models, tmp_path)
+    # 3 train prompts at 2 a batch and 2 eval prompts at 1 a batch (3 reference draws each): 2 batches, 3 shards
+    config["shards"] = {"generate": 3, "sample": 3}
+    run_workflow(tmp_path, config, "results/score/local/rewards.parquet", "results/samples/local-reference.parquet")
+    results = tmp_path / "results"
+    for empty, full in ((results / "generate/local/shards/3-of-3.parquet", results / "generate/local/shards/1-of-3.parquet"),
+                        (results / "score/local/shards/3-of-3.parquet", results / "score/local/shards/1-of-3.parquet"),
+                        (results / "samples/local-reference/shards/3-of-3.parquet",
+                         results / "samples/local-reference/shards/1-of-3.parquet")):
+        assert pq.read_metadata(empty).num_rows == 0 and pq.read_metadata(full).num_rows > 0
+        assert pq.read_schema(empty).remove_metadata() == pq.read_schema(full).remove_metadata(), empty
+    rewards = pd.read_parquet(results / "score/local/rewards.parquet")
+    assert len(rewards) == 3 * 2 and rewards["reward"].notna().all() and rewards["finished"].dtype == bool
+    reference = pd.read_parquet(results / "samples/local-reference.parquet")
+    assert len(reference) == 2 * 3 and reference["sample_idx"].dtype == "int64"
+    assert "0 empty" not in (tmp_path / "logs/score/local/gather.log").read_text()
