@@ -260,3 +260,107 @@ def test_more_shards_than_batches_give_empty_tables_that_score_sample_and_gather
     reference = pd.read_parquet(results / "samples/local-reference.parquet")
     assert len(reference) == 2 * 3 and reference["sample_idx"].dtype == "int64"
     assert "0 empty" not in (tmp_path / "logs/score/local/gather.log").read_text()
+
+
+# ------------------------------------------------------------------------------ 4. quiet, honest logs
+
+
+def test_cutting_on_purpose_logs_no_tokenizer_warning(toy_models, caplog):
+    """Texts longer than the reward model's 64 tokens are cut (and counted), without transformers'
+    "Token indices sequence length is longer than..." warning in the log."""
+    import logging
+
+    import pandas as pd
+    import transformers
+    from transformers import AutoTokenizer
+
+    from bonbon.batching import tokenize_pairs
+    from bonbon.score import load_reward_model, score_samples
+
+    long = " ".join(["Fold the left sleeve over the back and smooth it flat."] * 12)
+    samples = pd.DataFrame({"prompt": ["\n\nHuman: How do I fold a shirt?\n\nAssistant:"] * 2,
+                            "response": [" " + long, " Fold it."]})
+    transformers.utils.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            model, tokenizer = load_reward_model(str(toy_models["reward"]))
+            _, counts = score_samples(samples, model, tokenizer, batch_size=2)
+            policy_tokenizer = AutoTokenizer.from_pretrained(toy_models["base"])
+            policy_tokenizer.model_max_length = 32
+            pairs = pd.DataFrame({"prompt_id": ["a"], "prompt": samples["prompt"][:1], "chosen": [" " + long],
+                                  "rejected": [" Fold it."], "chosen_idx": [0], "rejected_idx": [1]})
+            tokenize_pairs(pairs, policy_tokenizer, 16, 32)
+    finally:
+        transformers.utils.logging.disable_propagation()
+    assert counts["prompt_and_response_cut"] == 1  # cut on purpose, and counted
+    assert not [r for r in caplog.records if "Token indices sequence length" in r.getMessage()], caplog.text
+
+
+# ------------------------------------------------------------------------------ a finished tiny run
+
+
+def tiny_config(toy_models, root: Path) -> dict:
+    """The whole DAG on the fixture's tiny models: SFT, one BoNBoN run, evaluation; about 20 jobs."""
+    config = local_world(toy_models, root, train=6, eval_=2)
+    config["sft"] = {"enabled": True, "data": "toy",
+                     "training": {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_steps": 0, "batch_size": 4,
+                                  "max_steps": 2, "max_length": 64, "max_prompt_length": 32, "checkpoint_every": 1}}
+    config["runs"] = [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005]}]
+    config["toy"] = {"n_dialogues": 60}  # the SFT targets: the toy corpus
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished(toy_models, tmp_path_factory) -> Path:
+    """A finished run of tiny_config; tests work on copies of it (see `copy_run`)."""
+    from conftest import run_workflow
+
+    root = tmp_path_factory.mktemp("finished")
+    run_workflow(root / "run", tiny_config(toy_models, root))
+    return root / "run"
+
+
+def copy_run(finished: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run, with its mtimes and Snakemake's metadata (relative paths)."""
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(finished, target, symlinks=True)
+    return target
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """What `snakemake -n` would run now, as {rule: count} (empty: nothing to do)."""
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "test-config.yaml"), *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs, table = {}, False
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("job ") and "count" in line:
+            table = True
+        elif table and len(parts) == 2 and parts[1].isdigit():
+            jobs[parts[0]] = int(parts[1])
+        elif table and parts and parts[0] == "total":
+            break
+    return {rule: n for rule, n in jobs.items() if rule != "all"}
+
+
+# ------------------------------------------------------------------------------ 5. missed reruns
+
+
+@pytest.mark.parametrize(
+    ("deleted", "rerun"),
+    [
+        ("results/models/sft/model.safetensors", "sft"),
+        ("results/models/local-n2-bonbon-betaauto-alpha0.005/tokenizer_config.json", "train"),
+        ("results/score/local/rewards.parquet", "gather_rewards"),
+        ("results/generate/local/shards/1-of-1.parquet", "generate"),
+        ("results/samples/local-n2-bonbon-betaauto-alpha0.005.parquet", "gather_policy_samples"),
+        ("results/ref_logps/local/n2.parquet", "gather_ref_logps"),
+    ],
+)
+def test_deleting_a_file_a_later_job_reads_reschedules_its_producer(finished, tmp_path, deleted, rerun):
+    run = copy_run(finished, tmp_path)
+    assert dry_run_jobs(run) == {}
+    (run / deleted).unlink()
+    assert rerun in dry_run_jobs(run)

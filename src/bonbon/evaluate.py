@@ -51,7 +51,9 @@ def sample_logps(model, tokenizer, samples: pd.DataFrame, max_prompt_length: int
     """log π(y|x) summed over the *sampled* token ids of each row (``response_ids``, EOS included where
     sampled), with the prompt cut from the left exactly as generation cut it."""
     device = next(model.parameters()).device
-    prompt_ids = {p: truncate_prompt_ids(tokenizer(p, add_special_tokens=False)["input_ids"], max_prompt_length)
+    # verbose=False: a prompt longer than the model's limit is cut on purpose, no warning needed
+    prompt_ids = {p: truncate_prompt_ids(tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"],
+                                         max_prompt_length)
                   for p in samples["prompt"].unique()}
     sequences = []
     for prompt, response_ids in zip(samples["prompt"], samples["response_ids"], strict=True):

@@ -190,7 +190,7 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     from bonbon.prompts import truncate_prompt_ids
 
     texts, keys = prompts["prompt"].tolist(), prompts["prompt_id"].tolist()
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # cut below, and counted
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
     encoded = [truncate_prompt_ids(ids, cfg.max_prompt_length) for ids in encoded]
     plan = plan_batches([len(e) for e in encoded], keys, prompts_per_batch or max(1, cfg.batch_size // cfg.n))

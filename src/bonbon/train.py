@@ -410,7 +410,8 @@ def _fit(
     if main:
         tmp = out_dir / ".model-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict)
+        # one weights file, never shards: the workflow declares model.safetensors as the run's output
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, max_shard_size="10TB")
         tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
             os.replace(path, out_dir / path.name)

@@ -85,15 +85,34 @@ wildcard_constraints:
     policy="|".join(POLICIES),
 
 
+# The files of a model directory that later jobs read, config.json first (model_location takes its
+# directory). A model the workflow writes declares them as outputs, so that deleting one reschedules
+# its producer; the directory itself is not an output, as Snakemake deletes the outputs of a failed job
+# and a training run's checkpoints must survive a kill to resume.
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+def model_files(directory):
+    return [f"{directory}/{name}" for name in MODEL_FILES]
+
+
+def model_location(files, hub_id):
+    """Where a job loads a model from: the directory of its input files, else the hub id."""
+    return os.path.dirname(files[0]) if len(files) else hub_id
+
+
 def model_dir(role):
     """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
     return bonbon_config.model_dir(config, role)
 
 
 def model_input(role):
-    """The model as a rule input: a directory the DAG builds or has, nothing for a hub id."""
+    """A model as the input of a job: its files (config.json alone for a directory of the user's),
+    nothing for a hub id."""
     path = model_dir(role)
-    return [path] if config["models"][role] == "toy" or bonbon_config.is_local_path(path) else []
+    if config["models"][role] == "toy":
+        return model_files(path)
+    return [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
 
 
 def reference_model():
@@ -103,7 +122,7 @@ def reference_model():
 
 def reference_model_input():
     if config["sft"]["enabled"]:
-        return ["results/models/sft/train_summary.json"]
+        return model_files("results/models/sft")
     return model_input("base")
 
 
@@ -141,7 +160,7 @@ def policy_model(policy):
 def policy_model_input(wildcards):
     if POLICIES[wildcards.policy]["kind"] == "reference":
         return reference_model_input()
-    return [f"results/models/{wildcards.policy}/train_summary.json"]
+    return model_files(f"results/models/{wildcards.policy}")
 
 
 def policy_samples(wildcards):
@@ -152,7 +171,35 @@ def policy_samples(wildcards):
 
 
 def all_outputs():
-    pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
-    pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
-    models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    return pairs + models + ["results/eval/summary.parquet"] + PLOTS
+    """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
+    where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
+    producer."""
+    outputs = ["results/eval/summary.parquet", "results/eval/theory.parquet", *PLOTS]
+    if any(config["datasets"][d]["source"] == "toy" for d in DATASETS) or config["sft"]["data"] == "toy" or any(
+        config["models"][role] == "toy" for role in ("base", "reward")
+    ):
+        outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
+    for role in ("base", "reward"):
+        if config["models"][role] == "toy":
+            outputs += model_input(role) + [f"results/toy/{role}_model/toy_summary.json"]
+            outputs += [f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
+                        for name in ("tokenizer.json", "tokenizer_config.json")]
+    if config["sft"]["enabled"]:
+        outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
+    for dataset in DATASETS:
+        outputs.append(f"results/prompts/{dataset}.parquet")
+        for stage in ("generate", "score"):
+            outputs += gather.generate(f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet")
+        outputs += [f"results/generate/{dataset}/samples.parquet", f"results/score/{dataset}/rewards.parquet"]
+        outputs += [f"results/pairs/{dataset}/n{n}.parquet" for n in N_VALUES]
+    for run, spec in RUNS.items():
+        pairs = pair_file(spec["dataset"], spec["pairs"])
+        ref_logps = "results/ref_logps/{dataset}/{pairs}".format(**spec)
+        outputs += [pairs, f"{ref_logps}.parquet", *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet")]
+        outputs += model_files(f"results/models/{run}") + [f"results/models/{run}/train_summary.json"]
+    for policy, spec in POLICIES.items():
+        if spec["kind"] != "best_of_n":  # best-of-n is built from the reference's samples
+            outputs += [f"results/samples/{policy}.parquet",
+                        *gather.sample(f"results/samples/{policy}/shards/{{scatteritem}}.parquet")]
+        outputs.append(f"results/eval/{policy}.parquet")
+    return list(dict.fromkeys(outputs))

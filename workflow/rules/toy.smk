@@ -25,8 +25,8 @@ rule toy_tokenizers:
     input:
         corpus="results/toy/corpus.parquet",
     output:
-        policy=directory("results/toy/tokenizer_policy"),
-        reward=directory("results/toy/tokenizer_reward"),
+        policy=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
+        reward=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     params:
         toy=config["toy"],
     log:
@@ -46,9 +46,10 @@ rule toy_tokenizers:
 rule toy_base_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_policy",
+        tokenizer=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
     output:
-        model=directory("results/toy/base_model"),
+        model=model_files("results/toy/base_model"),
+        summary="results/toy/base_model/toy_summary.json",
     params:
         toy=config["toy"],
     log:
@@ -68,9 +69,10 @@ rule toy_base_model:
 rule toy_reward_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_reward",
+        tokenizer=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     output:
-        model=directory("results/toy/reward_model"),
+        model=model_files("results/toy/reward_model"),
+        summary="results/toy/reward_model/toy_summary.json",
     params:
         toy=config["toy"],
     log:

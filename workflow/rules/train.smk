@@ -6,6 +6,8 @@ rule sft:
         model=model_input("base"),
         data=sft_input(),
     output:
+        # the model's files and the summary (written last), not the directory: see MODEL_FILES
+        model=model_files("results/models/sft"),
         summary="results/models/sft/train_summary.json",
     params:
         base=model_dir("base"),
@@ -103,8 +105,9 @@ rule train:
         ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),
         model=reference_model_input(),
     output:
-        # the summary, not the directory: Snakemake deletes a failed job's outputs, and the run's
-        # checkpoints in the directory must survive a kill so that a rerun resumes from them
+        # the model's files and the summary, not the directory: Snakemake deletes a failed job's outputs,
+        # and the run's checkpoints in the directory must survive a kill so that a rerun resumes from them
+        model=model_files("results/models/{run}"),
         summary="results/models/{run}/train_summary.json",
     params:
         model=reference_model(),
