@@ -364,3 +364,11 @@ def test_deleting_a_file_a_later_job_reads_reschedules_its_producer(finished, tm
     assert dry_run_jobs(run) == {}
     (run / deleted).unlink()
     assert rerun in dry_run_jobs(run)
+
+
+@pytest.mark.parametrize("configfile", [None, "config/hh-pythia28.yaml"])
+def test_snakemake_lint_is_clean(tmp_path, configfile):
+    args = ["--lint"] + (["--configfile", str(REPO / configfile)] if configfile else [])
+    result = snakemake(tmp_path / "work", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr and "good condition" in result.stdout + result.stderr

@@ -13,6 +13,12 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
+
+# and an executor that does not pass the whole environment on passes this variable
+envvars:
+    "PYTHONPATH",
+
+
 import bonbon.config as bonbon_config
 from bonbon.runs import expand_runs
 
@@ -101,6 +107,13 @@ def model_location(files, hub_id):
     return os.path.dirname(files[0]) if len(files) else hub_id
 
 
+def loaded_from(name, role):
+    """A params function: the directory of the model files of input `name`, else the hub id of
+    models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
+    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings."""
+    return lambda wildcards, input: model_location(getattr(input, name), config["models"][role])
+
+
 def model_dir(role):
     """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
     return bonbon_config.model_dir(config, role)
@@ -113,11 +126,6 @@ def model_input(role):
     if config["models"][role] == "toy":
         return model_files(path)
     return [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
-
-
-def reference_model():
-    """The reference model pi_0: the SFT model, or the base model where SFT is switched off."""
-    return "results/models/sft" if config["sft"]["enabled"] else model_dir("base")
 
 
 def reference_model_input():
@@ -150,11 +158,6 @@ def pair_file(dataset, pairs):
 def sft_input():
     data = config["sft"]["data"]
     return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
-
-
-def policy_model(policy):
-    """The model a sampled policy is drawn from."""
-    return reference_model() if POLICIES[policy]["kind"] == "reference" else f"results/models/{policy}"
 
 
 def policy_model_input(wildcards):

@@ -11,9 +11,9 @@ rule sample:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        policy=lambda wc: policy_model(wc.policy),
-        reference=reference_model(),
-        reward=model_dir("reward"),
+        policy=loaded_from("policy", "base"),
+        reference=loaded_from("reference", "base"),
+        reward=loaded_from("reward", "reward"),
         is_reference=lambda wc: POLICIES[wc.policy]["kind"] == "reference",
         n=lambda wc: config["evaluation"]["samples_per_prompt"] * (
             1 + N_SAMPLES if POLICIES[wc.policy]["kind"] == "reference" else 1

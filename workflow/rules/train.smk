@@ -10,10 +10,10 @@ rule sft:
         model=model_files("results/models/sft"),
         summary="results/models/sft/train_summary.json",
     params:
-        base=model_dir("base"),
+        base=loaded_from("model", "base"),
         data=config["sft"]["data"],
         dataset=config["datasets"].get(config["sft"]["data"]),
-        out="results/models/sft",
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         training=config["sft"]["training"],
         accelerate=config["accelerate"]["config_file"],
     log:
@@ -60,7 +60,7 @@ rule ref_logps:
         ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        model=reference_model(),
+        model=loaded_from("model", "base"),
         device=config["device"],
         max_length=config["training"].get("max_length", 512),
         max_prompt_length=config["training"].get("max_prompt_length", 256),
@@ -110,8 +110,8 @@ rule train:
         model=model_files("results/models/{run}"),
         summary="results/models/{run}/train_summary.json",
     params:
-        model=reference_model(),
-        out="results/models/{run}",
+        model=loaded_from("model", "base"),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         training=lambda wc: RUNS[wc.run]["training"],
         accelerate=config["accelerate"]["config_file"],
     log:
