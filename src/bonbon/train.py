@@ -61,7 +61,7 @@ METRIC_COLUMNS = (
 )
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps"}
+                     "max_steps", "gradient_checkpointing", "on_config_change"}
 SUMMARY_FILE = "train_summary.json"
 
 
@@ -99,6 +99,9 @@ class TrainConfig:
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    # checkpoints written with other settings: moved aside to <out_dir>.stale-<time>/ or deleted, then
+    # the run starts afresh (a crashed run with the same settings resumes)
+    on_config_change: str = "move"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError(
                 f"checkpoints_after_training must be 'keep' or 'delete', got {self.checkpoints_after_training!r}"
             )
+        if self.on_config_change not in ("move", "delete"):
+            raise ValueError(f"on_config_change must be 'move' or 'delete', got {self.on_config_change!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         for name in (
@@ -298,7 +303,13 @@ def _fit(
     latest = _latest_checkpoint(ckpt_root)
     if latest is not None:
         state = json.loads((latest / "trainer_state.json").read_text())
-        _check_resumable(state, cfg, len(examples), latest)
+        changed = _resume_changes(state, cfg, len(examples))
+        if changed:  # checkpoints of other settings: never mixed into this run
+            if main:
+                _set_aside(out_dir, cfg.on_config_change, f"{latest} was written with other settings ({changed})")
+            accelerator.wait_for_everyone()
+            latest = None
+    if latest is not None:
         accelerator.load_state(str(latest))
         start_step = state["step"]
         log.info("resuming from %s at step %d of %d", latest, start_step, total_steps)
@@ -441,14 +452,30 @@ def _latest_checkpoint(root: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _check_resumable(state: dict[str, Any], cfg: TrainConfig, n_examples: int, where: Path) -> None:
+def _resume_changes(state: dict[str, Any], cfg: TrainConfig, n_examples: int) -> str:
+    """What keeps a checkpoint from being resumed by this run ('' if nothing)."""
     saved = state["config"]
     changed = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k, v) != v)
-    if changed or state["examples"] != n_examples:
-        raise ValueError(
-            f"{where}: cannot resume, the run changed (options {changed}, examples {state['examples']} -> "
-            f"{n_examples}); delete the output directory to start over"
-        )
+    parts = [f"{k}: {saved[k]!r} -> {getattr(cfg, k)!r}" for k in changed]
+    if state["examples"] != n_examples:
+        parts.append(f"examples: {state['examples']} -> {n_examples}")
+    return ", ".join(parts)
+
+
+def _set_aside(out_dir: Path, how: str, why: str) -> None:
+    """Move ``out_dir`` to ``<out_dir>.stale-<time>`` (or delete it) and make it anew, empty."""
+    if how == "delete":
+        shutil.rmtree(out_dir)
+        log.warning("%s; deleted %s (on_config_change: delete), training afresh", why, out_dir)
+    else:
+        stale = out_dir.with_name(f"{out_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        for i in range(2, 1000):  # two changes within a second
+            if not stale.exists():
+                break
+            stale = stale.with_name(f"{out_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}-{i}")
+        os.rename(out_dir, stale)
+        log.warning("%s; moved %s to %s (on_config_change: move), training afresh", why, out_dir, stale)
+    out_dir.mkdir(parents=True)
 
 
 def _save_checkpoint(accelerator: Any, root: Path, state: dict[str, Any], keep: int) -> None:
