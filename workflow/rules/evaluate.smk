@@ -5,15 +5,16 @@ rule sample:
     input:
         prompts=lambda wc: "results/prompts/{}.parquet".format(policy_spec(wc.policy)["dataset"]),
         policy=policy_model_input,
+        run=policy_run_input,
         reference=reference_model_input(),
         reward=model_input("reward"),
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        policy=lambda wc: policy_model(wc.policy),
-        reference=reference_model(),
-        reward=model_dir("reward"),
+        policy=loaded_from("policy", "base"),
+        reference=loaded_from("reference", "base"),
+        reward=loaded_from("reward", "reward"),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: (
             reference_samples_needed(config["evaluation"]["samples_per_prompt"], N_SAMPLES)

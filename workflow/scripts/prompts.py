@@ -14,6 +14,7 @@ if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
 else:
     source = read_prompt_file(snakemake.input.source)
 table, counts = build_prompt_table(source, dataset["eval_fraction"], dataset["seed"], dataset["max_prompts"])
+counts["blank_rows_dropped"] = source.attrs.get("blank_rows", 0)
 if not (table["split"] == "train").any():
     raise ValueError(f"dataset {snakemake.wildcards.dataset}: no prompt falls in the train split ({counts})")
 log.info("dataset %s: %s", snakemake.wildcards.dataset, counts)
