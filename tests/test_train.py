@@ -479,3 +479,39 @@ def test_config_from_dict_takes_defaults_and_bounds_from_the_schema():
     with pytest.raises(ValueError, match="loss 'bonbon' needs alpha"):
         config_from_dict({"loss": "bonbon", "beta": 0.1})
     assert config_from_dict({"loss": "sft"}).beta is None
+
+
+def test_changed_run_sets_its_old_checkpoints_aside_and_trains_afresh(world, tmp_path, monkeypatch):
+    """A rerun with other result-affecting settings never resumes from (or mixes with) the old
+    checkpoints: their directory is moved aside (or deleted) and the run equals a fresh one. The same
+    settings, or only a changed log interval, still resume."""
+    out = tmp_path / "run"
+
+    def crash_at_step_2(step, row):
+        if step == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(world["model"], world["pairs"], world["ref"], out, cfg(max_steps=4, checkpoint_every=2),
+              callback=crash_at_step_2)
+    changed = cfg(max_steps=4, checkpoint_every=2, learning_rate=5e-4)
+    summary = train(world["model"], world["pairs"], world["ref"], out, changed)
+    assert summary["resumed_from_step"] == 0
+    (stale,) = tmp_path.glob("run.stale-*")
+    assert (stale / "checkpoints" / "step-000002").is_dir() and not (stale / "train_summary.json").exists()
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1, 2, 3]
+    fresh = tmp_path / "fresh"
+    train(world["model"], world["pairs"], world["ref"], fresh, cfg(max_steps=4, learning_rate=5e-4))
+    a, b = params(fresh), params(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+    # the finished run's step-2 checkpoint, with the same settings and another log interval: resumes
+    summary = train(world["model"], world["pairs"], world["ref"], out, replace(changed, log_every=1))
+    assert summary["resumed_from_step"] == 2 and len(list(tmp_path.glob("run.stale-*"))) == 1
+    # on_config_change: delete leaves nothing behind
+    summary = train(world["model"], world["pairs"], world["ref"], out,
+                    replace(changed, learning_rate=2e-4, on_config_change="delete"))
+    assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("run.stale-*"))) == 1
+    with pytest.raises(ValueError, match=r"config key training.on_config_change: 'keep' is not one of"):
+        cfg(on_config_change="keep")

@@ -53,9 +53,9 @@ def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_
     config["runs"] = []
     result = run_workflow(tmp_path, config, "--until", "prompts", check=False)
     assert result.returncode != 0
-    log = (tmp_path / "logs" / "prompts" / "bad.log").read_text()
-    assert "bad.csv: row 2: does not start with" in log
-    assert not (tmp_path / "results" / "prompts" / "bad.parquet").exists()
+    # the file is read before any job starts (bonbon.config.check_prompt_files)
+    assert "config key datasets.bad.path: " in result.stderr and "bad.csv: row 2: does not start with" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def write_local_hh(root, seed: int = 0) -> None:

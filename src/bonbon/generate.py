@@ -144,7 +144,7 @@ def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: Sam
     stops = end_token_ids(cfg, tokenizer.eos_token_id)
     messages = prompts["messages"].tolist() if "messages" in prompts.columns else None
     texts, keys = prompts["prompt"].tolist(), prompts["prompt_id"].tolist()
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # cut below, and counted
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
     encoded = [truncate_prompt_ids(ids, cfg.max_prompt_length) for ids in encoded]
     plan = plan_batches([len(e) for e in encoded], keys, prompts_per_batch or max(1, cfg.batch_size // cfg.n))
@@ -228,7 +228,9 @@ def sample_logps(model: Any, tokenizer: Any, samples: pd.DataFrame, max_prompt_l
     """log π(y|x) summed over the *sampled* token ids of each row (``response_ids``, EOS included where
     sampled), with the prompt cut from the left exactly as generation cut it."""
     device = next(model.parameters()).device
-    prompt_ids = {p: truncate_prompt_ids(tokenizer(p, add_special_tokens=False)["input_ids"], max_prompt_length)
+    # verbose=False: a prompt longer than the model's limit is cut on purpose, no warning needed
+    prompt_ids = {p: truncate_prompt_ids(tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"],
+                                         max_prompt_length)
                   for p in samples["prompt"].unique()}
     sequences = []
     for prompt, response_ids in zip(samples["prompt"], samples["response_ids"], strict=True):

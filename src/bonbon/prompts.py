@@ -76,7 +76,9 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     """Read prompts from CSV, JSONL or Parquet with a ``prompt`` (or ``Prompt``) column.
 
     An optional ``split`` column (values ``train``/``eval``) is kept. Raises PromptFileError naming the
-    file and the first bad row (1-based, as a spreadsheet shows it, header excluded).
+    file and the first bad row (1-based, as a spreadsheet shows it, header excluded). Blank CSV rows
+    (every field empty or spaces) are dropped but keep their number, so a later row's number stays
+    the file's; their count is ``frame.attrs["blank_rows"]``.
     """
     path = Path(path)
     if not path.exists():
@@ -84,7 +86,8 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+            # blank lines are read as rows: skipping them would shift every later row's number
+            frame = pd.read_csv(path, keep_default_na=False, dtype=str, skip_blank_lines=False)
         elif suffix in (".jsonl", ".json"):
             frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         elif suffix == ".parquet":
@@ -98,18 +101,26 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     column = next((c for c in ("prompt", "Prompt") if c in frame.columns), None)
     if column is None:
         raise PromptFileError(f"{path}: no 'prompt' or 'Prompt' column (columns: {list(frame.columns)})")
+    frame = frame.reset_index(drop=True)  # index i is row i + 1 of the file, blank rows included
+    blank = frame.map(lambda v: isinstance(v, str) and not v.strip()).all(axis=1) if suffix == ".csv" else None
+    if blank is not None:
+        frame = frame[~blank]
+    if frame.empty:
+        raise PromptFileError(f"{path}: no prompts (the file has a header but no rows)")
     out = pd.DataFrame({"prompt": frame[column]})
     if "split" in frame.columns:
         out["split"] = frame["split"].astype(str)
         bad = ~out["split"].isin(["train", "eval"])
         if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].iloc[row]!r} is not 'train' or 'eval'")
-    for row, text in enumerate(out["prompt"]):
+            row = int(out.index[bad.to_numpy()][0])
+            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].loc[row]!r} is not 'train' or 'eval'")
+    for row, text in out["prompt"].items():
         problem = check_prompt(text)
         if problem is not None:
             raise PromptFileError(f"{path}: row {row + 1}: {problem}: {str(text)[:80]!r}")
     out["prompt"] = out["prompt"].map(normalize_prompt)
+    out = out.reset_index(drop=True)
+    out.attrs["blank_rows"] = 0 if blank is None else int(blank.sum())
     return out
 
 

@@ -122,4 +122,6 @@ def gather_reference_shards(shards: list[pd.DataFrame]) -> pd.DataFrame:
         if len(table) != expected:
             raise ValueError(f"shard {k + 1} of {count} has {len(table)} rows, expected {expected} of {total}")
     order = np.argsort(np.concatenate([np.arange(k, total, count) for k in range(count)]), kind="stable")
-    return pd.concat(shards, ignore_index=True).iloc[order].reset_index(drop=True)
+    # empty shards (more shards than pairs) add no rows; left out, they cannot blur the column dtypes
+    filled = [t for t in shards if len(t)] or shards[:1]
+    return pd.concat(filled, ignore_index=True).iloc[order].reset_index(drop=True)

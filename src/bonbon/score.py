@@ -25,8 +25,10 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
     max_length = max_length or tokenizer.model_max_length
     prompts, responses = list(prompts), list(responses)
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    # verbose=False: these lengths are measured in order to cut on purpose (and count it), so
+    # transformers' "Token indices sequence length is longer than..." warning would only be noise
+    response_ids = tokenizer(responses, add_special_tokens=False, verbose=False)["input_ids"]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]
     cut = []
     for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
         if len(p) + len(r) + specials <= max_length:

@@ -59,12 +59,45 @@ class TableError(ValueError):
     """A table that cannot be used; the message names the file."""
 
 
+def _column_types() -> dict:
+    """The Arrow type of each column the stages pass on, for the columns of an empty table, whose
+    values cannot tell (pandas writes an empty object column as type null)."""
+    import pyarrow as pa
+
+    text, count, flag = pa.large_string(), pa.int64(), pa.bool_()
+    types = {c: text for c in ("prompt_id", "prompt", "response", "split", "chosen", "rejected")}
+    types.update({c: count for c in ("sample_idx", "n_tokens", "chosen_idx", "rejected_idx", "chosen_length",
+                                     "rejected_length", "n")})
+    types.update({c: flag for c in ("finished", "prompt_cut", "chosen_finished", "rejected_finished")})
+    types.update({c: pa.float64() for c in ("reward", "policy_logp", "reference_logp", "chosen_reward",
+                                            "rejected_reward", "chosen_ref_logp", "rejected_ref_logp",
+                                            "opponent_reward", "win")})
+    types["response_ids"] = pa.list_(count)
+    return types
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a table atomically: a killed job leaves either nothing or the whole file, never a part."""
+    """Write a table atomically: a killed job leaves either nothing or the whole file, never a part.
+
+    An empty table (a shard with no prompts) gets the column types a full one has, so that readers
+    and gathers see one schema.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
+    if frame.empty:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        types = _column_types()
+        for i, field in enumerate(table.schema):
+            if pa.types.is_null(field.type) and field.name in types:
+                table = table.set_column(i, pa.field(field.name, types[field.name]),
+                                         table.column(i).cast(types[field.name]))
+        pq.write_table(table, tmp)
+    else:
+        frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
 

@@ -57,10 +57,11 @@ __all__ = ["LoraOptions", "TrainConfig", "attach_reference", "config_from_dict",
 
 # fields a resumed run may change without changing what is computed
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps", "snapshot_every", "eval_every", "report_to", "tracker_dir", "tracker_project"}
-
+                     "max_steps", "snapshot_every", "eval_every", "report_to", "tracker_dir", "tracker_project",
+                     "gradient_checkpointing", "on_config_change"}
 SUMMARY_FILE = "train_summary.json"
 ADAPTER_DIR = "adapter"  # a LoRA policy's peft adapter, beside its merged weights
+ONE_WEIGHTS_FILE = "10TB"  # max_shard_size of a saved policy: model.safetensors, never shards
 
 
 @dataclass
@@ -103,6 +104,9 @@ class TrainConfig:
     checkpoint_every: int
     keep_checkpoints: int
     checkpoints_after_training: str
+    # checkpoints written with other settings: moved aside to <out_dir>.stale-<time>/ or deleted, then
+    # the run starts afresh (a crashed run with the same settings resumes)
+    on_config_change: str
     log_every: int
     mixed_precision: str
     gradient_checkpointing: bool
@@ -367,7 +371,13 @@ def _resume(run: _Run, cfg: TrainConfig, n_examples: int) -> None:
     latest = _latest_checkpoint(run.checkpoints)
     if latest is not None:
         state = json.loads((latest / "trainer_state.json").read_text())
-        _check_resumable(state, cfg, n_examples, latest)
+        changed = _check_resumable(state, cfg, n_examples)
+        if changed:  # checkpoints of other settings: never mixed into this run
+            if run.main:
+                _set_aside(run.out_dir, cfg.on_config_change, f"{latest} was written with other settings ({changed})")
+            run.accelerator.wait_for_everyone()
+            latest = None
+    if latest is not None:
         run.accelerator.load_state(str(latest))
         run.start_step = state["step"]
         log.info("resuming from %s at step %d of %d", latest, run.start_step, run.total_steps)
@@ -500,14 +510,31 @@ def _latest_checkpoint(root: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _check_resumable(state: dict[str, Any], cfg: TrainConfig, n_examples: int, where: Path) -> None:
+def _check_resumable(state: dict[str, Any], cfg: TrainConfig, n_examples: int) -> str:
+    """What keeps a checkpoint from being resumed by this run ('' if nothing): a result-affecting
+    option (not in RESUMABLE_CHANGES) or the number of examples changed."""
     saved = state["config"]
     changed = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k, v) != v)
-    if changed or state["examples"] != n_examples:
-        raise ValueError(
-            f"{where}: cannot resume, the run changed (options {changed}, examples {state['examples']} -> "
-            f"{n_examples}); delete the output directory to start over"
-        )
+    parts = [f"{k}: {saved[k]!r} -> {getattr(cfg, k)!r}" for k in changed]
+    if state["examples"] != n_examples:
+        parts.append(f"examples: {state['examples']} -> {n_examples}")
+    return ", ".join(parts)
+
+
+def _set_aside(out_dir: Path, how: str, why: str) -> None:
+    """Move ``out_dir`` to ``<out_dir>.stale-<time>`` (or delete it) and make it anew, empty."""
+    if how == "delete":
+        shutil.rmtree(out_dir)
+        log.warning("%s; deleted %s (on_config_change: delete), training afresh", why, out_dir)
+    else:
+        stale = out_dir.with_name(f"{out_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        for i in range(2, 1000):  # two changes within a second
+            if not stale.exists():
+                break
+            stale = stale.with_name(f"{out_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}-{i}")
+        os.rename(out_dir, stale)
+        log.warning("%s; moved %s to %s (on_config_change: move), training afresh", why, out_dir, stale)
+    out_dir.mkdir(parents=True)
 
 
 def _save_checkpoint(run: _Run, cfg: TrainConfig, done: int, n_examples: int) -> None:
@@ -613,10 +640,11 @@ def _save_policy(model: Any, state_dict: dict[str, torch.Tensor], directory: Pat
     """The policy in from_pretrained form in ``directory``. A LoRA policy is saved with its adapters
     MERGED into the weights (W + B @ A * alpha / r), so sampling (transformers or vLLM), evaluation and
     every other reader load it as they load a full-weight run; its peft adapter goes to ``adapter/``
-    beside it (``PeftModel.from_pretrained(reference, "adapter")`` rebuilds the unmerged policy)."""
+    beside it (``PeftModel.from_pretrained(reference, "adapter")`` rebuilds the unmerged policy).
+    The weights are one file, never shards: the workflow declares model.safetensors as an output."""
     peft = sys.modules.get("peft")  # never imported: the model cannot be a peft model
     if peft is None or not isinstance(model, peft.PeftModel):
-        model.save_pretrained(directory, state_dict=state_dict)
+        model.save_pretrained(directory, state_dict=state_dict, max_shard_size=ONE_WEIGHTS_FILE)
         return
     import copy
 
@@ -629,7 +657,7 @@ def _save_policy(model: Any, state_dict: dict[str, torch.Tensor], directory: Pat
     policy = peft.get_peft_model(base, copy.deepcopy(config))
     policy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in state_dict.items()})
     policy.save_pretrained(directory / ADAPTER_DIR)
-    policy.merge_and_unload().save_pretrained(directory)
+    policy.merge_and_unload().save_pretrained(directory, max_shard_size=ONE_WEIGHTS_FILE)
 
 
 # ---------------------------------------------------------------------------------------- trackers

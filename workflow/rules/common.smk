@@ -15,23 +15,38 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
+
+# and an executor that does not pass the whole environment on passes this variable
+envvars:
+    "PYTHONPATH",
+
+
 import bonbon.config as bonbon_config
+from bonbon.config import TOY
 from bonbon.evaluate import reference_samples_needed
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
 SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
 
-# A bad config stops here, before any job, naming the key and what is wrong.
+# A bad config stops here, before any job, naming the key and what is wrong. Values given as text
+# (--config passes strings; YAML 1.1 reads 1e-4 as one) are first read as the type the schema wants.
+bonbon_config.coerce_config(config, SCHEMA)
 try:
     validate(config, schema=SCHEMA)
 except WorkflowError:
     raise WorkflowError("\n".join(["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)))
 try:
     bonbon_config.check_config(config)
-    # the Hub is asked once, by the main process, not again by every job on a cluster node
-    if config["check_hub"] and workflow.is_main_process:
-        for warning in bonbon_config.check_hub_ids(config):
-            logger.warning(warning)
+    # files and the Hub are read once, by the main process, not again by every job on a cluster node
+    if workflow.is_main_process:
+        hub_reached = False
+        if config["check_hub"]:
+            hub_warnings = bonbon_config.check_hub_ids(config)
+            for warning in hub_warnings:
+                logger.warning(warning)
+            hub_reached = not hub_warnings and not bonbon_config.hub_offline()
+        bonbon_config.check_prompt_files(config)
+        bonbon_config.check_models(config, hub_online=hub_reached)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
@@ -86,6 +101,31 @@ wildcard_constraints:
 TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
 
 
+# The files of a model directory that later jobs read, config.json first (model_location takes its
+# directory). A model the workflow writes declares them as outputs, so that deleting one reschedules
+# its producer; the directory itself is not an output, as Snakemake deletes the outputs of a failed job
+# and a training run's checkpoints must survive a kill to resume.
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+def model_files(directory):
+    return [f"{directory}/{name}" for name in MODEL_FILES]
+
+
+def model_location(files, hub_id):
+    """Where a job loads a model from: the directory of its input files, else the hub id."""
+    return os.path.dirname(files[0]) if len(files) else hub_id
+
+
+def loaded_from(name, role):
+    """A params function: the directory of the model files of input `name`, else the hub id of
+    models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
+    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings."""
+    return lambda wildcards, input: model_location(
+        getattr(input, name), config["models"][bonbon_config.model_role(config, role)]
+    )
+
+
 def model_dir(role):
     """Where a model is loaded from (a toy directory, a local directory or a hub id); the judge left
     unset (null) is the reward model."""
@@ -95,10 +135,12 @@ def model_dir(role):
 
 
 def model_input(role):
-    """The model as a rule input: a directory the DAG builds or has, nothing for a hub id."""
+    """A model as the input of a job: its files (config.json alone for a directory of the user's),
+    nothing for a hub id."""
     path = model_dir(role)
-    toy = config["models"][bonbon_config.model_role(config, role)] == bonbon_config.TOY
-    return [path] if toy or bonbon_config.is_local_path(path) else []
+    if config["models"][bonbon_config.model_role(config, role)] == TOY:
+        return model_files(path)
+    return [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
 
 
 # proxy against judge only where they differ (models.judge set to another model than models.reward)
@@ -106,13 +148,14 @@ if model_dir("judge") != model_dir("reward"):
     PLOTS.append("results/plots/judge_vs_proxy.png")
 
 
-def policy_tokenizer():
-    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
-    return "results/toy/tokenizer_policy" if config["models"]["base"] == "toy" else model_dir("base")
+TOY_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def policy_tokenizer_input():
-    return [policy_tokenizer()] if config["models"]["base"] == "toy" else model_input("base")
+    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
+    if config["models"]["base"] == TOY:
+        return [f"results/toy/tokenizer_policy/{name}" for name in TOY_TOKENIZER_FILES]
+    return model_input("base")
 
 
 def reference_model():
@@ -122,7 +165,7 @@ def reference_model():
 
 def reference_model_input():
     if config["sft"]["enabled"]:
-        return ["results/models/sft/train_summary.json"]
+        return model_files("results/models/sft")
     return model_input("base")
 
 
@@ -192,10 +235,8 @@ def summary_specs(wildcards):
 
 
 def policy_model(policy):
-    """The model a sampled policy is drawn from: the reference, a final model or a run's snapshot."""
+    """The directory of a trained policy's model: a run's final model or one of its snapshots."""
     spec = policy_spec(policy)
-    if spec["kind"] == "reference":
-        return reference_model()
     if "step" in spec:
         return "results/models/{}/snapshots/step-{:06d}".format(spec["run"], spec["step"])
     return f"results/models/{policy}"
@@ -205,7 +246,16 @@ def policy_model_input(wildcards):
     spec = policy_spec(wildcards.policy)
     if spec["kind"] == "reference":
         return reference_model_input()
-    return ["results/models/{}/train_summary.json".format(spec.get("run", wildcards.policy))]
+    return model_files(policy_model(wildcards.policy))
+
+
+def policy_run_input(wildcards):
+    """What a run's snapshot policy {run}-step{S} waits for: its run's train summary. The snapshot's files
+    (policy_model_input) are no rule's output (train, a checkpoint, declares only its final model), so this
+    makes the train checkpoint their producer; a deleted snapshot file is then a missing input, named
+    before any job, not a failed sampling job (rerunning train would not write it again)."""
+    spec = policy_spec(wildcards.policy)
+    return [checkpoints.train.get(run=spec["run"]).output.summary] if "step" in spec else []
 
 
 def policy_samples(wildcards):
@@ -216,8 +266,36 @@ def policy_samples(wildcards):
 
 
 def all_outputs():
-    pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
-    pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
-    models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    exact = ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
-    return pairs + models + ["results/eval/summary.parquet", "results/eval/runs.parquet"] + PLOTS + exact
+    """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
+    where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
+    producer."""
+    outputs = ["results/eval/summary.parquet", "results/eval/runs.parquet", "results/eval/theory.parquet", *PLOTS]
+    outputs += ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
+    if any(config["datasets"][d]["source"] == TOY for d in DATASETS) or config["sft"]["data"] == TOY or any(
+        config["models"][role] == TOY for role in ("base", "reward")
+    ):
+        outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
+    for role in ("base", "reward", "judge"):
+        if config["models"][role] == TOY:
+            outputs += model_input(role) + [f"{TOY_MODELS[role]}/toy_summary.json"]
+            outputs += [f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
+                        for name in TOY_TOKENIZER_FILES]
+    if config["sft"]["enabled"]:
+        outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
+    for dataset in DATASETS:
+        outputs.append(f"results/prompts/{dataset}.parquet")
+        for stage in ("generate", "score"):
+            outputs += gather.generate(f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet")
+        outputs += [f"results/generate/{dataset}/samples.parquet", f"results/score/{dataset}/rewards.parquet"]
+        outputs += [f"results/pairs/{dataset}/n{n}.parquet" for n in N_VALUES]
+    for run, spec in RUNS.items():
+        pairs = pair_file(spec["dataset"], spec["pairs"])
+        ref_logps = "results/ref_logps/{dataset}/{pairs}".format(**spec)
+        outputs += [pairs, f"{ref_logps}.parquet", *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet")]
+        outputs += model_files(f"results/models/{run}") + [f"results/models/{run}/train_summary.json"]
+    for policy, spec in POLICIES.items():
+        if spec["kind"] != "best_of_n":  # best-of-n is built from the reference's samples
+            outputs += [f"results/samples/{policy}.parquet",
+                        *gather.sample(f"results/samples/{policy}/shards/{{scatteritem}}.parquet")]
+        outputs.append(f"results/eval/{policy}.parquet")
+    return list(dict.fromkeys(outputs))

@@ -5,6 +5,7 @@ rule sample:
     input:
         prompts=lambda wc: "results/prompts/{}.parquet".format(policy_spec(wc.policy)["dataset"]),
         policy=policy_model_input,
+        run=policy_run_input,
         reference=reference_model_input(),
         reward=model_input("reward"),
         judge=model_input("judge"),
@@ -12,10 +13,10 @@ rule sample:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        policy=lambda wc: policy_model(wc.policy),
-        reference=reference_model(),
-        reward=model_dir("reward"),
-        judge=model_dir("judge"),
+        policy=loaded_from("policy", "base"),
+        reference=loaded_from("reference", "base"),
+        reward=loaded_from("reward", "reward"),
+        judge=loaded_from("judge", "judge"),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: (
             reference_samples_needed(config["evaluation"]["samples_per_prompt"], N_SAMPLES)

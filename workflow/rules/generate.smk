@@ -9,7 +9,7 @@ rule generate:
     output:
         samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
     params:
-        model=reference_model(),
+        model=loaded_from("model", "base"),
         n=N_SAMPLES,
         generation=config["generation"],
         device=config["device"],

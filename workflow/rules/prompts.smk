@@ -10,7 +10,7 @@ rule prompts:
     params:
         dataset=lambda wc: config["datasets"][wc.dataset],
         # a policy with a chat template gets its prompts rendered here (bonbon.chat)
-        tokenizer=policy_tokenizer(),
+        tokenizer=loaded_from("tokenizer", "base"),
         max_prompt_length=config["generation"]["max_prompt_length"],
     log:
         "logs/prompts/{dataset}.log",

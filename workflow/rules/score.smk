@@ -8,7 +8,7 @@ rule score:
     output:
         rewards="results/score/{dataset}/shards/{scatteritem}.parquet",
     params:
-        model=model_dir("reward"),
+        model=loaded_from("model", "reward"),
         batch_size=config["scoring"]["batch_size"],
         device=config["device"],
     log:

@@ -25,8 +25,8 @@ rule toy_tokenizers:
     input:
         corpus="results/toy/corpus.parquet",
     output:
-        policy=directory("results/toy/tokenizer_policy"),
-        reward=directory("results/toy/tokenizer_reward"),
+        policy=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
+        reward=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     params:
         toy=config["toy"],
     log:
@@ -46,9 +46,11 @@ rule toy_tokenizers:
 rule toy_base_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_policy",
+        tokenizer=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
     output:
-        model=directory(TOY_MODELS["base"]),
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["base"]),
+        summary=os.path.join(TOY_MODELS["base"], "toy_summary.json"),
     params:
         toy=config["toy"],
     log:
@@ -68,9 +70,11 @@ rule toy_base_model:
 rule toy_reward_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_reward",
+        tokenizer=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     output:
-        model=directory(TOY_MODELS["reward"]),
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["reward"]),
+        summary=os.path.join(TOY_MODELS["reward"], "toy_summary.json"),
     params:
         toy=config["toy"],
     log:
@@ -91,9 +95,11 @@ rule toy_reward_model:
 # It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
 rule toy_judge_model:
     input:
-        tokenizer="results/toy/tokenizer_reward",
+        tokenizer=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     output:
-        model=directory(TOY_MODELS["judge"]),
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["judge"]),
+        summary=os.path.join(TOY_MODELS["judge"], "toy_summary.json"),
         corpus="results/toy/judge_corpus.parquet",
     params:
         toy=config["toy"],

@@ -6,12 +6,14 @@ rule sft:
         model=model_input("base"),
         data=sft_input(),
     output:
+        # the model's files and the summary (written last), not the directory: see MODEL_FILES
+        model=model_files("results/models/sft"),
         summary="results/models/sft/train_summary.json",
     params:
-        base=model_dir("base"),
+        base=loaded_from("model", "base"),
         data=config["sft"]["data"],
         dataset=config["datasets"].get(config["sft"]["data"]),
-        out="results/models/sft",
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         training=config["sft"]["training"],
         accelerate=config["accelerate"]["config_file"],
     log:
@@ -58,7 +60,7 @@ rule ref_logps:
         ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        model=reference_model(),
+        model=loaded_from("model", "base"),
         device=config["device"],
         max_length=config["training"]["max_length"],
         max_prompt_length=config["training"]["max_prompt_length"],
@@ -105,12 +107,13 @@ checkpoint train:
         ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),
         model=reference_model_input(),
     output:
-        # the summary, not the directory: Snakemake deletes a failed job's outputs, and the run's
-        # checkpoints in the directory must survive a kill so that a rerun resumes from them
+        # the model's files and the summary, not the directory: Snakemake deletes a failed job's outputs,
+        # and the run's checkpoints in the directory must survive a kill so that a rerun resumes from them
+        model=model_files("results/models/{run}"),
         summary="results/models/{run}/train_summary.json",
     params:
-        model=reference_model(),
-        out="results/models/{run}",
+        model=loaded_from("model", "base"),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         training=lambda wc: RUNS[wc.run]["training"],
         accelerate=config["accelerate"]["config_file"],
     log:

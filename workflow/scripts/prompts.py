@@ -23,6 +23,7 @@ tokenizer = load_tokenizer(snakemake.params.tokenizer)
 if has_chat_template(tokenizer):  # ids and splits stay those of the HH text; the prompt is rendered
     table, rendered = render_prompt_table(table, tokenizer, snakemake.params.max_prompt_length)
     counts.update(rendered)
+counts["blank_rows_dropped"] = source.attrs.get("blank_rows", 0)
 if not (table["split"] == "train").any():
     raise ValueError(f"dataset {snakemake.wildcards.dataset}: no prompt falls in the train split ({counts})")
 log.info("dataset %s: %s", snakemake.wildcards.dataset, counts)

@@ -1,5 +1,7 @@
 """Reward scoring of every sample."""
 
+import pandas as pd
+
 from bonbon.jobs import setup_job
 from bonbon.models import load_reward_model
 from bonbon.score import score_samples
@@ -7,8 +9,13 @@ from bonbon.tables import SAMPLE_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
 log, device = setup_job(snakemake, model_job=True)
-samples = read_table(snakemake.input.samples, SAMPLE_COLUMNS)
-model, tokenizer = load_reward_model(snakemake.params.model, device)
-rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.batch_size)
-log.info("scored with %s (max length %d): %s", snakemake.params.model, tokenizer.model_max_length, counts)
-write_parquet(rewards, snakemake.output.rewards)
+# a shard of the generation can be empty (more shards than batches of prompts): it scores to an empty table
+samples = read_table(snakemake.input.samples, SAMPLE_COLUMNS, allow_empty=True)
+if samples.empty:
+    log.info("%s: empty shard, nothing to score", snakemake.input.samples)
+    write_parquet(samples.assign(reward=pd.Series(dtype="float64")), snakemake.output.rewards)
+else:
+    model, tokenizer = load_reward_model(snakemake.params.model, device)
+    rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.batch_size)
+    log.info("scored with %s (max length %d): %s", snakemake.params.model, tokenizer.model_max_length, counts)
+    write_parquet(rewards, snakemake.output.rewards)

@@ -13,7 +13,8 @@ toy = snakemake.params.toy
 settings = {k: v for k, v in toy["judge_model"].items() if k != "n_dialogues"}
 corpus = make_judge_corpus(toy["judge_model"]["n_dialogues"], toy["seed"])
 write_parquet(corpus, snakemake.output.corpus)
-out = Path(snakemake.output.model)
-summary = train_reward_model(corpus, snakemake.input.tokenizer, out, ToyModelConfig(**settings), judge_seed(toy["seed"]))
+out = Path(snakemake.output.summary).parent  # the outputs are the model's files (MODEL_FILES)
+tokenizer = Path(snakemake.input.tokenizer[0]).parent
+summary = train_reward_model(corpus, tokenizer, out, ToyModelConfig(**settings), judge_seed(toy["seed"]))
 (out / "toy_summary.json").write_text(json.dumps(summary, indent=2))
 log.info("judge model: %s", summary)

@@ -1,5 +1,7 @@
 """Toy world: byte-level BPE tokenizers for the policy and the reward model."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from bonbon.jobs import setup_job
@@ -9,6 +11,7 @@ snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
 corpus = pd.read_parquet(snakemake.input.corpus)
-train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], snakemake.output.policy,
-                 snakemake.output.reward, toy["reward_model"]["max_length"], chat=toy["chat"])
-log.info("tokenizers written to %s and %s", snakemake.output.policy, snakemake.output.reward)
+policy, reward = (Path(files[0]).parent for files in (snakemake.output.policy, snakemake.output.reward))
+train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], policy, reward,
+                 toy["reward_model"]["max_length"], chat=toy["chat"])
+log.info("tokenizers written to %s and %s", policy, reward)
