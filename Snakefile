@@ -18,7 +18,6 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/prompts.smk"
@@ -32,6 +31,6 @@ include: "workflow/rules/exact.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

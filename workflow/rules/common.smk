@@ -13,7 +13,9 @@ from snakemake.utils import validate
 # dependencies, and on a cluster node, where each job evaluates this file again.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
 
 
 # and an executor that does not pass the whole environment on passes this variable
@@ -34,7 +36,11 @@ bonbon_config.coerce_config(config, SCHEMA)
 try:
     validate(config, schema=SCHEMA)
 except WorkflowError:
-    raise WorkflowError("\n".join(["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)))
+    raise WorkflowError(
+        "\n".join(
+            ["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)
+        )
+    )
 try:
     bonbon_config.check_config(config)
     # files and the Hub are read once, by the main process, not again by every job on a cluster node
@@ -51,7 +57,9 @@ except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
 # the rules that sample (generate, sample) need vllm in their conda env when it is the backend
-SAMPLING_ENV = "../../envs/{}.yaml".format("vllm" if config["generation"]["backend"] == "vllm" else "torch")
+SAMPLING_ENV = "../../envs/{}.yaml".format(
+    "vllm" if config["generation"]["backend"] == "vllm" else "torch"
+)
 
 DATASETS = sorted(config["datasets"])
 N_VALUES = sorted(config["n_values"])
@@ -67,10 +75,20 @@ POLICIES = {}
 for _dataset in DATASETS:
     POLICIES[f"{_dataset}-reference"] = {"dataset": _dataset, "kind": "reference"}
     for _n in N_VALUES:
-        POLICIES[f"{_dataset}-bon-n{_n}"] = {"dataset": _dataset, "kind": "best_of_n", "n": _n}
+        POLICIES[f"{_dataset}-bon-n{_n}"] = {
+            "dataset": _dataset,
+            "kind": "best_of_n",
+            "n": _n,
+        }
 for _run, _spec in RUNS.items():
-    POLICIES[_run] = {"dataset": _spec["dataset"], "kind": "trained", "loss": _spec["loss"], "n": _spec["n"],
-                      "beta": _spec["beta"], "alpha": _spec["alpha"]}
+    POLICIES[_run] = {
+        "dataset": _spec["dataset"],
+        "kind": "trained",
+        "loss": _spec["loss"],
+        "n": _spec["n"],
+        "beta": _spec["beta"],
+        "alpha": _spec["alpha"],
+    }
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -94,7 +112,9 @@ wildcard_constraints:
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     # the final policies, and a run's evaluated checkpoints {run}-step{S}
-    policy="|".join([re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]),
+    policy="|".join(
+        [re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
+    ),
 
 
 # where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
@@ -120,7 +140,8 @@ def model_location(files, hub_id):
 def loaded_from(name, role):
     """A params function: the directory of the model files of input `name`, else the hub id of
     models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
-    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings."""
+    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings.
+    """
     return lambda wildcards, input: model_location(
         getattr(input, name), config["models"][bonbon_config.model_role(config, role)]
     )
@@ -140,7 +161,9 @@ def model_input(role):
     path = model_dir(role)
     if config["models"][bonbon_config.model_role(config, role)] == TOY:
         return model_files(path)
-    return [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
+    return (
+        [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
+    )
 
 
 # proxy against judge only where they differ (models.judge set to another model than models.reward)
@@ -218,7 +241,11 @@ def evaluated_policies():
     policies = list(POLICIES)
     for run in RUNS:
         progress = run_progress(run)
-        steps = checkpoint_steps(RUNS[run]["checkpoints"], progress["steps"], progress.get("snapshot_steps", []))
+        steps = checkpoint_steps(
+            RUNS[run]["checkpoints"],
+            progress["steps"],
+            progress.get("snapshot_steps", []),
+        )
         policies += [f"{run}-step{step}" for step in steps]
     return policies
 
@@ -238,7 +265,9 @@ def policy_model(policy):
     """The directory of a trained policy's model: a run's final model or one of its snapshots."""
     spec = policy_spec(policy)
     if "step" in spec:
-        return "results/models/{}/snapshots/step-{:06d}".format(spec["run"], spec["step"])
+        return "results/models/{}/snapshots/step-{:06d}".format(
+            spec["run"], spec["step"]
+        )
     return f"results/models/{policy}"
 
 
@@ -253,49 +282,83 @@ def policy_run_input(wildcards):
     """What a run's snapshot policy {run}-step{S} waits for: its run's train summary. The snapshot's files
     (policy_model_input) are no rule's output (train, a checkpoint, declares only its final model), so this
     makes the train checkpoint their producer; a deleted snapshot file is then a missing input, named
-    before any job, not a failed sampling job (rerunning train would not write it again)."""
+    before any job, not a failed sampling job (rerunning train would not write it again).
+    """
     spec = policy_spec(wildcards.policy)
-    return [checkpoints.train.get(run=spec["run"]).output.summary] if "step" in spec else []
+    return (
+        [checkpoints.train.get(run=spec["run"]).output.summary]
+        if "step" in spec
+        else []
+    )
 
 
 def policy_samples(wildcards):
     """The samples an evaluation reads: best-of-n is built from the reference's samples."""
     spec = policy_spec(wildcards.policy)
-    return "results/samples/{}-reference.parquet".format(spec["dataset"]) if spec["kind"] == "best_of_n" \
+    return (
+        "results/samples/{}-reference.parquet".format(spec["dataset"])
+        if spec["kind"] == "best_of_n"
         else f"results/samples/{wildcards.policy}.parquet"
+    )
 
 
 def all_outputs():
     """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
     where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
     producer."""
-    outputs = ["results/eval/summary.parquet", "results/eval/runs.parquet", "results/eval/theory.parquet", *PLOTS]
+    outputs = [
+        "results/eval/summary.parquet",
+        "results/eval/runs.parquet",
+        "results/eval/theory.parquet",
+        *PLOTS,
+    ]
     outputs += ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
-    if any(config["datasets"][d]["source"] == TOY for d in DATASETS) or config["sft"]["data"] == TOY or any(
-        config["models"][role] == TOY for role in ("base", "reward")
+    if (
+        any(config["datasets"][d]["source"] == TOY for d in DATASETS)
+        or config["sft"]["data"] == TOY
+        or any(config["models"][role] == TOY for role in ("base", "reward"))
     ):
         outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
     for role in ("base", "reward", "judge"):
         if config["models"][role] == TOY:
             outputs += model_input(role) + [f"{TOY_MODELS[role]}/toy_summary.json"]
-            outputs += [f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
-                        for name in TOY_TOKENIZER_FILES]
+            outputs += [
+                f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
+                for name in TOY_TOKENIZER_FILES
+            ]
     if config["sft"]["enabled"]:
         outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
         for stage in ("generate", "score"):
-            outputs += gather.generate(f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet")
-        outputs += [f"results/generate/{dataset}/samples.parquet", f"results/score/{dataset}/rewards.parquet"]
+            outputs += gather.generate(
+                f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet"
+            )
+        outputs += [
+            f"results/generate/{dataset}/samples.parquet",
+            f"results/score/{dataset}/rewards.parquet",
+        ]
         outputs += [f"results/pairs/{dataset}/n{n}.parquet" for n in N_VALUES]
     for run, spec in RUNS.items():
         pairs = pair_file(spec["dataset"], spec["pairs"])
         ref_logps = "results/ref_logps/{dataset}/{pairs}".format(**spec)
-        outputs += [pairs, f"{ref_logps}.parquet", *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet")]
-        outputs += model_files(f"results/models/{run}") + [f"results/models/{run}/train_summary.json"]
+        outputs += [
+            pairs,
+            f"{ref_logps}.parquet",
+            *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet"),
+        ]
+        outputs += model_files(f"results/models/{run}") + [
+            f"results/models/{run}/train_summary.json"
+        ]
     for policy, spec in POLICIES.items():
-        if spec["kind"] != "best_of_n":  # best-of-n is built from the reference's samples
-            outputs += [f"results/samples/{policy}.parquet",
-                        *gather.sample(f"results/samples/{policy}/shards/{{scatteritem}}.parquet")]
+        if (
+            spec["kind"] != "best_of_n"
+        ):  # best-of-n is built from the reference's samples
+            outputs += [
+                f"results/samples/{policy}.parquet",
+                *gather.sample(
+                    f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
+                ),
+            ]
         outputs.append(f"results/eval/{policy}.parquet")
     return list(dict.fromkeys(outputs))

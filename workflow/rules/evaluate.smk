@@ -3,7 +3,9 @@
 
 rule sample:
     input:
-        prompts=lambda wc: "results/prompts/{}.parquet".format(policy_spec(wc.policy)["dataset"]),
+        prompts=lambda wc: "results/prompts/{}.parquet".format(
+            policy_spec(wc.policy)["dataset"]
+        ),
         policy=policy_model_input,
         run=policy_run_input,
         reference=reference_model_input(),
@@ -11,6 +13,17 @@ rule sample:
         judge=model_input("judge"),
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
+    log:
+        "logs/sample/{policy}/{scatteritem}.log",
+    benchmark:
+        "benchmarks/sample/{policy}/{scatteritem}.tsv"
+    conda:
+        SAMPLING_ENV
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
         policy=loaded_from("policy", "base"),
@@ -19,7 +32,9 @@ rule sample:
         judge=loaded_from("judge", "judge"),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: (
-            reference_samples_needed(config["evaluation"]["samples_per_prompt"], N_SAMPLES)
+            reference_samples_needed(
+                config["evaluation"]["samples_per_prompt"], N_SAMPLES
+            )
             if policy_spec(wc.policy)["kind"] == "reference"
             else config["evaluation"]["samples_per_prompt"]
         ),
@@ -27,17 +42,6 @@ rule sample:
         evaluation=config["evaluation"],
         name=lambda wc: wc.policy,
         device=config["device"],
-    log:
-        "logs/sample/{policy}/{scatteritem}.log",
-    benchmark:
-        "benchmarks/sample/{policy}/{scatteritem}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=1,
-    conda:
-        SAMPLING_ENV
     script:
         "../scripts/sample.py"
 
@@ -51,12 +55,12 @@ rule gather_policy_samples:
         "logs/sample/{policy}/gather.log",
     benchmark:
         "benchmarks/sample/{policy}/gather.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
     script:
         "../scripts/gather.py"
 
@@ -64,30 +68,34 @@ rule gather_policy_samples:
 rule evaluate:
     input:
         samples=policy_samples,
-        reference=lambda wc: "results/samples/{}-reference.parquet".format(policy_spec(wc.policy)["dataset"]),
+        reference=lambda wc: "results/samples/{}-reference.parquet".format(
+            policy_spec(wc.policy)["dataset"]
+        ),
     output:
         table="results/eval/{policy}.parquet",
-    params:
-        policy=lambda wc: {"name": wc.policy, **policy_spec(wc.policy)},
-        k=config["evaluation"]["samples_per_prompt"],
-        n_max=N_SAMPLES,
     log:
         "logs/evaluate/{policy}.log",
     benchmark:
         "benchmarks/evaluate/{policy}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        policy=lambda wc: {"name": wc.policy, **policy_spec(wc.policy)},
+        k=config["evaluation"]["samples_per_prompt"],
+        n_max=N_SAMPLES,
     script:
         "../scripts/evaluate.py"
 
 
 rule summary:
     input:
-        tables=lambda wc: expand("results/eval/{policy}.parquet", policy=evaluated_policies()),
+        tables=lambda wc: expand(
+            "results/eval/{policy}.parquet", policy=evaluated_policies()
+        ),
     output:
         parquet="results/eval/summary.parquet",
         csv="results/eval/summary.csv",
@@ -104,19 +112,19 @@ rule summary:
             labels={"table": "distance to best-of-n per run"},
         ),
         runs_parquet="results/eval/runs.parquet",
-    params:
-        policies=summary_specs,
-        sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
     log:
         "logs/evaluate/summary.log",
     benchmark:
         "benchmarks/evaluate/summary.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        policies=summary_specs,
+        sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
     script:
         "../scripts/summary.py"
 
@@ -130,17 +138,17 @@ rule theory:
             category="3. Best-of-n theory",
             labels={"table": "theory"},
         ),
-    params:
-        n_max=config["evaluation"]["theory_n_max"],
     log:
         "logs/evaluate/theory.log",
     benchmark:
         "benchmarks/evaluate/theory.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        n_max=config["evaluation"]["theory_n_max"],
     script:
         "../scripts/theory.py"

@@ -18,17 +18,17 @@ rule exact_world:
             category="5. Exact best-of-n check",
             labels={"figure": "exact world"},
         ),
-    params:
-        exact=config["exact"],
     log:
         "logs/exact/exact_world.log",
     benchmark:
         "benchmarks/exact/exact_world.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        exact=config["exact"],
     script:
         "../scripts/exact_world.py"

@@ -7,20 +7,20 @@ rule prompts:
         tokenizer=policy_tokenizer_input(),
     output:
         prompts="results/prompts/{dataset}.parquet",
+    log:
+        "logs/prompts/{dataset}.log",
+    benchmark:
+        "benchmarks/prompts/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         dataset=lambda wc: config["datasets"][wc.dataset],
         # a policy with a chat template gets its prompts rendered here (bonbon.chat)
         tokenizer=loaded_from("tokenizer", "base"),
         max_prompt_length=config["generation"]["max_prompt_length"],
-    log:
-        "logs/prompts/{dataset}.log",
-    benchmark:
-        "benchmarks/prompts/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/prompts.py"

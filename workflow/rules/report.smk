@@ -12,19 +12,19 @@ rule plot_frontier:
             category="1. Frontier",
             labels={"figure": "win rate vs KL"},
         ),
-    params:
-        # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
-        win_rate=config["evaluation"]["frontier_win_rate"],
     log:
         "logs/plots/frontier.log",
     benchmark:
         "benchmarks/plots/frontier.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
+        win_rate=config["evaluation"]["frontier_win_rate"],
     script:
         "../scripts/plot_frontier.py"
 
@@ -49,12 +49,12 @@ rule plot_distributions:
         "logs/plots/distributions.log",
     benchmark:
         "benchmarks/plots/distributions.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/plot_distributions.py"
 
@@ -74,12 +74,12 @@ rule plot_judge:
         "logs/plots/judge_vs_proxy.log",
     benchmark:
         "benchmarks/plots/judge_vs_proxy.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/plot_judge.py"
 
@@ -94,17 +94,17 @@ rule plot_training:
             category="4. Training",
             labels={"figure": "training curves"},
         ),
-    params:
-        runs=RUNS,
     log:
         "logs/plots/training.log",
     benchmark:
         "benchmarks/plots/training.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        runs=RUNS,
     script:
         "../scripts/plot_training.py"

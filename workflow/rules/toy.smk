@@ -5,18 +5,18 @@ rule toy_corpus:
     output:
         corpus="results/toy/corpus.parquet",
         prompts="results/toy/prompts.parquet",
-    params:
-        toy=config["toy"],
     log:
         "logs/toy/corpus.log",
     benchmark:
         "benchmarks/toy/corpus.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=config["toy"],
     script:
         "../scripts/toy_corpus.py"
 
@@ -25,20 +25,26 @@ rule toy_tokenizers:
     input:
         corpus="results/toy/corpus.parquet",
     output:
-        policy=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
-        reward=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
-    params:
-        toy=config["toy"],
+        policy=[
+            "results/toy/tokenizer_policy/tokenizer.json",
+            "results/toy/tokenizer_policy/tokenizer_config.json",
+        ],
+        reward=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
     log:
         "logs/toy/tokenizers.log",
     benchmark:
         "benchmarks/toy/tokenizers.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=config["toy"],
     script:
         "../scripts/toy_tokenizers.py"
 
@@ -46,23 +52,26 @@ rule toy_tokenizers:
 rule toy_base_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
+        tokenizer=[
+            "results/toy/tokenizer_policy/tokenizer.json",
+            "results/toy/tokenizer_policy/tokenizer_config.json",
+        ],
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["base"]),
         summary=os.path.join(TOY_MODELS["base"], "toy_summary.json"),
-    params:
-        toy=config["toy"],
     log:
         "logs/toy/base_model.log",
     benchmark:
         "benchmarks/toy/base_model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=config["toy"],
     script:
         "../scripts/toy_base_model.py"
 
@@ -70,23 +79,26 @@ rule toy_base_model:
 rule toy_reward_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
+        tokenizer=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["reward"]),
         summary=os.path.join(TOY_MODELS["reward"], "toy_summary.json"),
-    params:
-        toy=config["toy"],
     log:
         "logs/toy/reward_model.log",
     benchmark:
         "benchmarks/toy/reward_model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=config["toy"],
     script:
         "../scripts/toy_reward_model.py"
 
@@ -95,23 +107,26 @@ rule toy_reward_model:
 # It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
 rule toy_judge_model:
     input:
-        tokenizer=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
+        tokenizer=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["judge"]),
         summary=os.path.join(TOY_MODELS["judge"], "toy_summary.json"),
         corpus="results/toy/judge_corpus.parquet",
-    params:
-        toy=config["toy"],
     log:
         "logs/toy/judge_model.log",
     benchmark:
         "benchmarks/toy/judge_model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=config["toy"],
     script:
         "../scripts/toy_judge_model.py"

@@ -9,6 +9,17 @@ rule sft:
         # the model's files and the summary (written last), not the directory: see MODEL_FILES
         model=model_files("results/models/sft"),
         summary="results/models/sft/train_summary.json",
+    log:
+        "logs/train/sft.log",
+    benchmark:
+        "benchmarks/train/sft.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
     params:
         base=loaded_from("model", "base"),
         data=config["sft"]["data"],
@@ -16,17 +27,6 @@ rule sft:
         out=lambda wildcards, output: os.path.dirname(output.summary),
         training=config["sft"]["training"],
         accelerate=config["accelerate"]["config_file"],
-    log:
-        "logs/train/sft.log",
-    benchmark:
-        "benchmarks/train/sft.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/sft.py"
 
@@ -36,18 +36,18 @@ rule original_pairs:
         source=prompt_source,
     output:
         pairs="results/original_pairs/{dataset}.parquet",
-    params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/original_pairs/{dataset}.log",
     benchmark:
         "benchmarks/original_pairs/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dataset=lambda wc: config["datasets"][wc.dataset],
     script:
         "../scripts/original_pairs.py"
 
@@ -58,6 +58,17 @@ rule ref_logps:
         model=reference_model_input(),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
+    log:
+        "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",
+    benchmark:
+        "benchmarks/ref_logps/{dataset}/{pairs}/{scatteritem}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
         model=loaded_from("model", "base"),
@@ -65,67 +76,60 @@ rule ref_logps:
         max_length=config["training"]["max_length"],
         max_prompt_length=config["training"]["max_prompt_length"],
         batch_size=config["scoring"]["batch_size"],
-    log:
-        "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",
-    benchmark:
-        "benchmarks/ref_logps/{dataset}/{pairs}/{scatteritem}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/ref_logps.py"
 
 
-
 rule gather_ref_logps:
     input:
-        shards=gather.ref_logps("results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"),
+        shards=gather.ref_logps(
+            "results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"
+        ),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
     log:
         "logs/ref_logps/{dataset}/{pairs}/gather.log",
     benchmark:
         "benchmarks/ref_logps/{dataset}/{pairs}/gather.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
     script:
         "../scripts/gather_ref_logps.py"
+
 
 # a checkpoint: how many steps a run took, and so which of its snapshots are evaluated, is known only
 # once it has trained (evaluated_policies in common.smk)
 checkpoint train:
     input:
         pairs=lambda wc: pair_file(RUNS[wc.run]["dataset"], RUNS[wc.run]["pairs"]),
-        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),
+        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(
+            **RUNS[wc.run]
+        ),
         model=reference_model_input(),
     output:
         # the model's files and the summary, not the directory: Snakemake deletes a failed job's outputs,
         # and the run's checkpoints in the directory must survive a kill so that a rerun resumes from them
         model=model_files("results/models/{run}"),
         summary="results/models/{run}/train_summary.json",
-    params:
-        model=loaded_from("model", "base"),
-        out=lambda wildcards, output: os.path.dirname(output.summary),
-        training=lambda wc: RUNS[wc.run]["training"],
-        accelerate=config["accelerate"]["config_file"],
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=480,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=loaded_from("model", "base"),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
+        training=lambda wc: RUNS[wc.run]["training"],
+        accelerate=config["accelerate"]["config_file"],
     script:
         "../scripts/train.py"
