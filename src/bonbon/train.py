@@ -99,6 +99,9 @@ class TrainConfig:
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    # pack each micro-batch's sequences into one row (no padding; attention per sequence; the LM head only
+    # where a response token is predicted): same pairs per step, values equal up to float32 rounding
+    padding_free: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -336,6 +339,7 @@ def _fit(
                     batch["input_ids"].to(accelerator.device),
                     batch["attention_mask"].to(accelerator.device),
                     batch["response_mask"].to(accelerator.device),
+                    padding_free=cfg.padding_free,
                 )
                 nan = torch.full((n_pairs,), math.nan)
                 if cfg.loss == "sft":
