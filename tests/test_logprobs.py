@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from bonbon.logprobs import position_ids_from_mask, sequence_logps, token_logps
+import bonbon.logprobs as logprobs_module
+from bonbon.logprobs import PACKED_ATTENTION, position_ids_from_mask, sequence_logps, token_logps
 from bonbon.metrics import kl_estimate
 
 PAD = 0
@@ -131,6 +132,115 @@ def test_gradients_flow():
     sequence_logps(model, ids, att, rsp).sum().backward()
     grad = model.get_output_embeddings().weight.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+# ------------------------------------------------- response positions only, and the padding-free path
+
+
+def full_vocabulary_token_logps(model, input_ids, attention_mask, response_mask):
+    """The previous implementation: logsumexp over the vocabulary at EVERY position of [B, T, V]."""
+    attn = attention_mask.bool()
+    counted = response_mask.bool() & attn
+    batch, seq_len = input_ids.shape
+    positions = torch.arange(seq_len).expand(batch, seq_len)
+    last_real = torch.where(attn, positions, torch.full_like(positions, -1)).cummax(dim=-1).values
+    prev = torch.cat([torch.full_like(last_real[:, :1], -1), last_real[:, :-1]], dim=-1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask.long(),
+                   position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
+    src, rows = prev.clamp(min=0), torch.arange(batch).unsqueeze(-1)
+    picked = logits[rows, src, input_ids].float()
+    lse = torch.logsumexp(logits.float(), dim=-1)[rows, src]
+    return torch.where(counted, picked - lse, torch.zeros_like(picked))
+
+
+def mixed_batch():
+    """Rows of different lengths and every padding layout (left, right, in between)."""
+    return pad_batch(
+        [
+            ([4, 7, 1, 9, 3, 3, 8], 3, "left", 0),
+            ([4, 7, 1, 9, 3, 3, 8], 3, "left", 4),
+            ([5, 2, 6, 10, 1, 2, 3, 4, 9], 4, "right", 2),
+            ([4, 7, 1, 9, 3], 2, "middle", 3),
+            ([6, 6, 2, 1, 8, 8, 2, 5, 1, 3, 7], 5, "right", 0),
+        ]
+    )
+
+
+def grads_of(model, fn, weights):
+    model.zero_grad(set_to_none=True)
+    out = fn()
+    (out * weights).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_response_positions_only_is_bit_identical_to_full_vocabulary(attn, monkeypatch):
+    model = tiny_neox(5, vocab=37, init=0.3, attn=attn, layers=2).train()
+    ids, att, rsp = mixed_batch()
+    weights = torch.linspace(-1.0, 2.0, len(ids)).unsqueeze(-1)
+    old, old_grads = grads_of(model, lambda: full_vocabulary_token_logps(model, ids, att, rsp), weights)
+    monkeypatch.setattr(logprobs_module, "LSE_CHUNK_ROWS", 3)  # several chunks
+    new, new_grads = grads_of(model, lambda: token_logps(model, ids, att, rsp), weights)
+    assert torch.equal(new, old)
+    assert torch.equal(new.sum(-1), old.sum(-1))
+    for name, grad in old_grads.items():
+        assert torch.equal(new_grads[name], grad), name
+
+
+def test_padding_free_equals_padded_to_float32_rounding():
+    padded_model = tiny_neox(6, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    packed_model = tiny_neox(6, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    ids, att, rsp = mixed_batch()
+    weights = torch.linspace(-1.0, 2.0, len(ids))
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    packed, packed_grads = grads_of(
+        packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
+    )
+    assert packed_model.config._attn_implementation == PACKED_ATTENTION  # the packed path really ran
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # and each row equals the unpadded sequence computed alone
+    for i, (seq, n_prompt) in enumerate([([4, 7, 1, 9, 3, 3, 8], 3), ([5, 2, 6, 10, 1, 2, 3, 4, 9], 4)]):
+        row = 0 if i == 0 else 2
+        assert packed[row].item() == pytest.approx(hand_logp(packed_model, seq, n_prompt), abs=1e-5)
+
+
+def test_padding_free_keeps_sequences_apart():
+    """Changing one sequence of the packed row leaves the others' values unchanged (no attention across)."""
+    model = tiny_neox(7, vocab=37, init=0.3, attn="sdpa", layers=2)
+    ids, att, rsp = mixed_batch()
+    changed = ids.clone()
+    changed[0, :4] = torch.tensor([11, 12, 13, 14])  # the prompt of the first row only
+    with torch.no_grad():
+        before = sequence_logps(model, ids, att, rsp, padding_free=True)
+        after = sequence_logps(model, changed, att, rsp, padding_free=True)
+    assert abs(after[0] - before[0]) > 1e-3
+    torch.testing.assert_close(after[1:], before[1:], rtol=0, atol=1e-6)
+
+
+def test_padding_free_leaves_the_model_as_it_was(tmp_path):
+    model = tiny_neox(8, vocab=37, init=0.3, attn="sdpa", layers=2)
+    twin = tiny_neox(8, vocab=37, init=0.3, attn="sdpa", layers=2)
+    ids, att, rsp = mixed_batch()
+    with torch.no_grad():
+        sequence_logps(model, ids, att, rsp, padding_free=True)
+        # padded calls afterwards are the plain sdpa ones, bit for bit
+        assert torch.equal(sequence_logps(model, ids, att, rsp), sequence_logps(twin, ids, att, rsp))
+        full = model(input_ids=ids, attention_mask=att).logits
+        assert torch.equal(full, twin(input_ids=ids, attention_mask=att).logits)
+    model.save_pretrained(tmp_path)
+    assert "bonbon" not in (tmp_path / "config.json").read_text()
+
+
+def test_padding_free_needs_sdpa_and_checks_context():
+    ids, att, rsp = mixed_batch()
+    with pytest.raises(ValueError, match="needs the model's attention implementation 'sdpa'"):
+        sequence_logps(tiny_neox(0, vocab=37, attn="eager"), ids, att, rsp, padding_free=True)
+    rsp_bad = rsp.clone()
+    rsp_bad[0, 0] = 1
+    with pytest.raises(ValueError, match="no real token before it"):
+        sequence_logps(tiny_neox(0, vocab=37, attn="sdpa"), ids, att, rsp_bad, padding_free=True)
 
 
 # ------------------------------------------------------------------------------ KL vs enumeration

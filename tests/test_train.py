@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_batching import build_tokenizer, hh_prompt
+from test_batching import build_tokenizer, hh_prompt, tokenize_one
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from bonbon.batching import collate, tokenize_pairs
@@ -347,6 +347,36 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
     assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()  # the emptied pair stays put
     with pytest.raises(ValueError, match="shard 2 of 3 has 10 rows, expected 11 of 32"):
         gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])
+
+
+@pytest.mark.parametrize("loss", ["bonbon", "dpo"])
+def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
+    """training.padding_free: the same pairs per step, the same losses, validation values and model up to
+    float32 rounding (the flag reaches the training step and the validation pass alike)."""
+    extra = {"beta": 0.1} if loss == "dpo" else {}
+    metrics, models = {}, {}
+    for padding_free in (False, True):
+        out = tmp_path / f"padding-free-{padding_free}"
+        train(world["model"], world["pairs"], world["ref"], out,
+              cfg(loss=loss, max_steps=4, padding_free=padding_free, validation_fraction=0.3, eval_every=2, **extra))
+        metrics[padding_free] = pd.read_csv(out / "metrics.csv")
+        models[padding_free] = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert metrics[True]["val_loss"].notna().tolist() == [False, True, False, True]
+    for column in ("loss", "sft", "margin", "grad_norm", "val_loss", "val_sft", "val_margin"):
+        torch.testing.assert_close(torch.tensor(metrics[True][column].to_numpy()),
+                                   torch.tensor(metrics[False][column].to_numpy()), rtol=1e-4, atol=1e-4,
+                                   equal_nan=True)
+    # the trained models compute the same log-probs (parameters without a gradient in exact arithmetic,
+    # like the key bias, move by AdamW's normalised rounding noise: their values are not comparable)
+    seqs = [tokenize_one(world["tokenizer"], hh_prompt(random.Random(i), 2), GOOD[i % 3], MAX_PROMPT, MAX_LEN)
+            for i in range(6)]
+    batch = collate(seqs, world["tokenizer"].pad_token_id)
+    models["untrained"] = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+    with torch.no_grad():
+        logps = {k: sequence_logps(m, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+                 for k, m in models.items()}
+    torch.testing.assert_close(logps[True], logps[False], rtol=0, atol=1e-3)
+    assert (logps[False] - logps["untrained"]).abs().max() > 1e-2  # training did move them
 
 
 # ---------------------------------------------------------------------------------------- pins

@@ -4,13 +4,32 @@ and KL evaluation all share, so that the three agree to the last token.
 Conventions: ``input_ids``, ``attention_mask`` and ``response_mask`` are [B, T] and aligned;
 ``response_mask`` marks the response tokens (whose log-probs are counted) and ``attention_mask``
 marks real tokens. Padding may sit on the left, the right, or in between prompt and response.
+
+Only the positions that predict a response token need a log-normaliser: ``logsumexp`` over the
+vocabulary runs on those rows of the logits alone (in chunks of :data:`LSE_CHUNK_ROWS`), never on the
+prompt or padding positions. Row by row it is the same computation as over the whole [B, T, V]
+tensor, so values and gradients are bit-identical to it (tested).
+
+``padding_free=True`` (opt-in, training's ``padding_free``) packs the real tokens of the B rows
+into one row: every linear layer runs on real tokens only, attention runs per sequence (each
+sequence is put back in its own row for the attention product, so no token attends across
+sequences), positions restart at 0 in every sequence, and the LM head projects only the positions
+that predict a response token. Same values up to float32 rounding (matrix products of other
+shapes), not bit-identical.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-__all__ = ["position_ids_from_mask", "sequence_logps", "token_logps"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LSE_CHUNK_ROWS", "position_ids_from_mask", "sequence_logps", "token_logps"]
+
+# rows of logits per logsumexp chunk: bounds the float32 copy of a reference / evaluation pass
+LSE_CHUNK_ROWS = 4096
+PACKED_ATTENTION = "bonbon_packed_sdpa"
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -22,23 +41,12 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def token_logps(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    response_mask: torch.Tensor,
-) -> torch.Tensor:
-    """Per-token log pi(y_t | y_<t) of the response tokens, aligned with ``input_ids``: [B, T].
-
-    out[b, t] = log_softmax(logits[b, prev(b, t)])[input_ids[b, t]]  if response_mask & attention_mask
-    at (b, t), else 0, where prev(b, t) is the last real (attended) position before t, which is t - 1
-    unless padding sits in between (logits at a position predict the NEXT real token).
-    log_softmax is computed in float32 whatever the model's dtype (bf16 log-probs summed over
-    hundreds of tokens lose the differences the losses are made of).
-
-    Runs with gradients if enabled: wrap in ``torch.no_grad()`` for reference / evaluation passes.
-    Raises ValueError for a response token with no real token before it (nothing predicts it).
-    """
+def _counted_and_predictors(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(counted [B, T] bool, prev [B, T]): the response tokens, and for each position the last real
+    position strictly before it (-1 where none). Raises ValueError on bad shapes or a response token
+    with no real token before it."""
     if input_ids.dim() != 2:
         raise ValueError(f"token_logps: input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
     if attention_mask.shape != input_ids.shape or response_mask.shape != input_ids.shape:
@@ -48,7 +56,6 @@ def token_logps(
         )
     attn = attention_mask.bool()
     counted = response_mask.bool() & attn
-
     batch, seq_len = input_ids.shape
     positions = torch.arange(seq_len, device=input_ids.device).expand(batch, seq_len)
     # last real position at or before t; -1 where none yet
@@ -60,21 +67,53 @@ def token_logps(
             "token_logps: a response token has no real token before it (response_mask set on a row's "
             "first real token); its log-prob is undefined"
         )
+    return counted, prev
 
+
+def _selected_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits[i])[targets[i]] in float32 for [N, V] logits, logsumexp in row chunks."""
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
+    lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(LSE_CHUNK_ROWS)]
+    return picked - (torch.cat(lse) if lse else picked.new_zeros(0))
+
+
+def token_logps(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    padding_free: bool = False,
+) -> torch.Tensor:
+    """Per-token log pi(y_t | y_<t) of the response tokens, aligned with ``input_ids``: [B, T].
+
+    out[b, t] = log_softmax(logits[b, prev(b, t)])[input_ids[b, t]]  if response_mask & attention_mask
+    at (b, t), else 0, where prev(b, t) is the last real (attended) position before t, which is t - 1
+    unless padding sits in between (logits at a position predict the NEXT real token).
+    log_softmax is computed in float32 whatever the model's dtype (bf16 log-probs summed over
+    hundreds of tokens lose the differences the losses are made of), and only at the positions
+    that predict a response token.
+
+    ``padding_free``: one packed row instead of the padded batch (see the module docstring); needs
+    the model's attention implementation to be ``sdpa`` (the transformers default).
+
+    Runs with gradients if enabled: wrap in ``torch.no_grad()`` for reference / evaluation passes.
+    Raises ValueError for a response token with no real token before it (nothing predicts it).
+    """
+    counted, prev = _counted_and_predictors(input_ids, attention_mask, response_mask)
+    if padding_free:
+        return _packed_token_logps(model, input_ids, attention_mask, counted)
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask.long(),
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
     )
-    logits = out.logits  # [B, T, V]
-    src = prev.clamp(min=0)
-    rows = torch.arange(batch, device=input_ids.device).unsqueeze(-1)
-    # log_softmax(x)[y] = x[y] - logsumexp(x), in float32; gathers one logit per position instead of
-    # materialising a second [B, T, V] log-softmax tensor
-    picked = logits[rows, src, input_ids].float()  # [B, T]
-    lse = torch.logsumexp(logits.float(), dim=-1)[rows, src]  # [B, T]
-    return torch.where(counted, picked - lse, torch.zeros_like(picked))
+    rows, cols = counted.nonzero(as_tuple=True)
+    # the [N, V] rows that predict response tokens; x[y] - logsumexp(x) = log_softmax(x)[y], without a
+    # second [B, T, V] tensor and without exp() over prompt and padding positions
+    values = _selected_logps(out.logits[rows, prev[rows, cols]], input_ids[rows, cols])
+    out_shape = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
+    return out_shape.index_put((rows, cols), values)
 
 
 def sequence_logps(
@@ -82,6 +121,7 @@ def sequence_logps(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     response_mask: torch.Tensor,
+    padding_free: bool = False,
 ) -> torch.Tensor:
     """log pi(y | x) SUMMED over the response tokens of each sequence: [B], float32.
 
@@ -90,4 +130,115 @@ def sequence_logps(
     estimator are all defined on sequence log-probabilities. Identical for left-, right- and
     un-padded versions of a sequence (positions come from the attention mask).
     """
-    return token_logps(model, input_ids, attention_mask, response_mask).sum(dim=-1)
+    return token_logps(model, input_ids, attention_mask, response_mask, padding_free=padding_free).sum(dim=-1)
+
+
+# ------------------------------------------------------------------------------- padding-free path
+
+
+@dataclass
+class PackedSequences:
+    """Where each token of the packed row sits in the padded layout: sequence ``rows[i]``, position
+    ``cols[i]`` (real tokens only, left-aligned); ``width`` is the longest sequence."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    n_rows: int
+    width: int
+
+
+def _packed_sdpa(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    bonbon_packed: PackedSequences | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: per-sequence causal attention of a packed row; any other call
+    (no ``bonbon_packed`` argument) is the library's own ``sdpa``."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if bonbon_packed is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    p = bonbon_packed
+
+    def unpack(x: torch.Tensor) -> torch.Tensor:  # [1, H, L, D] -> [B, H, W, D], right-padded with 0
+        x = x[0].transpose(0, 1)
+        padded = x.new_zeros((p.n_rows, p.width, *x.shape[1:])).index_put((p.rows, p.cols), x)
+        return padded.transpose(1, 2)
+
+    q, k, v = unpack(query), unpack(key), unpack(value)
+    if k.shape[1] != q.shape[1]:  # grouped-query attention
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    # right padding + causal: a real token only sees real tokens of its own sequence
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
+    return out.transpose(1, 2)[p.rows, p.cols].unsqueeze(0), None
+
+
+def _packed_mask(*args, attention_mask=None, **kwargs):
+    """The mask function of :data:`PACKED_ATTENTION`: none for a packed row (the attention function
+    separates the sequences), sdpa's own mask otherwise."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def _use_packed_attention(model: torch.nn.Module) -> None:
+    """Route the model's attention through :func:`_packed_sdpa` (plain sdpa unless a packed row is passed)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    inner = model
+    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):  # DDP / FSDP / torch.compile wrappers
+        inner = getattr(inner, "module", None) or inner._orig_mod
+    config = inner.config
+    current = config._attn_implementation
+    if current == PACKED_ATTENTION:
+        return
+    if current != "sdpa":
+        raise ValueError(
+            f"padding_free needs the model's attention implementation 'sdpa', got {current!r} "
+            "(load the model with attn_implementation='sdpa' or turn padding_free off)"
+        )
+    AttentionInterface.register(PACKED_ATTENTION, _packed_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, _packed_mask)
+    config._attn_implementation = PACKED_ATTENTION  # not saved with the config (transformers drops it)
+
+
+def _packed_token_logps(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.Tensor
+) -> torch.Tensor:
+    real = attention_mask.bool()
+    lengths = real.sum(-1)
+    rows = torch.arange(len(input_ids), device=input_ids.device).repeat_interleave(lengths)
+    cols = position_ids_from_mask(attention_mask)[real]  # position within its own sequence
+    flat_ids, flat_counted = input_ids[real], counted[real]
+    # a counted token is never first in its sequence, so the packed token before it is its predictor
+    predicts = torch.zeros_like(flat_counted)
+    predicts[:-1] = flat_counted[1:]
+    _use_packed_attention(model)
+    pack = PackedSequences(rows, cols, len(input_ids), int(lengths.max()))
+    out = model(
+        input_ids=flat_ids.unsqueeze(0),
+        position_ids=cols.unsqueeze(0),
+        logits_to_keep=predicts.unsqueeze(0),  # a boolean mask: the LM head runs on these rows only
+        bonbon_packed=pack,
+        use_cache=False,
+    )
+    n_counted = int(flat_counted.sum())
+    if out.logits.shape[:-1] != (n_counted,):
+        raise RuntimeError(
+            f"padding_free: the model returned logits of shape {tuple(out.logits.shape)} for a boolean "
+            f"logits_to_keep of {n_counted} positions (needs transformers >= 5.24 semantics)"
+        )
+    values = _selected_logps(out.logits, flat_ids[flat_counted])
+    return torch.zeros(counted.shape, dtype=values.dtype, device=values.device).index_put(
+        counted.nonzero(as_tuple=True), values
+    )

@@ -110,6 +110,9 @@ class TrainConfig:
     log_every: int
     mixed_precision: str
     gradient_checkpointing: bool
+    # pack each micro-batch's sequences into one row (no padding; attention per sequence; the LM head only
+    # where a response token is predicted): same pairs per step, values equal up to float32 rounding
+    padding_free: bool
     snapshot_every: int | None
     validation_fraction: float
     eval_every: int
@@ -437,7 +440,11 @@ def _batch_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one micro-batch from ONE policy forward over its chosen rows then its rejected rows."""
     logps = sequence_logps(
-        model, batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["response_mask"].to(device)
+        model,
+        batch["input_ids"].to(device),
+        batch["attention_mask"].to(device),
+        batch["response_mask"].to(device),
+        padding_free=cfg.padding_free,
     )
     n = batch["n_pairs"]
     references = [batch[k].to(device) if k in batch else None for k in ("chosen_ref_logp", "rejected_ref_logp")]
@@ -589,7 +596,7 @@ def _validate(run: _Run, validation: list[dict[str, Any]], cfg: TrainConfig, pad
         batch = collate_pairs(validation[first : first + cfg.batch_size], pad)
         device, n = run.accelerator.device, batch["n_pairs"]
         logps = sequence_logps(run.model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                               batch["response_mask"].to(device)).float().cpu()
+                               batch["response_mask"].to(device), padding_free=cfg.padding_free).float().cpu()
         tokens += int(batch["response_mask"][:n].sum())
         references = [batch.get(k) for k in ("chosen_ref_logp", "rejected_ref_logp")]
         losses, metrics = LOSSES[cfg.loss](logps[:n], logps[n:], *references, **_loss_options(cfg))
