@@ -1,14 +1,13 @@
 """Toy world: byte-level BPE tokenizers for the policy and the reward model."""
 
-import pandas as pd
-
 from bonbon.jobs import setup_job
+from bonbon.tables import read_table
 from bonbon.toy import train_tokenizers
 
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
-corpus = pd.read_parquet(snakemake.input.corpus)
+corpus = read_table(snakemake.input.corpus, ["prompt", "response"])
 train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], snakemake.output.policy,
                  snakemake.output.reward, toy["reward_model"]["max_length"], chat=toy["chat"])
 log.info("tokenizers written to %s and %s", snakemake.output.policy, snakemake.output.reward)
