@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bonbon.models import load_tokenizer
 from bonbon.prompts import ASSISTANT, HUMAN
 
 log = logging.getLogger(__name__)
@@ -271,10 +272,10 @@ def _fit(model, cfg: ToyModelConfig, seed: int, batch_loss: Callable[[torch.Gene
 def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
     """Pretrain a tiny GPT-NeoX (the Pythia architecture) on the corpus, documents packed into blocks
     of ``context_length`` tokens and separated by EOS, as Pythia was trained."""
-    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     from bonbon.chat import has_chat_template
 
     chat = has_chat_template(tokenizer)
@@ -307,13 +308,13 @@ def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path
 def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
     """Train a tiny DeBERTa-v2 (the family of OpenAssistant's reward model) with one output to regress
     the standardized quality of (prompt, response), inputs cut from the left of the prompt as in scoring."""
-    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
     from bonbon.chat import encode_chat_pairs, has_chat_template
     from bonbon.score import encode_pairs
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     encode = encode_chat_pairs if has_chat_template(tokenizer) else encode_pairs  # as scoring will read it
     config = DebertaV2Config(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,

@@ -655,12 +655,10 @@ def _save_policy(model: Any, state_dict: dict[str, torch.Tensor], directory: Pat
         return
     import copy
 
-    from transformers import AutoModelForCausalLM
-
     # merged in a CPU copy: merging in place and unmerging would not give the training weights back
     # bit for bit. The copy's frozen weights are the reference model's, reloaded from its directory.
     config = model.peft_config["default"]
-    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, dtype=torch.float32)
+    base = load_causal_lm(config.base_model_name_or_path, dtype=torch.float32)
     policy = peft.get_peft_model(base, copy.deepcopy(config))
     policy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in state_dict.items()})
     policy.save_pretrained(directory / ADAPTER_DIR)

@@ -39,7 +39,8 @@ rule sample:
             else config["evaluation"]["samples_per_prompt"]
         ),
         generation=config["generation"],
-        evaluation=config["evaluation"],
+        # only what sampling reads: a new evaluation.checkpoints entry must not resample every policy
+        evaluation={k: config["evaluation"][k] for k in ("max_prompts", "batch_size")},
         name=lambda wc: wc.policy,
         device=config["device"],
     script:

@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from bonbon.jobs import setup_job
+from bonbon.tables import read_table
 from bonbon.toy import train_tokenizers
 
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
-corpus = pd.read_parquet(snakemake.input.corpus)
+corpus = read_table(snakemake.input.corpus, ["prompt", "response"])
 policy, reward = (Path(files[0]).parent for files in (snakemake.output.policy, snakemake.output.reward))
 train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], policy, reward,
                  toy["reward_model"]["max_length"], chat=toy["chat"])
