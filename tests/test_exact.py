@@ -22,7 +22,6 @@ from bonbon.exact import (
     best_of_n_no_tie,
     best_worst_joint,
     bon_margin,
-    curve_win_rate,
     draw_pairs,
     exact_pairs,
     fit_policy,
@@ -337,12 +336,6 @@ def test_study_table(small_study) -> None:
     assert (fitted["grad_norm"] < 1e-6).all()
     assert set(table["loss"]) == {"best_of_n", "best_of_n_no_tie", "sft", "bonbon", "ipo", "dpo"}
     assert set(small_study["world"]) == {"random", "uniform-K8"}
-
-
-def test_curve_win_rate_inverts_the_best_of_n_curve() -> None:
-    m = np.array([1.0, 1.5, 2.0, 3.0, 8.0, 100.0])
-    assert curve_win_rate(bon_kl(m)) == pytest.approx(m / (m + 1), abs=1e-7)
-    assert np.isnan(curve_win_rate(np.nan)) and np.isnan(curve_win_rate(50.0))
 
 
 def test_summary_table_and_figure(small_study, tmp_path) -> None:

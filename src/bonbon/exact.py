@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from bonbon.frontier import theory_win_rate_at_kl
 from bonbon.losses import LOSSES
 from bonbon.theory import beta_star, bon_kl, bon_win_rate, target_margin
 
@@ -46,7 +47,6 @@ __all__ = [
     "best_of_n_no_tie",
     "best_worst_joint",
     "bon_margin",
-    "curve_win_rate",
     "draw_pairs",
     "exact_pairs",
     "fit_policy",
@@ -516,16 +516,6 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
     return pd.concat(frames, ignore_index=True)
 
 
-def curve_win_rate(kl: np.ndarray | float) -> np.ndarray:
-    """The continuous best-of-n curve's win rate m/(m+1) at KL = log m - (m-1)/m (real m >= 1).
-
-    The KL is increasing in m, so the curve is inverted by interpolation on a fine grid of m (log-spaced
-    to m = 1e6; a KL beyond, or NaN, gives NaN).
-    """
-    m = np.concatenate([[1.0], np.logspace(-6, 6, 20001) + 1.0])
-    return np.interp(np.asarray(kl, dtype=float), bon_kl(m), bon_win_rate(m), right=np.nan)
-
-
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     """The report's short table: pi_n, and every trained configuration at the largest pair count and on the
     exact pair distribution (n_pairs = -1), with the continuous curve's win rate at its KL."""
@@ -536,7 +526,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     out = table[keep].copy()
     out["method"] = [_method(r) if r["loss"] not in ("best_of_n", "best_of_n_no_tie") else r["loss"]
                      for _, r in out.iterrows()]
-    out["curve_win_rate"] = curve_win_rate(out["kl_from_reference"].to_numpy(float))
+    out["curve_win_rate"] = theory_win_rate_at_kl(out["kl_from_reference"].to_numpy(float))
     columns = ["world", "n", "method", "n_pairs", "kl_reverse_to_bon", "kl_to_bon", "win_rate", "curve_win_rate",
                "kl_from_reference", "mean_margin", "bon_margin", "target_margin", "grad_norm"]
     return out[columns].reset_index(drop=True)
