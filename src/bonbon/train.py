@@ -479,13 +479,10 @@ def _save_final(
     """The final model, written to a temp dir and moved in; train_summary.json last marks completion."""
     accelerator = run.accelerator
     accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(run.model)  # all processes: gathers a sharded model
+    tmp = run.out_dir / ".model-tmp"
+    _write_policy(run, tokenizer, tmp)
     summary: dict[str, Any] = {}
     if run.main:
-        tmp = run.out_dir / ".model-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _save_policy(accelerator.unwrap_model(run.model), state_dict, tmp)
-        tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
             if path.is_dir():  # adapter/ of a LoRA run that is extended: os.replace cannot replace a full dir
                 shutil.rmtree(run.out_dir / path.name, ignore_errors=True)
@@ -613,16 +610,23 @@ def _save_snapshot(run: _Run, tokenizer: Any, step: int) -> None:
     """The policy at ``step`` in from_pretrained form (``snapshots/step-N``: weights, config, tokenizer),
     which evaluation samples like a final model; written to a temp dir and renamed, so a kill leaves
     no half snapshot. Not deleted with the checkpoints (checkpoints_after_training: delete)."""
-    state_dict = run.accelerator.get_state_dict(run.model)  # all processes: gathers a sharded model
+    final = run.snapshots / f"step-{step:06d}"
+    tmp = final.with_name(f".tmp-{final.name}")
+    _write_policy(run, tokenizer, tmp)
     if run.main:
-        final = run.snapshots / f"step-{step:06d}"
-        tmp = final.with_name(f".tmp-{final.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _save_policy(run.accelerator.unwrap_model(run.model), state_dict, tmp)
-        tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     run.accelerator.wait_for_everyone()
+
+
+def _write_policy(run: _Run, tokenizer: Any, directory: Path) -> None:
+    """The policy in from_pretrained form (weights, config, tokenizer) in a fresh ``directory``, written by
+    the main process; every process takes part in gathering a sharded model's weights."""
+    state_dict = run.accelerator.get_state_dict(run.model)
+    if run.main:
+        shutil.rmtree(directory, ignore_errors=True)
+        _save_policy(run.accelerator.unwrap_model(run.model), state_dict, directory)
+        tokenizer.save_pretrained(directory)
 
 
 # ---------------------------------------------------------------------------------------- LoRA
