@@ -237,28 +237,32 @@ def run_progress(run):
 
 
 def evaluated_policies():
-    """Every policy the summary compares: POLICIES and the runs' evaluated checkpoints."""
-    policies = list(POLICIES)
-    for run in RUNS:
-        progress = run_progress(run)
+    """Every policy the summary compares, with its spec: POLICIES and the runs' evaluated checkpoints,
+    every trained one with its run and step (each run's train summary read once)."""
+    specs = {}
+    for policy, spec in POLICIES.items():
+        if spec["kind"] != "trained":
+            specs[policy] = spec
+            continue
+        progress = run_progress(policy)
+        specs[policy] = {**spec, "run": policy, "step": progress["steps"]}
         steps = checkpoint_steps(
-            RUNS[run]["checkpoints"],
+            RUNS[policy]["checkpoints"],
             progress["steps"],
             progress.get("snapshot_steps", []),
         )
-        policies += [f"{run}-step{step}" for step in steps]
-    return policies
+        specs.update(
+            {
+                f"{policy}-step{step}": policy_spec(f"{policy}-step{step}")
+                for step in steps
+            }
+        )
+    return specs
 
 
 def summary_specs(wildcards):
-    """policy -> spec for the summary, with run and step on every trained policy."""
-    specs = {}
-    for policy in evaluated_policies():
-        spec = dict(policy_spec(policy))
-        if spec["kind"] == "trained" and "step" not in spec:
-            spec.update(run=policy, step=run_progress(policy)["steps"])
-        specs[policy] = spec
-    return specs
+    """policy -> spec for the summary (see evaluated_policies)."""
+    return evaluated_policies()
 
 
 def policy_model(policy):
