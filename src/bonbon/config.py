@@ -39,6 +39,15 @@ def _resolve(schema: dict, root: dict) -> dict:
         for part in schema["$ref"].lstrip("#/").split("/"):
             target = target[part]
         schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if isinstance(schema, dict) and "allOf" in schema:  # merged, property by property
+        merged = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in schema["allOf"]:
+            part = _resolve(part, root)
+            properties = {**part.get("properties", {})}
+            for key, sub in merged.get("properties", {}).items():
+                properties[key] = {**properties.get(key, {}), **sub}
+            merged = {**part, **merged, "properties": properties}
+        schema = merged
     return schema
 
 

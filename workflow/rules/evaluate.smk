@@ -14,14 +14,17 @@ rule sample:
         policy=loaded_from("policy", "base"),
         reference=loaded_from("reference", "base"),
         reward=loaded_from("reward", "reward"),
+        model_ids=lambda wc: canonical({"policy": reference_id() if POLICIES[wc.policy]["kind"] == "reference"
+                                        else wc.policy, "reference": reference_id(), "reward": model_id("reward")}),
         is_reference=lambda wc: POLICIES[wc.policy]["kind"] == "reference",
         n=lambda wc: config["evaluation"]["samples_per_prompt"] * (
             1 + N_SAMPLES if POLICIES[wc.policy]["kind"] == "reference" else 1
         ),
-        generation=config["generation"],
-        evaluation=config["evaluation"],
+        generation=generation_settings(),
+        max_prompts=config["evaluation"]["max_prompts"],
         name=lambda wc: wc.policy,
-        device=config["device"],
+        code=code("sample.py"),
+        runtime=runtime(device=config["device"], batch_size=config["evaluation"]["batch_size"]),
     log:
         "logs/sample/{policy}/{scatteritem}.log",
     benchmark:
@@ -42,6 +45,8 @@ rule gather_policy_samples:
         shards=gather.sample("results/samples/{{policy}}/shards/{scatteritem}.parquet"),
     output:
         table="results/samples/{policy}.parquet",
+    params:
+        code=code("gather.py"),
     log:
         "logs/sample/{policy}/gather.log",
     benchmark:
@@ -66,6 +71,7 @@ rule evaluate:
         policy=lambda wc: {"name": wc.policy, **POLICIES[wc.policy]},
         k=config["evaluation"]["samples_per_prompt"],
         n_max=N_SAMPLES,
+        code=code("evaluate.py"),
     log:
         "logs/evaluate/{policy}.log",
     benchmark:
@@ -95,6 +101,7 @@ rule summary:
     params:
         policies=POLICIES,
         sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
+        code=code("summary.py"),
     log:
         "logs/evaluate/summary.log",
     benchmark:
@@ -120,6 +127,7 @@ rule theory:
         ),
     params:
         n_max=config["evaluation"]["theory_n_max"],
+        code=code("theory.py"),
     log:
         "logs/evaluate/theory.log",
     benchmark:

@@ -10,10 +10,12 @@ rule generate:
         samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
     params:
         model=loaded_from("model", "base"),
+        model_id=reference_id(),
         n=N_SAMPLES,
-        generation=config["generation"],
-        device=config["device"],
+        generation=generation_settings(),
         shard=lambda wc: shard_of(wc.scatteritem),
+        code=code("generate.py"),
+        runtime=runtime(device=config["device"]),
     log:
         "logs/generate/{dataset}/{scatteritem}.log",
     benchmark:
@@ -34,6 +36,8 @@ rule gather_samples:
         shards=gather.generate("results/generate/{{dataset}}/shards/{scatteritem}.parquet"),
     output:
         table="results/generate/{dataset}/samples.parquet",
+    params:
+        code=code("gather.py"),
     log:
         "logs/generate/{dataset}/gather.log",
     benchmark:

@@ -8,6 +8,7 @@ rule pairs:
         pairs="results/pairs/{dataset}/n{n}.parquet",
     params:
         n=lambda wc: int(wc.n),
+        code=code("pairs.py"),
     log:
         "logs/pairs/{dataset}/n{n}.log",
     benchmark:

@@ -7,7 +7,8 @@ rule prompts:
     output:
         prompts="results/prompts/{dataset}.parquet",
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        code=code("prompts.py"),
     log:
         "logs/prompts/{dataset}.log",
     benchmark:

@@ -12,6 +12,8 @@ rule plot_frontier:
             category="1. Frontier",
             labels={"figure": "win rate vs KL"},
         ),
+    params:
+        code=code("plots.py"),
     log:
         "logs/plots/frontier.log",
     benchmark:
@@ -42,6 +44,8 @@ rule plot_distributions:
             category="2. Evaluation",
             labels={"figure": "length distributions"},
         ),
+    params:
+        code=code("plots.py"),
     log:
         "logs/plots/distributions.log",
     benchmark:
@@ -67,7 +71,9 @@ rule plot_training:
             labels={"figure": "training curves"},
         ),
     params:
-        runs=RUNS,
+        # the runs' names and losses label the curves; their training settings are not needed here
+        runs=canonical({run: {k: v for k, v in spec.items() if k != "training"} for run, spec in RUNS.items()}),
+        code=code("plots.py"),
     log:
         "logs/plots/training.log",
     benchmark:

@@ -9,8 +9,9 @@ rule score:
         rewards="results/score/{dataset}/shards/{scatteritem}.parquet",
     params:
         model=loaded_from("model", "reward"),
-        batch_size=config["scoring"]["batch_size"],
-        device=config["device"],
+        model_id=model_id("reward"),
+        code=code("score.py"),
+        runtime=runtime(device=config["device"], batch_size=config["scoring"]["batch_size"]),
     log:
         "logs/score/{dataset}/{scatteritem}.log",
     benchmark:
@@ -31,6 +32,8 @@ rule gather_rewards:
         shards=gather.generate("results/score/{{dataset}}/shards/{scatteritem}.parquet"),
     output:
         table="results/score/{dataset}/rewards.parquet",
+    params:
+        code=code("gather.py"),
     log:
         "logs/score/{dataset}/gather.log",
     benchmark:

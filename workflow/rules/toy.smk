@@ -6,7 +6,8 @@ rule toy_corpus:
         corpus="results/toy/corpus.parquet",
         prompts="results/toy/prompts.parquet",
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "n_dialogues", "n_prompts", "eval_fraction")}),
+        code=code("toy_corpus.py"),
     log:
         "logs/toy/corpus.log",
     benchmark:
@@ -28,7 +29,9 @@ rule toy_tokenizers:
         policy=["results/toy/tokenizer_policy/tokenizer.json", "results/toy/tokenizer_policy/tokenizer_config.json"],
         reward=["results/toy/tokenizer_reward/tokenizer.json", "results/toy/tokenizer_reward/tokenizer_config.json"],
     params:
-        toy=config["toy"],
+        toy=canonical({"vocab_size": config["toy"]["vocab_size"],
+                       "reward_model": {"max_length": config["toy"]["reward_model"]["max_length"]}}),
+        code=code("toy_tokenizers.py"),
     log:
         "logs/toy/tokenizers.log",
     benchmark:
@@ -51,7 +54,8 @@ rule toy_base_model:
         model=model_files("results/toy/base_model"),
         summary="results/toy/base_model/toy_summary.json",
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "base_model")}),
+        code=code("toy_model.py"),
     log:
         "logs/toy/base_model.log",
     benchmark:
@@ -74,7 +78,8 @@ rule toy_reward_model:
         model=model_files("results/toy/reward_model"),
         summary="results/toy/reward_model/toy_summary.json",
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "reward_model")}),
+        code=code("toy_model.py"),
     log:
         "logs/toy/reward_model.log",
     benchmark:

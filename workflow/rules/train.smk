@@ -11,11 +11,13 @@ rule sft:
         summary="results/models/sft/train_summary.json",
     params:
         base=loaded_from("model", "base"),
+        base_id=model_id("base"),
         data=config["sft"]["data"],
-        dataset=config["datasets"].get(config["sft"]["data"]),
+        dataset=canonical(config["datasets"].get(config["sft"]["data"])),
         out=lambda wildcards, output: os.path.dirname(output.summary),
-        training=config["sft"]["training"],
-        accelerate=config["accelerate"]["config_file"],
+        training=result_training(config["sft"]["training"]),
+        code=code("sft.py"),
+        runtime=runtime(training=runtime_training(config["sft"]["training"])),
     log:
         "logs/train/sft.log",
     benchmark:
@@ -37,7 +39,8 @@ rule original_pairs:
     output:
         pairs="results/original_pairs/{dataset}.parquet",
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        code=code("original_pairs.py"),
     log:
         "logs/original_pairs/{dataset}.log",
     benchmark:
@@ -61,10 +64,11 @@ rule ref_logps:
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
         model=loaded_from("model", "base"),
-        device=config["device"],
-        max_length=config["training"].get("max_length", 512),
-        max_prompt_length=config["training"].get("max_prompt_length", 256),
-        batch_size=config["scoring"]["batch_size"],
+        model_id=reference_id(),
+        max_length=config["training"]["max_length"],
+        max_prompt_length=config["training"]["max_prompt_length"],
+        code=code("ref_logps.py"),
+        runtime=runtime(device=config["device"], batch_size=config["scoring"]["batch_size"]),
     log:
         "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",
     benchmark:
@@ -86,6 +90,8 @@ rule gather_ref_logps:
         shards=gather.ref_logps("results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
+    params:
+        code=code("gather_ref_logps.py"),
     log:
         "logs/ref_logps/{dataset}/{pairs}/gather.log",
     benchmark:
@@ -111,9 +117,12 @@ rule train:
         summary="results/models/{run}/train_summary.json",
     params:
         model=loaded_from("model", "base"),
+        model_id=reference_id(),
         out=lambda wildcards, output: os.path.dirname(output.summary),
-        training=lambda wc: RUNS[wc.run]["training"],
-        accelerate=config["accelerate"]["config_file"],
+        training=lambda wc: result_training(RUNS[wc.run]["training"]),
+        code=code("train.py"),
+        runtime=lambda wildcards, threads: {"training": runtime_training(RUNS[wildcards.run]["training"]),
+                                            "accelerate": config["accelerate"]["config_file"]},
     log:
         "logs/train/{run}.log",
     benchmark:

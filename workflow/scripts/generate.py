@@ -10,7 +10,7 @@ set_threads(snakemake.threads)
 claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
 prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
 prompts = prompts[prompts["split"] == "train"]
-device = torch_device(snakemake.params.device)
+device = torch_device(snakemake.params.runtime["device"])
 fields, backend, vllm_options = split_generation_config(snakemake.params.generation)
 cfg = SamplingConfig(n=snakemake.params.n, **fields)
 shard, shards = snakemake.params.shard

@@ -16,7 +16,7 @@ if samples.empty:
     log.info("%s: empty shard, nothing to score", snakemake.input.samples)
     write_parquet(samples.assign(reward=pd.Series(dtype="float64")), snakemake.output.rewards)
 else:
-    model, tokenizer = load_reward_model(snakemake.params.model, torch_device(snakemake.params.device))
-    rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.batch_size)
+    model, tokenizer = load_reward_model(snakemake.params.model, torch_device(snakemake.params.runtime["device"]))
+    rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.runtime["batch_size"])
     log.info("scored with %s (max length %d): %s", snakemake.params.model, tokenizer.model_max_length, counts)
     write_parquet(rewards, snakemake.output.rewards)

@@ -17,5 +17,5 @@ if p.data == "toy":
 else:  # the chosen responses of an HH dataset's train split, as in the paper
     texts = hh_sft_texts(load_hh(p.dataset["path"], p.dataset["data_dir"], p.dataset["splits"]["train"]))
 log.info("SFT on %d (prompt, response) rows from %s", len(texts), p.data)
-summary = sft(p.base, texts, p.out, config_from_dict(p.training))
+summary = sft(p.base, texts, p.out, config_from_dict({**p.training, **p.runtime["training"]}))
 log.info("SFT done: %d steps", summary["steps"])
