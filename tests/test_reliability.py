@@ -196,9 +196,11 @@ def test_prompt_files_are_read_before_any_job(tmp_path):
     with pytest.raises(ConfigError, match=r"datasets.hh.path: .*blank.csv: row 3: does not start with"):
         check(write_csv(tmp_path / "blank.csv", "prompt\n" + ok + "   \n" + bad))
     with pytest.raises(ConfigError, match=r"config key datasets.hh: no eval prompts: of the 1 prompts of .*split.csv, "
-                                          r"its split column has no 'eval' rows"):
+                                          r"its split column has no 'eval' rows, and the evaluation samples the eval "
+                                          r"ones: mark some rows split=eval"):
         check(write_csv(tmp_path / "split.csv", "prompt,split\n" + ok.strip() + ",train\n"))
-    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them"):
+    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them "
+                                          r"there.*: raise eval_fraction"):
         check(write_csv(tmp_path / "fraction.csv", "prompt\n" + ok), eval_fraction=0.0)
 
 
