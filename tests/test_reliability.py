@@ -395,7 +395,9 @@ def test_settings_that_change_no_result_rerun_nothing(finished, tmp_path):
     config = reordered(config)
     config["training"].update(learning_rate="1e-4", max_grad_norm=10,  # 1e-4 as YAML 1.1 reads it; 10 for 10.0
                               weight_decay=0.0, log_every=1, checkpoint_every=7, keep_checkpoints=3,
-                              gradient_checkpointing=True, on_config_change="delete")  # spelled-out defaults, then
+                              gradient_checkpointing=True, on_config_change="delete",  # spelled-out defaults, then
+                              eval_every=3, report_to="tensorboard", tracker_dir="elsewhere",  # runtime keys
+                              tracker_project="other", lora={"r": 8})
     config["generation"].update(top_k=0, backend="transformers", vllm={"dtype": "bfloat16"})  # runtime keys
     config["scoring"] = {"batch_size": 3}
     config["evaluation"].update(batch_size=5, theory_n_max=32)
@@ -449,10 +451,9 @@ def test_changed_package_code_reruns_the_rules_that_run_it(finished, tmp_path):
     metrics.write_text(source.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
     assert dry_run_jobs(run, repo=repo) == {}
     # code: the rules whose scripts import bonbon.metrics (through bonbon.evaluate) rerun, and what
-    # follows them; generation, scoring, pairs and training do not
+    # follows them; generation, scoring, pairs, training and sampling (bonbon.sampling) do not
     metrics.write_text(source + "\nVERSION = 2\n")
-    assert dry_run_jobs(run, repo=repo) == {"sample": 2, "gather_policy_samples": 2, "evaluate": 3, "summary": 1,
-                                            "plot_frontier": 1, "plot_distributions": 1}
+    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "plot_frontier": 1, "plot_distributions": 1}
     # after an upgrade known to change no result, --touch accepts the existing outputs
     assert snakemake(run, "--touch", "--configfile", str(run / "test-config.yaml"), repo=repo).returncode == 0
     assert dry_run_jobs(run, repo=repo) == {}
@@ -468,11 +469,14 @@ def test_canonical_settings_and_schema_defaults():
         repr({"a": [1], "b": {"x": [2, {"c": 0.0, "d": 0}], "y": 1}})
     assert "log_every" not in result_training({"log_every": 1, "learning_rate": 1e-4})
     # the schema writes out the loop's defaults, so that a spelled-out default is the same config
-    schema = yaml.safe_load(SCHEMA.read_text())
-    written = {k: v["default"] for k, v in schema["definitions"]["training_filled"]["properties"].items()}
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    assert written == {k: defaults[k] for k in schema["definitions"]["training"]["properties"]}
+    from bonbon.config import training_defaults
+
+    written = training_defaults()  # every loop setting has its default there (TrainConfig states none)
+    assert set(written) <= {f.name for f in fields(TrainConfig)}
     assert set(RUNTIME_TRAINING_KEYS) <= set(written)
+    # tracker and validation-interval keys are runtime-only; what changes the model is not
+    assert {"report_to", "tracker_dir", "tracker_project", "eval_every"} <= set(RUNTIME_TRAINING_KEYS)
+    assert not {"lora", "padding_free", "snapshot_every", "validation_fraction"} & set(RUNTIME_TRAINING_KEYS)
 
 
 def test_code_version_follows_the_package_code_a_script_imports(tmp_path):
@@ -493,3 +497,25 @@ def test_code_version_follows_the_package_code_a_script_imports(tmp_path):
     assert code_version(script, tmp_path / "src", package="pkg") == version
     (package / "b.py").write_text("def f():\n    return 2\n")  # imported through pkg.a
     assert code_version(script, tmp_path / "src", package="pkg") != version
+
+
+def test_an_evaluated_checkpoint_retrains_no_run(finished, tmp_path):
+    run = copy_run(finished, tmp_path)
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    config.setdefault("evaluation", {})["checkpoints"] = {"steps": [1]}  # a snapshot every tiny run has
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(run)
+    assert "train" not in jobs and jobs.get("sample", 0) >= 1 and jobs.get("summary") == 1, jobs
+
+
+def test_code_versions_know_the_modules_each_script_runs():
+    from bonbon.rerun import package_modules
+
+    scripts, src = REPO / "workflow" / "scripts", REPO / "src"
+    wanted = {"sample.py": {"bonbon.sampling", "bonbon.models", "bonbon.tables", "bonbon.jobs", "bonbon.generate"},
+              "prompts.py": {"bonbon.chat", "bonbon.models", "bonbon.prompts"},
+              "exact_world.py": {"bonbon.exact"}, "summary.py": {"bonbon.frontier", "bonbon.evaluate"},
+              "train.py": {"bonbon.train", "bonbon.losses"}}
+    for script, modules in wanted.items():
+        found = set(package_modules(scripts / script, src))
+        assert modules <= found, (script, modules - found)
