@@ -19,11 +19,11 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def snakemake(workdir: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, cwd: Path | None = None, repo: Path = REPO) -> subprocess.CompletedProcess:
     """The Snakemake CLI on the repository's Snakefile, as a user types it (no --configfile)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "--cores", "2",
            *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd or workdir.parent)
 
 
@@ -197,9 +197,11 @@ def test_prompt_files_are_read_before_any_job(tmp_path):
     with pytest.raises(ConfigError, match=r"datasets.hh.path: .*blank.csv: row 3: does not start with"):
         check(write_csv(tmp_path / "blank.csv", "prompt\n" + ok + "   \n" + bad))
     with pytest.raises(ConfigError, match=r"config key datasets.hh: no eval prompts: of the 1 prompts of .*split.csv, "
-                                          r"its split column has no 'eval' rows"):
+                                          r"its split column has no 'eval' rows, and the evaluation samples the eval "
+                                          r"ones: mark some rows split=eval"):
         check(write_csv(tmp_path / "split.csv", "prompt,split\n" + ok.strip() + ",train\n"))
-    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them"):
+    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them "
+                                          r"there.*: raise eval_fraction"):
         check(write_csv(tmp_path / "fraction.csv", "prompt\n" + ok), eval_fraction=0.0)
 
 
@@ -331,19 +333,19 @@ def copy_run(finished: Path, tmp_path: Path) -> Path:
     return target
 
 
-def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def dry_run_jobs(workdir: Path, *args: str, repo: Path = REPO) -> dict[str, int]:
     """What `snakemake -n` would run now, as {rule: count} (empty: nothing to do)."""
-    result = snakemake(workdir, "-n", "--configfile", str(workdir / "test-config.yaml"), *args)
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "test-config.yaml"), *args, repo=repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs, table = {}, False
     for line in result.stdout.splitlines():
         parts = line.split()
         if line.startswith("job ") and "count" in line:
             table = True
-        elif table and len(parts) == 2 and parts[1].isdigit():
-            jobs[parts[0]] = int(parts[1])
         elif table and parts and parts[0] == "total":
             break
+        elif table and len(parts) == 2 and parts[1].isdigit():
+            jobs[parts[0]] = int(parts[1])
     return {rule: n for rule, n in jobs.items() if rule != "all"}
 
 
@@ -374,3 +376,146 @@ def test_snakemake_lint_is_clean(tmp_path, configfile):
     result = snakemake(tmp_path / "work", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr and "good condition" in result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------ 6, 7. what reruns
+
+
+def reordered(value):
+    """The same config with every mapping's keys in reverse order (a YAML tool may re-dump it so)."""
+    if isinstance(value, dict):
+        return {k: reordered(value[k]) for k in reversed(list(value))}
+    return [reordered(v) for v in value] if isinstance(value, list) else value
+
+
+def test_settings_that_change_no_result_rerun_nothing(finished, tmp_path):
+    run = copy_run(finished, tmp_path)
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    assert dry_run_jobs(run) == {}
+    config = reordered(config)
+    config["training"].update(learning_rate="1e-4", max_grad_norm=10,  # 1e-4 as YAML 1.1 reads it; 10 for 10.0
+                              weight_decay=0.0, log_every=1, checkpoint_every=7, keep_checkpoints=3,
+                              gradient_checkpointing=True, on_config_change="delete",  # spelled-out defaults, then
+                              eval_every=3, report_to="tensorboard", tracker_dir="elsewhere",  # runtime keys
+                              tracker_project="other", lora={"r": 8})
+    config["generation"].update(top_k=0, backend="transformers", vllm={"dtype": "bfloat16"})  # runtime keys
+    config["scoring"] = {"batch_size": 3}
+    config["evaluation"].update(batch_size=5, theory_n_max=32)
+    config["device"] = "auto"
+    config["accelerate"] = {"config_file": "config/accelerate/ddp.yaml"}
+    config["datasets"]["local"].update(eval_fraction=0.2, seed=0, max_prompts=None)
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert dry_run_jobs(run, "--set-threads", "score=1", "train=2") == {}
+
+
+def test_a_changed_result_setting_reruns_exactly_what_follows_and_the_run_retrains_afresh(finished, tmp_path):
+    from conftest import run_workflow
+
+    run = copy_run(finished, tmp_path)
+    name = "local-n2-bonbon-betaauto-alpha0.005"
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    config["training"]["learning_rate"] = 2e-4
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config))
+    assert dry_run_jobs(run) == {"train": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
+                                 "plot_frontier": 1, "plot_distributions": 1, "plot_training": 1}
+    run_workflow(run, config)  # the run's checkpoints were written at lr 1e-4: set aside, not resumed
+    (stale,) = (run / "results" / "models").glob(f"{name}.stale-*")
+    assert (stale / "checkpoints").is_dir()
+    log = (run / "logs" / "train" / f"{name}.log").read_text()
+    assert "was written with other settings (learning_rate: 0.0001 -> 0.0002)" in log and "resuming" not in log
+    assert dry_run_jobs(run) == {}
+
+
+def repo_copy(tmp_path: Path) -> Path:
+    """The workflow's code (Snakefile, workflow/, src/, config/, envs/) in another place, to be changed."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    for part in ("Snakefile", "workflow", "src", "config", "envs"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / part)
+    return copy
+
+
+def test_changed_package_code_reruns_the_rules_that_run_it(finished, tmp_path):
+    run = copy_run(finished, tmp_path)
+    repo = repo_copy(tmp_path)
+    assert dry_run_jobs(run, repo=repo) == {}
+    metrics = repo / "src" / "bonbon" / "metrics.py"  # imported by bonbon.evaluate only
+    source = metrics.read_text()
+    # a comment and a docstring change no result: nothing reruns
+    metrics.write_text(source.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert dry_run_jobs(run, repo=repo) == {}
+    # code: the rules whose scripts import bonbon.metrics (through bonbon.evaluate) rerun, and what
+    # follows them; generation, scoring, pairs, training and sampling (bonbon.sampling) do not
+    metrics.write_text(source + "\nVERSION = 2\n")
+    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "plot_frontier": 1, "plot_distributions": 1}
+    # after an upgrade known to change no result, --touch accepts the existing outputs
+    assert snakemake(run, "--touch", "--configfile", str(run / "test-config.yaml"), repo=repo).returncode == 0
+    assert dry_run_jobs(run, repo=repo) == {}
+
+
+def test_canonical_settings_and_schema_defaults():
+    from dataclasses import fields
+
+    from bonbon.rerun import RUNTIME_TRAINING_KEYS, canonical, result_training
+    from bonbon.train import TrainConfig
+
+    assert repr(canonical({"b": {"y": 1, "x": [2, {"d": 0, "c": -0.0}]}, "a": (1,)})) == \
+        repr({"a": [1], "b": {"x": [2, {"c": 0.0, "d": 0}], "y": 1}})
+    assert "log_every" not in result_training({"log_every": 1, "learning_rate": 1e-4})
+    # the schema writes out the loop's defaults, so that a spelled-out default is the same config
+    from bonbon.config import training_defaults
+
+    written = training_defaults()  # every loop setting has its default there (TrainConfig states none)
+    assert set(written) <= {f.name for f in fields(TrainConfig)}
+    assert set(RUNTIME_TRAINING_KEYS) <= set(written)
+    # tracker and validation-interval keys are runtime-only; what changes the model is not
+    assert {"report_to", "tracker_dir", "tracker_project", "eval_every"} <= set(RUNTIME_TRAINING_KEYS)
+    assert not {"lora", "padding_free", "snapshot_every", "validation_fraction"} & set(RUNTIME_TRAINING_KEYS)
+
+
+def test_code_version_follows_the_package_code_a_script_imports(tmp_path):
+    from bonbon.rerun import code_version
+
+    package = tmp_path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text('"""A."""\nfrom pkg.b import f\n\n\ndef g():\n    """G."""\n    return f() + 1\n')
+    (package / "b.py").write_text("def f():\n    return 1\n")
+    (package / "c.py").write_text("X = 1\n")
+    script = tmp_path / "script.py"
+    script.write_text("from pkg.a import g\n\nprint(g())\n")
+    version = code_version(script, tmp_path / "src", package="pkg")
+    (package / "c.py").write_text("X = 2\n")  # not imported
+    (package / "a.py").write_text('"""Another docstring."""\n# a comment\nfrom pkg.b import f\n\n\ndef g():\n'
+                                  '    return f()   +   1\n')
+    assert code_version(script, tmp_path / "src", package="pkg") == version
+    (package / "b.py").write_text("def f():\n    return 2\n")  # imported through pkg.a
+    assert code_version(script, tmp_path / "src", package="pkg") != version
+
+
+def test_an_evaluated_checkpoint_retrains_no_run(finished, tmp_path):
+    run = copy_run(finished, tmp_path)
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    config.setdefault("evaluation", {})["checkpoints"] = {"steps": [1]}  # a snapshot every tiny run has
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(run)
+    assert "train" not in jobs and jobs.get("sample", 0) >= 1 and jobs.get("summary") == 1, jobs
+
+
+def test_code_versions_know_the_modules_each_script_runs():
+    from bonbon.rerun import package_modules
+
+    scripts, src = REPO / "workflow" / "scripts", REPO / "src"
+    wanted = {"sample.py": {"bonbon.sampling", "bonbon.models", "bonbon.tables", "bonbon.jobs", "bonbon.generate"},
+              "prompts.py": {"bonbon.chat", "bonbon.models", "bonbon.prompts"},
+              "exact_world.py": {"bonbon.exact"}, "summary.py": {"bonbon.frontier", "bonbon.evaluate"},
+              "train.py": {"bonbon.train", "bonbon.losses"}}
+    for script, modules in wanted.items():
+        found = set(package_modules(scripts / script, src))
+        assert modules <= found, (script, modules - found)

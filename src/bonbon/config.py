@@ -268,17 +268,19 @@ def check_prompt_files(config: dict[str, Any]) -> None:
             continue
         table, counts = build_prompt_table(source, dataset.get("eval_fraction", 0.2), dataset.get("seed", 0),
                                            dataset.get("max_prompts"))
+        fraction = dataset.get("eval_fraction", 0.2)
         for split in ("train", "eval"):
-            if counts[split] == 0:
-                how = ("its split column has no 'eval' rows" if "split" in source.columns
-                       else f"eval_fraction {dataset.get('eval_fraction', 0.2)} puts none of them there"
-                       if split == "eval" else f"eval_fraction {dataset.get('eval_fraction', 0.2)} takes them all")
-                problems.append(
-                    f"config key datasets.{name}: no {split} prompts: of the {len(table)} prompts of "
-                    f"{dataset['path']}, {how}; "
-                    + ("generation needs train prompts" if split == "train" else "the evaluation samples eval prompts")
-                    + " (set a split column or change eval_fraction)"
-                )
+            if counts[split] > 0:
+                continue
+            if "split" in source.columns:
+                how, fix = f"its split column has no {split!r} rows", f"mark some rows split={split}"
+            elif split == "eval":
+                how, fix = f"eval_fraction {fraction} puts none of them there", "raise eval_fraction"
+            else:
+                how, fix = f"eval_fraction {fraction} takes them all", "lower eval_fraction"
+            need = "generation samples the train prompts" if split == "train" else "the evaluation samples the eval ones"
+            problems.append(f"config key datasets.{name}: no {split} prompts: of the {len(table)} prompts of "
+                            f"{dataset['path']}, {how}, and {need}: {fix}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

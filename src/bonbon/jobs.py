@@ -13,7 +13,8 @@ from bonbon.gpus import claim_gpus
 
 def setup_job(snakemake: Any, model_job: bool = False) -> tuple[logging.Logger, str | None]:
     """The job's logger and, for a model job, its torch device (config key ``device`` from the rule's
-    ``device`` param, else ``auto``); None for a table job, which never imports torch."""
+    ``runtime`` param, which changes no result (``bonbon.rerun``), or its ``device`` param, else
+    ``auto``); None for a table job, which never imports torch."""
     log = _log_to(snakemake.log[0] if snakemake.log else None)
     if not model_job:
         return log, None
@@ -21,7 +22,8 @@ def setup_job(snakemake: Any, model_job: bool = False) -> tuple[logging.Logger, 
 
     torch.set_num_threads(max(1, int(snakemake.threads)))  # torch takes every core by default
     claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
-    return log, torch_device(snakemake.params.get("device", "auto"))
+    runtime = snakemake.params.get("runtime") or {}
+    return log, torch_device(runtime.get("device", snakemake.params.get("device", "auto")))
 
 
 def _log_to(log_path: str | Path | None) -> logging.Logger:

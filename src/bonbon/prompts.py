@@ -106,7 +106,7 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     if blank is not None:
         frame = frame[~blank]
     if frame.empty:
-        raise PromptFileError(f"{path}: no prompts (the file has a header but no rows)")
+        raise PromptFileError(f"{path}: no prompts (the file has a header but no rows): add one prompt a row")
     out = pd.DataFrame({"prompt": frame[column]})
     if "split" in frame.columns:
         out["split"] = frame["split"].astype(str)

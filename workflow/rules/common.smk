@@ -26,6 +26,7 @@ envvars:
 import bonbon.config as bonbon_config
 from bonbon.config import TOY
 from bonbon.evaluate import reference_samples_needed
+from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
 SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
@@ -135,6 +136,43 @@ def model_files(directory):
 def model_location(files, hub_id):
     """Where a job loads a model from: the directory of its input files, else the hub id."""
     return os.path.dirname(files[0]) if len(files) else hub_id
+
+
+# What reruns a job (bonbon.rerun): its params hold the result-affecting config in one spelling
+# (canonical), `code` the version of the package code its script runs, and `runtime` what only changes
+# how it runs (config/README.md lists those keys), which Snakemake leaves out of its params comparison
+# because the function takes `threads`.
+def code(script):
+    """The version of the package code a rule's script runs: changed code reruns the rule."""
+    return code_version(Path(workflow.basedir) / "workflow" / "scripts" / script, SRC)
+
+
+def runtime(**values):
+    return lambda wildcards, threads: values
+
+
+def model_id(role):
+    """models.<role> as a setting: 'toy', a hub id, or a local directory (whose files are inputs too);
+    the judge left unset (null) is the reward model's."""
+    model = config["models"][bonbon_config.model_role(config, role)]
+    return (
+        os.path.normpath(model)
+        if model != TOY and bonbon_config.is_local_path(model)
+        else model
+    )
+
+
+def reference_id():
+    """The reference model as a setting: the SFT model (its files are inputs) or the base model."""
+    return "sft" if config["sft"]["enabled"] else model_id("base")
+
+
+def generation_settings():
+    """The generation block that changes samples: the vLLM options only with the vLLM backend."""
+    generation = dict(config["generation"])
+    if generation["backend"] != "vllm":
+        generation.pop("vllm", None)
+    return canonical(generation)
 
 
 def loaded_from(name, role):

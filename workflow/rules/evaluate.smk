@@ -30,6 +30,19 @@ rule sample:
         reference=loaded_from("reference", "base"),
         reward=loaded_from("reward", "reward"),
         judge=loaded_from("judge", "judge"),
+        # the models as settings (a hub id, or a directory whose files are inputs too)
+        model_ids=lambda wc: canonical(
+            {
+                "policy": (
+                    reference_id()
+                    if policy_spec(wc.policy)["kind"] == "reference"
+                    else wc.policy
+                ),
+                "reference": reference_id(),
+                "reward": model_id("reward"),
+                "judge": model_id("judge"),
+            }
+        ),
         is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
         n=lambda wc: (
             reference_samples_needed(
@@ -38,11 +51,13 @@ rule sample:
             if policy_spec(wc.policy)["kind"] == "reference"
             else config["evaluation"]["samples_per_prompt"]
         ),
-        generation=config["generation"],
-        # only what sampling reads: a new evaluation.checkpoints entry must not resample every policy
-        evaluation={k: config["evaluation"][k] for k in ("max_prompts", "batch_size")},
+        generation=generation_settings(),
+        max_prompts=config["evaluation"]["max_prompts"],
         name=lambda wc: wc.policy,
-        device=config["device"],
+        code=code("sample.py"),
+        runtime=runtime(
+            device=config["device"], batch_size=config["evaluation"]["batch_size"]
+        ),
     script:
         "../scripts/sample.py"
 
@@ -62,6 +77,8 @@ rule gather_policy_samples:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"
 
@@ -85,9 +102,10 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
-        policy=lambda wc: {"name": wc.policy, **policy_spec(wc.policy)},
+        policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
         k=config["evaluation"]["samples_per_prompt"],
         n_max=N_SAMPLES,
+        code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"
 
@@ -124,8 +142,11 @@ rule summary:
         mem_mb=2000,
         runtime=10,
     params:
-        policies=summary_specs,
-        sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
+        policies=lambda wc: canonical(summary_specs(wc)),
+        sampling=canonical(
+            {k: config["generation"][k] for k in ("temperature", "top_k", "top_p")}
+        ),
+        code=code("summary.py"),
     script:
         "../scripts/summary.py"
 
@@ -151,5 +172,6 @@ rule theory:
         runtime=5,
     params:
         n_max=config["evaluation"]["theory_n_max"],
+        code=code("theory.py"),
     script:
         "../scripts/theory.py"

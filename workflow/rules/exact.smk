@@ -29,6 +29,7 @@ rule exact_world:
         mem_mb=1000,
         runtime=5,
     params:
-        exact=config["exact"],
+        exact=canonical(config["exact"]),
+        code=code("exact_world.py"),
     script:
         "../scripts/exact_world.py"

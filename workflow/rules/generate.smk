@@ -21,10 +21,12 @@ rule generate:
         gpu=1,
     params:
         model=loaded_from("model", "base"),
+        model_id=reference_id(),
         n=N_SAMPLES,
-        generation=config["generation"],
-        device=config["device"],
+        generation=generation_settings(),
         shard=lambda wc: shard_of(wc.scatteritem),
+        runtime=runtime(device=config["device"]),
+        code=code("generate.py"),
     script:
         "../scripts/generate.py"
 
@@ -46,5 +48,7 @@ rule gather_samples:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"

@@ -18,5 +18,6 @@ rule pairs:
         runtime=10,
     params:
         n=lambda wc: int(wc.n),
+        code=code("pairs.py"),
     script:
         "../scripts/pairs.py"

@@ -18,9 +18,11 @@ rule prompts:
         mem_mb=2000,
         runtime=10,
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
         # a policy with a chat template gets its prompts rendered here (bonbon.chat)
         tokenizer=loaded_from("tokenizer", "base"),
+        tokenizer_id=model_id("base"),
         max_prompt_length=config["generation"]["max_prompt_length"],
+        code=code("prompts.py"),
     script:
         "../scripts/prompts.py"

@@ -25,6 +25,7 @@ rule plot_frontier:
     params:
         # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
         win_rate=config["evaluation"]["frontier_win_rate"],
+        code=code("plot_frontier.py"),
     script:
         "../scripts/plot_frontier.py"
 
@@ -55,6 +56,8 @@ rule plot_distributions:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code("plot_distributions.py"),
     script:
         "../scripts/plot_distributions.py"
 
@@ -80,6 +83,8 @@ rule plot_judge:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code("plot_judge.py"),
     script:
         "../scripts/plot_judge.py"
 
@@ -105,6 +110,18 @@ rule plot_training:
         mem_mb=1000,
         runtime=5,
     params:
-        runs=RUNS,
+        # the runs' names, losses, n and beta label the curves; their training settings and evaluated
+        # checkpoints are not needed here
+        runs=canonical(
+            {
+                run: {
+                    k: v
+                    for k, v in spec.items()
+                    if k not in ("training", "checkpoints")
+                }
+                for run, spec in RUNS.items()
+            }
+        ),
+        code=code("plot_training.py"),
     script:
         "../scripts/plot_training.py"

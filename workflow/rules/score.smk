@@ -20,8 +20,11 @@ rule score:
         gpu=1,
     params:
         model=loaded_from("model", "reward"),
-        batch_size=config["scoring"]["batch_size"],
-        device=config["device"],
+        model_id=model_id("reward"),
+        runtime=runtime(
+            device=config["device"], batch_size=config["scoring"]["batch_size"]
+        ),
+        code=code("score.py"),
     script:
         "../scripts/score.py"
 
@@ -41,5 +44,7 @@ rule gather_rewards:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"

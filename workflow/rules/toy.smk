@@ -16,7 +16,13 @@ rule toy_corpus:
         mem_mb=1000,
         runtime=10,
     params:
-        toy=config["toy"],
+        toy=canonical(
+            {
+                k: config["toy"][k]
+                for k in ("seed", "n_dialogues", "n_prompts", "eval_fraction")
+            }
+        ),
+        code=code("toy_corpus.py"),
     script:
         "../scripts/toy_corpus.py"
 
@@ -44,7 +50,16 @@ rule toy_tokenizers:
         mem_mb=1000,
         runtime=10,
     params:
-        toy=config["toy"],
+        toy=canonical(
+            {
+                "vocab_size": config["toy"]["vocab_size"],
+                "chat": config["toy"]["chat"],
+                "reward_model": {
+                    "max_length": config["toy"]["reward_model"]["max_length"]
+                },
+            }
+        ),
+        code=code("toy_tokenizers.py"),
     script:
         "../scripts/toy_tokenizers.py"
 
@@ -71,7 +86,8 @@ rule toy_base_model:
         mem_mb=2000,
         runtime=30,
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "base_model")}),
+        code=code("toy_base_model.py"),
     script:
         "../scripts/toy_base_model.py"
 
@@ -98,7 +114,8 @@ rule toy_reward_model:
         mem_mb=2000,
         runtime=30,
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "reward_model")}),
+        code=code("toy_reward_model.py"),
     script:
         "../scripts/toy_reward_model.py"
 
@@ -127,6 +144,7 @@ rule toy_judge_model:
         mem_mb=2000,
         runtime=30,
     params:
-        toy=config["toy"],
+        toy=canonical({k: config["toy"][k] for k in ("seed", "judge_model")}),
+        code=code("toy_judge_model.py"),
     script:
         "../scripts/toy_judge_model.py"

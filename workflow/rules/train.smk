@@ -22,11 +22,13 @@ rule sft:
         gpu=1,
     params:
         base=loaded_from("model", "base"),
+        base_id=model_id("base"),
         data=config["sft"]["data"],
-        dataset=config["datasets"].get(config["sft"]["data"]),
+        dataset=canonical(config["datasets"].get(config["sft"]["data"])),
         out=lambda wildcards, output: os.path.dirname(output.summary),
-        training=config["sft"]["training"],
-        accelerate=config["accelerate"]["config_file"],
+        training=result_training(config["sft"]["training"]),
+        runtime=runtime(training=runtime_training(config["sft"]["training"])),
+        code=code("sft.py"),
     script:
         "../scripts/sft.py"
 
@@ -47,7 +49,8 @@ rule original_pairs:
         mem_mb=4000,
         runtime=30,
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        code=code("original_pairs.py"),
     script:
         "../scripts/original_pairs.py"
 
@@ -72,10 +75,13 @@ rule ref_logps:
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
         model=loaded_from("model", "base"),
-        device=config["device"],
+        model_id=reference_id(),
         max_length=config["training"]["max_length"],
         max_prompt_length=config["training"]["max_prompt_length"],
-        batch_size=config["scoring"]["batch_size"],
+        runtime=runtime(
+            device=config["device"], batch_size=config["scoring"]["batch_size"]
+        ),
+        code=code("ref_logps.py"),
     script:
         "../scripts/ref_logps.py"
 
@@ -97,6 +103,8 @@ rule gather_ref_logps:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("gather_ref_logps.py"),
     script:
         "../scripts/gather_ref_logps.py"
 
@@ -128,8 +136,15 @@ checkpoint train:
         gpu=1,
     params:
         model=loaded_from("model", "base"),
+        model_id=reference_id(),
         out=lambda wildcards, output: os.path.dirname(output.summary),
-        training=lambda wc: RUNS[wc.run]["training"],
-        accelerate=config["accelerate"]["config_file"],
+        # the run's result-affecting settings only: not its evaluated checkpoints (evaluation.checkpoints,
+        # runs[].checkpoints), which decide what is sampled after training, nor the keys of RUNTIME_KEYS
+        training=lambda wc: result_training(RUNS[wc.run]["training"]),
+        runtime=lambda wildcards, threads: {
+            "training": runtime_training(RUNS[wildcards.run]["training"]),
+            "accelerate": config["accelerate"]["config_file"],
+        },
+        code=code("train.py"),
     script:
         "../scripts/train.py"

@@ -14,14 +14,14 @@ prompts = read_table(snakemake.input.prompts, PROMPT_COLUMNS)
 prompts = prompts[prompts["split"] == "eval"]
 if prompts.empty:
     raise ValueError(f"{snakemake.input.prompts}: no eval prompts to sample on")
-if p.evaluation["max_prompts"]:
-    prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.evaluation["max_prompts"])
+if p.max_prompts:
+    prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.max_prompts)
 fields, backend, vllm_options = split_generation_config(p.generation)
 cfg = SamplingConfig(**{**fields, "n": p.n, "seed": policy_seed(fields["seed"], p.name)})
 log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.shard[0] + 1, p.shard[1],
          len(prompts), cfg.n, p.policy)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, device,
-                                   p.evaluation["batch_size"], p.is_reference, shard=p.shard, backend=backend,
+                                   p.runtime["batch_size"], p.is_reference, shard=p.shard, backend=backend,
                                    vllm_options=vllm_options, judge_path=p.judge)
 log.info("done (judge %s): %s", p.judge, counts)
 write_parquet(samples, snakemake.output.samples)

@@ -16,6 +16,6 @@ if samples.empty:
     write_parquet(samples.assign(reward=pd.Series(dtype="float64")), snakemake.output.rewards)
 else:
     model, tokenizer = load_reward_model(snakemake.params.model, device)
-    rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.batch_size)
+    rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.runtime["batch_size"])
     log.info("scored with %s (max length %d): %s", snakemake.params.model, tokenizer.model_max_length, counts)
     write_parquet(rewards, snakemake.output.rewards)
