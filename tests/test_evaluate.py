@@ -6,8 +6,8 @@ import pytest
 
 from bonbon.evaluate import (
     best_of_n,
+    candidate_samples,
     pair_with_opponents,
-    reference_samples_needed,
     summarize,
     summary_table,
 )
@@ -22,30 +22,36 @@ def reference_table(rewards: dict[str, list[float]]) -> pd.DataFrame:
     ])
 
 
-def test_best_of_n_takes_the_best_of_each_block_and_never_an_opponent():
-    k, n_max = 2, 4
-    assert reference_samples_needed(k, n_max) == 10
-    # samples 0,1 are opponents; block 0 = 2..5, block 1 = 6..9
+def test_best_of_n_takes_the_best_of_each_replicate_and_never_an_opponent():
+    k = 2
+    # samples 0,1 are opponents; candidate k + p*k + j: replicate 0 = 2,4,6,8, replicate 1 = 3,5,7,9
     rewards = {"a": [9.0, 9.0, 0.1, 0.5, 0.3, 0.9, 0.2, 0.8, 0.7, 0.0]}
     ref = reference_table(rewards)
-    bon2 = best_of_n(ref, 2, k, n_max).set_index("sample_idx")
-    assert bon2.loc[0, "response"] == "a-3" and bon2.loc[1, "response"] == "a-7"
-    bon4 = best_of_n(ref, 4, k, n_max).set_index("sample_idx")
-    assert bon4.loc[0, "response"] == "a-5" and bon4.loc[1, "response"] == "a-7"
-    bon1 = best_of_n(ref, 1, k, n_max).set_index("sample_idx")
-    assert bon1.loc[0, "response"] == "a-2" and bon1.loc[1, "response"] == "a-6"
-    with pytest.raises(ValueError, match="outside"):
-        best_of_n(ref, 5, k, n_max)
-    with pytest.raises(ValueError, match="blocks"):
-        best_of_n(ref[ref["sample_idx"] < 8], 4, k, n_max)
+    bon2 = best_of_n(ref, 2, k).set_index("sample_idx")
+    assert bon2.loc[0, "response"] == "a-4" and bon2.loc[1, "response"] == "a-5"
+    bon4 = best_of_n(ref, 4, k).set_index("sample_idx")
+    assert bon4.loc[0, "response"] == "a-8" and bon4.loc[1, "response"] == "a-5"
+    bon1 = best_of_n(ref, 1, k).set_index("sample_idx")
+    assert bon1.loc[0, "response"] == "a-2" and bon1.loc[1, "response"] == "a-3"
+    # best-of-2 reads only candidates 2..5: the table cut there gives the same rows
+    pd.testing.assert_frame_equal(best_of_n(ref[ref["sample_idx"] < 6], 2, k), best_of_n(ref, 2, k))
+    # a tie goes to the first position drawn
+    tied = reference_table({"a": [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
+    assert best_of_n(tied, 2, k).set_index("sample_idx").loc[0, "response"] == "a-2"
+    with pytest.raises(ValueError, match="replicates of 5"):
+        best_of_n(ref, 5, k)
+    with pytest.raises(ValueError, match="replicates of 4"):
+        best_of_n(ref[ref["sample_idx"] != 9], 4, k)
+    # candidate positions [a, b) in blocks, as the workflow draws them: [0, 2) then [2, 4)
+    assert candidate_samples((0, 2), k) == (2, 6) and candidate_samples((2, 4), k) == (6, 10)
 
 
 def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
     rng = np.random.default_rng(0)
     k, n_max, prompts = 4, 8, 2000
-    ref = reference_table({f"p{i}": rng.normal(size=reference_samples_needed(k, n_max)).tolist() for i in range(prompts)})
+    ref = reference_table({f"p{i}": rng.normal(size=candidate_samples((0, n_max), k)[1]).tolist() for i in range(prompts)})
     for n in (1, 2, 4, 8):
-        table = pair_with_opponents(best_of_n(ref, n, k, n_max), ref, k, "test")
+        table = pair_with_opponents(best_of_n(ref, n, k), ref, k, "test")
         row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n", dataset="d", n=n)
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"]
         assert row["kl"] == pytest.approx(bon_kl(n)) and row["kl_method"] == "analytic"

@@ -151,6 +151,28 @@ def test_shards_together_are_the_unsharded_run(policy, prompts):
         generate_samples(model, tokenizer, prompts, cfg, shard=4, shards=4)
 
 
+def test_blocks_of_sample_indices_are_the_rows_of_one_run(policy, prompts):
+    """Samples 0..7 drawn as blocks [0, 2), [2, 4), [4, 8) (the workflow's jobs) are the one run's rows."""
+    from dataclasses import replace
+
+    from bonbon.sampling import sample_blocks
+
+    model, tokenizer = policy
+    cfg = SamplingConfig(n=8, max_new_tokens=12, batch_size=16, seed=5)
+    whole, _ = generate_samples(model, tokenizer, prompts, cfg)
+    assert sample_blocks(8) == [(0, 2), (2, 4), (4, 8)] and sample_blocks(5) == sample_blocks(8)
+    assert sample_blocks(2) == [(0, 2)] and sample_blocks(16)[:3] == sample_blocks(8)
+    blocks = [generate_samples(model, tokenizer, prompts, replace(cfg, n=stop - first, first_sample=first))[0]
+              for first, stop in sample_blocks(8)]
+    assert [sorted(b["sample_idx"].unique()) for b in blocks] == [[0, 1], [2, 3], [4, 5, 6, 7]]
+    gathered = pd.concat(blocks).sort_values(["prompt_id", "sample_idx"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(gathered, whole)
+    # a block's rows are not the first rows of another seed: the index, not the position, seeds a row
+    shifted, _ = generate_samples(model, tokenizer, prompts, replace(cfg, n=2, first_sample=2))
+    first, _ = generate_samples(model, tokenizer, prompts, replace(cfg, n=2))
+    assert not shifted["response"].reset_index(drop=True).equals(first["response"].reset_index(drop=True))
+
+
 # ---------------------------------------------------------------------------------------- pins
 # Decoding positions and the evaluation's prompt cut, checked against a full forward pass of a model
 # whose rotary embedding covers every dimension (the toy model's 25% rotary hides a position error

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -73,9 +74,9 @@ def test_yaml_1_1_exponent_without_a_dot_is_a_number(tmp_path):
         ("n_values=[2,4,8,16]", ["results/pairs/toy/n16.parquet", "results/pairs/toy/n2.parquet"],
          ["results/pairs/toy/n32.parquet"]),
         ("sft={enabled: false}", ["results/pairs/toy/n8.parquet"], ["results/models/sft/"]),
-        ("shards={generate: 3, sample: 2}", ["results/generate/toy/shards/3-of-3.parquet",
+        ("shards={generate: 3, sample: 2}", ["results/generate/toy/shards/samples0-2/3-of-3.parquet",
                                              "results/samples/toy-reference/shards/2-of-2.parquet"],
-         ["results/generate/toy/shards/1-of-1.parquet"]),
+         ["results/generate/toy/shards/samples0-2/1-of-1.parquet"]),
     ],
 )
 def test_command_line_overrides_parse_before_validation(tmp_path, override, present, absent):
@@ -248,21 +249,28 @@ def test_more_shards_than_batches_give_empty_tables_that_score_sample_and_gather
     from conftest import run_workflow
 
     config = local_world(toy_models, tmp_path)
-    # 3 train prompts at 2 a batch and 2 eval prompts at 1 a batch (3 reference draws each): 2 batches, 3 shards
+    # 3 train prompts at 2 a batch (block 0-2), 2 eval prompts with 2 best-of-2 candidates each at 2 a batch,
+    # and 1 reference draw each at 4 a batch: 2 batches or fewer, 3 shards
     config["shards"] = {"generate": 3, "sample": 3}
-    run_workflow(tmp_path, config, "results/score/local/rewards.parquet", "results/samples/local-reference.parquet")
+    run_workflow(tmp_path, config, "results/score/local/rewards.parquet", "results/samples/local-reference.parquet",
+                 "results/samples/local-bon-candidates0-2.parquet")
     results = tmp_path / "results"
-    for empty, full in ((results / "generate/local/shards/3-of-3.parquet", results / "generate/local/shards/1-of-3.parquet"),
-                        (results / "score/local/shards/3-of-3.parquet", results / "score/local/shards/1-of-3.parquet"),
+    generated, scored = results / "generate/local/shards/samples0-2", results / "score/local/shards/samples0-2"
+    for empty, full in ((generated / "3-of-3.parquet", generated / "1-of-3.parquet"),
+                        (scored / "3-of-3.parquet", scored / "1-of-3.parquet"),
                         (results / "samples/local-reference/shards/3-of-3.parquet",
-                         results / "samples/local-reference/shards/1-of-3.parquet")):
+                         results / "samples/local-reference/shards/1-of-3.parquet"),
+                        (results / "samples/local-bon-candidates0-2/shards/3-of-3.parquet",
+                         results / "samples/local-bon-candidates0-2/shards/1-of-3.parquet")):
         assert pq.read_metadata(empty).num_rows == 0 and pq.read_metadata(full).num_rows > 0
         assert pq.read_schema(empty).remove_metadata() == pq.read_schema(full).remove_metadata(), empty
     rewards = pd.read_parquet(results / "score/local/rewards.parquet")
     assert len(rewards) == 3 * 2 and rewards["reward"].notna().all() and rewards["finished"].dtype == bool
     reference = pd.read_parquet(results / "samples/local-reference.parquet")
-    assert len(reference) == 2 * 3 and reference["sample_idx"].dtype == "int64"
-    assert "0 empty" not in (tmp_path / "logs/score/local/gather.log").read_text()
+    assert len(reference) == 2 * 1 and reference["sample_idx"].dtype == "int64"
+    candidates = pd.read_parquet(results / "samples/local-bon-candidates0-2.parquet")
+    assert sorted(candidates["sample_idx"].unique()) == [1, 2] and len(candidates) == 2 * 2
+    assert "from 3 tables (1 empty)" in (tmp_path / "logs/score/local/gather.log").read_text()
 
 
 # ------------------------------------------------------------------------------ 4. quiet, honest logs
@@ -358,7 +366,7 @@ def dry_run_jobs(workdir: Path, *args: str, repo: Path = REPO) -> dict[str, int]
         ("results/models/sft/model.safetensors", "sft"),
         ("results/models/local-n2-bonbon-betaauto-alpha0.005/tokenizer_config.json", "train"),
         ("results/score/local/rewards.parquet", "gather_rewards"),
-        ("results/generate/local/shards/1-of-1.parquet", "generate"),
+        ("results/generate/local/shards/samples0-2/1-of-1.parquet", "generate"),
         ("results/samples/local-n2-bonbon-betaauto-alpha0.005.parquet", "gather_policy_samples"),
         ("results/ref_logps/local/n2.parquet", "gather_ref_logps"),
     ],
@@ -424,6 +432,35 @@ def test_a_changed_result_setting_reruns_exactly_what_follows_and_the_run_retrai
     log = (run / "logs" / "train" / f"{name}.log").read_text()
     assert "was written with other settings (learning_rate: 0.0001 -> 0.0002)" in log and "resuming" not in log
     assert dry_run_jobs(run) == {}
+
+
+def test_adding_an_n_computes_only_what_is_new_and_moves_no_estimate(finished, tmp_path):
+    """n_values [2] -> [2, 4]: one more block of samples (2-4) and of best-of-n candidates, the pair file
+    and best-of-4's evaluation; no existing sample, pair file, run or estimate is recomputed or moves."""
+    from conftest import run_workflow
+
+    run = copy_run(finished, tmp_path)
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    config["n_values"] = [2, 4]
+    config["runs"] = [{**config["runs"][0], "n": [2]}]  # the existing run alone: n = 4 adds best-of-4
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config))
+    assert dry_run_jobs(run) == {"generate": 1, "score": 1, "gather_samples": 1, "gather_rewards": 1, "pairs": 1,
+                                 "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
+                                 "plot_frontier": 1, "plot_distributions": 1}
+    kept = {path: path.read_bytes() for pattern in ("eval/local-*.parquet", "pairs/local/*.parquet",
+                                                    "score/local/shards/*/*.parquet", "samples/*.parquet",
+                                                    "models/*/model.safetensors")
+            for path in (run / "results").glob(pattern)}
+    assert len(kept) >= 8
+    summary_before = pd.read_parquet(run / "results/eval/summary.parquet")
+    run_workflow(run, config)
+    for path, content in kept.items():
+        assert path.read_bytes() == content, path
+    summary = pd.read_parquet(run / "results/eval/summary.parquet").set_index("policy")
+    assert "local-bon-n4" in summary.index
+    pd.testing.assert_frame_equal(summary.loc[summary_before["policy"]], summary_before.set_index("policy"))
+    rewards = pd.read_parquet(run / "results/score/local/rewards.parquet")
+    assert sorted(rewards["sample_idx"].unique()) == [0, 1, 2, 3]
 
 
 def repo_copy(tmp_path: Path) -> Path:

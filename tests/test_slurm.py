@@ -55,8 +55,10 @@ TINY = {
     "shards": {"generate": 2},
 }
 TABLES = [  # what --until pairs makes (scoring reads the generation shards, not a gathered table)
-    "results/generate/toy/shards/1-of-2.parquet",
-    "results/generate/toy/shards/2-of-2.parquet",
+    "results/generate/toy/shards/samples0-2/1-of-2.parquet",
+    "results/generate/toy/shards/samples0-2/2-of-2.parquet",
+    "results/generate/toy/shards/samples2-4/1-of-2.parquet",
+    "results/generate/toy/shards/samples2-4/2-of-2.parquet",
     "results/score/toy/rewards.parquet",
     "results/pairs/toy/n2.parquet",
     "results/pairs/toy/n4.parquet",
@@ -184,7 +186,7 @@ def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
     log = tmp_path / "sbatch.jsonl"
     cmd = snakemake_cmd(work, configfile, *extra, "--allowed-rules", "generate",
                         "--slurm-init-seconds-before-status-checks", "1", "--",
-                        "results/generate/toy/shards/1-of-1.parquet", timeout=120)
+                        "results/generate/toy/shards/samples0-2/1-of-1.parquet", timeout=120)
     result, output, _ = run(cmd, timeout=120, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                                                     "FAKE_SBATCH_LOG": str(log)})
     assert result.returncode not in (0, 124, 137), output[-3000:]
@@ -337,7 +339,7 @@ def test_more_gpus_than_the_cluster_has_fails_fast_with_slurms_reason(slurm_run,
     # --set-resources on the command line replaces the profiles' whole set-resources: repeat the partition
     cmd = snakemake_cmd(tmp_path, slurm_run["configfile"], "--profile", str(slurm_run["profile"]),
                         "--forcerun", "generate", "--set-resources", "generate:gpu=8", "generate:slurm_partition=gpu",
-                        "--", "results/generate/toy/shards/1-of-2.parquet", timeout=300)
+                        "--", "results/generate/toy/shards/samples0-2/1-of-2.parquet", timeout=300)
     result, output, seconds = run(cmd, timeout=300)
     assert result.returncode not in (0, 124, 137), f"rc {result.returncode} after {seconds:.0f} s:\n{output[-4000:]}"
     assert seconds < 120, f"took {seconds:.0f} s to fail"

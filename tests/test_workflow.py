@@ -139,7 +139,7 @@ def test_real_hh_prompts_through_the_data_half(small_run):
     assert len(prompts) == 24 and prompts["prompt"].str.endswith("\n\nAssistant:").all()
     samples = pd.read_parquet(small_run / "results/generate/hh/samples.parquet")
     assert len(samples) == 8 * (prompts["split"] == "train").sum()
-    log = "".join(path.read_text() for path in sorted((small_run / "logs/score/hh").glob("*-of-*.log")))
+    log = "".join(path.read_text() for path in sorted((small_run / "logs/score/hh").glob("*/*-of-*.log")))
     rewards = pd.read_parquet(small_run / "results/score/hh/rewards.parquet")
     assert rewards["reward"].notna().all()
     # real HH prompts are long: the toy reward model (64... 128 tokens) must cut most of them, and say so

@@ -4,10 +4,13 @@ statistics of the sample tables (drawing and scoring the samples is :func:`bonbo
 Sample layout on the eval prompts (``k`` = samples per prompt for every policy):
 
 * every policy, trained or the reference, has samples ``0 … k-1`` per prompt;
-* the reference has more: sample ``j < k`` is the *opponent* of every policy's sample ``j``, and the
-  draws ``k + j·N … k + j·N + N - 1`` (N = max n) form block ``j``, from which the best-of-n policy
-  takes the best of the first n. Blocks never overlap the opponents, so a best-of-n sample and its
-  opponent are independent draws, as the win-rate definition requires.
+* the reference's sample ``j < k`` is the *opponent* of every policy's sample ``j``;
+* the reference's *candidates* ``k + p·k + j`` (position ``p``, replicate ``j < k``) are best-of-n's
+  draws: best-of-n sample ``j`` is the best of positions ``0 … n-1`` of replicate ``j``. The draws of
+  best-of-n with n are indices ``k … k + k·n - 1`` whatever the largest n is, so adding an n adds
+  positions (drawn in blocks of positions, :func:`candidate_samples`) and moves no estimate. Candidates
+  never overlap the opponents, so a best-of-n sample and its opponent are independent draws, as the
+  win-rate definition requires.
 """
 
 from __future__ import annotations
@@ -29,24 +32,26 @@ from bonbon.tables import JUDGE_SUMMARY_COLUMNS, SUMMARY_COLUMNS
 from bonbon.theory import bon_kl
 
 
-def reference_samples_needed(k: int, n_max: int) -> int:
-    """Reference samples per eval prompt: k opponents and k blocks of n_max best-of-n draws."""
-    return k + k * n_max
+def candidate_samples(positions: tuple[int, int], k: int) -> tuple[int, int]:
+    """The reference's sample indices [first, stop) of best-of-n candidate positions [a, b) (all k replicates)."""
+    first, stop = positions
+    return k + first * k, k + stop * k
 
 
-def best_of_n(reference: pd.DataFrame, n: int, k: int, n_max: int) -> pd.DataFrame:
-    """The best-of-n policy's samples: for each prompt and j < k, the highest-reward draw among the first
-    n of block j (reference sample indices ``k + j·n_max …``); ``sample_idx`` becomes j."""
-    if not 1 <= n <= n_max:
-        raise ValueError(f"n={n} outside 1..{n_max}")
-    offset = reference["sample_idx"] - k
-    block, position = offset // n_max, offset % n_max
-    pool = reference[(offset >= 0) & (block < k) & (position < n)].assign(block=block)
-    sizes = pool.groupby(["prompt_id", "block"]).size()
-    if len(sizes) == 0 or (sizes != n).any():
-        raise ValueError(f"reference samples do not hold {k} blocks of {n} best-of-n draws per prompt")
-    best = pool.loc[pool.sort_values(["prompt_id", "block", "sample_idx"]).groupby(["prompt_id", "block"])["reward"].idxmax()]
-    return best.assign(sample_idx=best["block"]).drop(columns="block").reset_index(drop=True)
+def best_of_n(candidates: pd.DataFrame, n: int, k: int) -> pd.DataFrame:
+    """The best-of-n policy's samples: for each prompt and replicate j < k, the highest-reward draw among
+    the candidates ``k + p·k + j``, p < n (the first drawn wins a tie); ``sample_idx`` becomes j."""
+    if n < 1:
+        raise ValueError(f"best-of-n needs n >= 1, got n={n}")
+    offset = candidates["sample_idx"] - k
+    position, replicate = offset // k, offset % k
+    pool = candidates[(offset >= 0) & (position < n)].assign(replicate=replicate, position=position)
+    sizes = pool.groupby(["prompt_id", "replicate"]).size()
+    if len(sizes) == 0 or (sizes != n).any() or (sizes.groupby(level="prompt_id").size() != k).any():
+        raise ValueError(f"the reference's candidates do not hold {k} replicates of {n} best-of-n draws per prompt")
+    order = pool.sort_values(["prompt_id", "replicate", "position"])
+    best = pool.loc[order.groupby(["prompt_id", "replicate"])["reward"].idxmax()]
+    return best.assign(sample_idx=best["replicate"]).drop(columns=["replicate", "position"]).reset_index(drop=True)
 
 
 def pair_with_opponents(policy: pd.DataFrame, reference: pd.DataFrame, k: int, source: str) -> pd.DataFrame:

@@ -11,7 +11,8 @@ token limit (the reference implementation's ``best_and_worst_of_n_sampler``):
 
 Randomness is per response: response ``(prompt_id, sample_idx)`` draws its Gumbel noise from its own
 generator seeded by ``(seed, prompt_id, sample_idx)``. The samples do not depend on the batch size,
-on the order of the prompts or on how they are split across shards.
+on the order of the prompts, on how they are split across shards, or on which other sample indices
+the same job draws (``SamplingConfig.first_sample``: blocks of indices in separate jobs).
 
 Also here, as the stages that sample call them: the backend choice (:func:`sample_with_backend`, the
 transformers sampler or :mod:`bonbon.vllm_backend`) and the evaluation's sampling, log-probs and
@@ -87,7 +88,7 @@ def sample_prompt_batch(
     for key in keys:
         for j in range(n):
             g = torch.Generator(device=device)
-            g.manual_seed(row_seed(cfg.seed, key, j))
+            g.manual_seed(row_seed(cfg.seed, key, cfg.first_sample + j))
             generators.append(g)
     rows = list(range(n_prompts * n))  # which output row each batch row is
     tokens: list[list[int]] = [[] for _ in rows]
@@ -163,7 +164,8 @@ def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: Sam
                     cut_at = stop_index(text, cfg.stop_strings)
                     text = text if cut_at is None else text[:cut_at]
                     n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if cut_at is not None else len(content)
-                    records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": j, "response": text,
+                    records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": cfg.first_sample + j,
+                                    "response": text,
                                     "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
                                     "response_ids": ids,
                                     **({"messages": messages[i]} if messages is not None else {})})

@@ -26,11 +26,31 @@ class SamplingConfig:
     seed: int = 0
     stop_strings: tuple[str, ...] = (HUMAN, ASSISTANT)  # a new turn of either side ends the response
     stop_token_ids: tuple[int, ...] = ()  # besides EOS: a chat template's end-of-turn ids (bonbon.chat)
+    # the responses drawn are sample_idx first_sample ... first_sample + n - 1 (their seeds and rows), so a
+    # block of indices drawn in its own job is the same rows as in one job that draws them all
+    first_sample: int = 0
 
 
 def end_token_ids(cfg: SamplingConfig, eos_token_id: int | None) -> tuple[int, ...]:
     """The ids a response ends at (kept in its sampled ids, as EOS is): EOS and ``cfg.stop_token_ids``."""
     return tuple(dict.fromkeys(i for i in (eos_token_id, *cfg.stop_token_ids) if i is not None))
+
+
+def sample_blocks(n: int) -> list[tuple[int, int]]:
+    """The blocks of sample indices [first, stop) that hold samples 0 … n − 1: [0, 2), [2, 4), [4, 8), …,
+    doubling, the last one ending at the first power of two ≥ n.
+
+    Each block is drawn (and scored) by its own jobs, and the blocks do not depend on n: growing n adds
+    blocks and leaves the existing ones, and everything computed from them, untouched. Doubling keeps the
+    number of jobs logarithmic in n and draws at most twice the samples needed (none where n is a power
+    of two)."""
+    if n < 1:
+        raise ValueError(f"sample_blocks needs n >= 1, got {n}")
+    blocks, first, stop = [], 0, 2
+    while first < n:
+        blocks.append((first, stop))
+        first, stop = stop, 2 * stop
+    return blocks
 
 
 def row_seed(seed: int, prompt_id: str, sample_idx: int) -> int:

@@ -4,7 +4,7 @@ them), the one reader and the one writer."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -116,3 +116,21 @@ def read_table(path: str | Path, columns: Iterable[str], allow_empty: bool = Fal
     if not allow_empty and frame.empty:
         raise TableError(f"{path}: has no rows")
     return frame
+
+
+def read_shards(paths: Sequence[str | Path], columns: Iterable[str], what: str) -> pd.DataFrame:
+    """The rows of sample tables written in pieces (shards of prompts, blocks of sample indices) as one
+    table in (prompt_id, sample_idx) order: the table one job would have written. A piece may be empty
+    (more shards than batches of prompts); all empty, or a (prompt_id, sample_idx) twice, is an error
+    that names ``what`` is being read."""
+    pieces = [read_table(path, columns, allow_empty=True) for path in paths]
+    filled = [piece for piece in pieces if not piece.empty]  # an empty piece adds no rows, nor its dtypes
+    if not filled:
+        raise TableError(f"{what}: all {len(pieces)} input tables are empty ({', '.join(map(str, paths))})")
+    table = pd.concat(filled, ignore_index=True).sort_values(["prompt_id", "sample_idx"], kind="stable")
+    duplicated = table.duplicated(["prompt_id", "sample_idx"])
+    if duplicated.any():
+        row = table.loc[duplicated].iloc[0]
+        raise TableError(f"{what}: the input tables overlap: prompt {row['prompt_id']!r} sample "
+                         f"{row['sample_idx']} appears twice")
+    return table.reset_index(drop=True)

@@ -25,9 +25,10 @@ envvars:
 
 import bonbon.config as bonbon_config
 from bonbon.config import TOY
-from bonbon.evaluate import reference_samples_needed
+from bonbon.evaluate import candidate_samples
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
+from bonbon.sampling import sample_blocks
 
 SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
 
@@ -64,7 +65,22 @@ SAMPLING_ENV = "../../envs/{}.yaml".format(
 
 DATASETS = sorted(config["datasets"])
 N_VALUES = sorted(config["n_values"])
-N_SAMPLES = max(N_VALUES)
+
+
+# Samples are drawn and scored in blocks of sample indices [0, 2), [2, 4), [4, 8), ... (bonbon.sampling.
+# sample_blocks), each by its own jobs: a larger n adds blocks and leaves the existing ones, and every
+# pair file, run and estimate computed from them, as they are.
+def block_names(n):
+    """The blocks, named 'first-stop', that hold samples 0 ... n-1 of a prompt."""
+    return ["{}-{}".format(*block) for block in sample_blocks(n)]
+
+
+def block_range(name):
+    first, stop = name.split("-")
+    return int(first), int(stop)
+
+
+BLOCKS = block_names(max(N_VALUES))
 try:
     RUNS = expand_runs(config)
     check_checkpoints(config, RUNS)
@@ -81,6 +97,17 @@ for _dataset in DATASETS:
             "kind": "best_of_n",
             "n": _n,
         }
+# best-of-n's draws on the eval prompts, sampled as the reference's candidates k + p*k + j (position p,
+# replicate j < k; bonbon.evaluate), in blocks of positions like the generation's blocks
+CANDIDATES = {
+    f"{_dataset}-bon-candidates{_block}": {
+        "dataset": _dataset,
+        "kind": "candidates",
+        "positions": block_range(_block),
+    }
+    for _dataset in DATASETS
+    for _block in BLOCKS
+}
 for _run, _spec in RUNS.items():
     POLICIES[_run] = {
         "dataset": _spec["dataset"],
@@ -101,6 +128,17 @@ scattergather:
     ref_logps=config["shards"]["ref_logps"],
 
 
+def block_shards(stage, dataset, blocks):
+    """The shard files of stage generate or score for the sample blocks `blocks` of a dataset."""
+    return [
+        path
+        for block in blocks
+        for path in gather.generate(
+            f"results/{stage}/{dataset}/shards/samples{block}/{{scatteritem}}.parquet"
+        )
+    ]
+
+
 def shard_of(scatteritem):
     """(index, count) of a scattergather item '2-of-4' -> (1, 4)."""
     index, count = scatteritem.split("-of-")
@@ -110,11 +148,13 @@ def shard_of(scatteritem):
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
+    block="|".join(BLOCKS),
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
-    # the final policies, and a run's evaluated checkpoints {run}-step{S}
+    # the final policies, best-of-n's candidate blocks, and a run's evaluated checkpoints {run}-step{S}
     policy="|".join(
-        [re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
+        [re.escape(p) for p in [*POLICIES, *CANDIDATES]]
+        + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
     ),
 
 
@@ -263,6 +303,8 @@ def policy_spec(policy):
     """What a policy is: POLICIES' entry, or for a checkpoint {run}-step{S} its run's with run and step."""
     if policy in POLICIES:
         return POLICIES[policy]
+    if policy in CANDIDATES:
+        return CANDIDATES[policy]
     match = CHECKPOINT_POLICY.match(policy)
     if not match or match["run"] not in RUNS:
         raise WorkflowError(f"unknown policy {policy!r}")
@@ -313,9 +355,32 @@ def policy_model(policy):
     return f"results/models/{policy}"
 
 
-def policy_model_input(wildcards):
+def samples_from_reference(policy):
+    """Whether a policy's samples are the reference's: its own, or best-of-n's candidates."""
+    return policy_spec(policy)["kind"] in ("reference", "candidates")
+
+
+def sample_range(wildcards):
+    """(first, stop): the sample indices drawn on every eval prompt; k = samples_per_prompt for each
+    policy, best-of-n's candidates after the reference's k (bonbon.evaluate.candidate_samples).
+    """
+    spec, k = policy_spec(wildcards.policy), config["evaluation"]["samples_per_prompt"]
+    return candidate_samples(spec["positions"], k) if "positions" in spec else (0, k)
+
+
+def sampling_stream(wildcards):
+    """Whose random numbers a policy's samples use (bonbon.sampling.policy_seed): the candidates are
+    more draws of the reference's stream, at other sample indices."""
     spec = policy_spec(wildcards.policy)
-    if spec["kind"] == "reference":
+    return (
+        "{}-reference".format(spec["dataset"])
+        if spec["kind"] == "candidates"
+        else wildcards.policy
+    )
+
+
+def policy_model_input(wildcards):
+    if samples_from_reference(wildcards.policy):
         return reference_model_input()
     return model_files(policy_model(wildcards.policy))
 
@@ -335,13 +400,14 @@ def policy_run_input(wildcards):
 
 
 def policy_samples(wildcards):
-    """The samples an evaluation reads: best-of-n is built from the reference's samples."""
+    """The samples an evaluation reads: best-of-n's are the blocks of candidates that hold its n draws."""
     spec = policy_spec(wildcards.policy)
-    return (
-        "results/samples/{}-reference.parquet".format(spec["dataset"])
-        if spec["kind"] == "best_of_n"
-        else f"results/samples/{wildcards.policy}.parquet"
-    )
+    if spec["kind"] == "best_of_n":
+        return [
+            "results/samples/{}-bon-candidates{}.parquet".format(spec["dataset"], block)
+            for block in block_names(spec["n"])
+        ]
+    return [f"results/samples/{wildcards.policy}.parquet"]
 
 
 def all_outputs():
@@ -373,9 +439,7 @@ def all_outputs():
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
         for stage in ("generate", "score"):
-            outputs += gather.generate(
-                f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet"
-            )
+            outputs += block_shards(stage, dataset, BLOCKS)
         outputs += [
             f"results/generate/{dataset}/samples.parquet",
             f"results/score/{dataset}/rewards.parquet",
@@ -392,15 +456,16 @@ def all_outputs():
         outputs += model_files(f"results/models/{run}") + [
             f"results/models/{run}/train_summary.json"
         ]
-    for policy, spec in POLICIES.items():
+    for policy, spec in {**POLICIES, **CANDIDATES}.items():
         if (
             spec["kind"] != "best_of_n"
-        ):  # best-of-n is built from the reference's samples
+        ):  # best-of-n is built from the reference's candidates
             outputs += [
                 f"results/samples/{policy}.parquet",
                 *gather.sample(
                     f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
                 ),
             ]
-        outputs.append(f"results/eval/{policy}.parquet")
+        if spec["kind"] != "candidates":
+            outputs.append(f"results/eval/{policy}.parquet")
     return list(dict.fromkeys(outputs))

@@ -1,4 +1,5 @@
-# Sampling from every policy on the eval prompts, best-of-n baselines, win rate and KL, the theory.
+# Sampling from every policy on the eval prompts (and best-of-n's candidates from the reference, in
+# blocks), best-of-n baselines, win rate and KL, the theory.
 
 
 rule sample:
@@ -34,23 +35,16 @@ rule sample:
         model_ids=lambda wc: canonical(
             {
                 "policy": (
-                    reference_id()
-                    if policy_spec(wc.policy)["kind"] == "reference"
-                    else wc.policy
+                    reference_id() if samples_from_reference(wc.policy) else wc.policy
                 ),
                 "reference": reference_id(),
                 "reward": model_id("reward"),
                 "judge": model_id("judge"),
             }
         ),
-        is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
-        n=lambda wc: (
-            reference_samples_needed(
-                config["evaluation"]["samples_per_prompt"], N_SAMPLES
-            )
-            if policy_spec(wc.policy)["kind"] == "reference"
-            else config["evaluation"]["samples_per_prompt"]
-        ),
+        is_reference=lambda wc: samples_from_reference(wc.policy),
+        samples=sample_range,
+        stream=sampling_stream,
         generation=generation_settings(),
         max_prompts=config["evaluation"]["max_prompts"],
         name=lambda wc: wc.policy,
@@ -104,7 +98,6 @@ rule evaluate:
     params:
         policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
         k=config["evaluation"]["samples_per_prompt"],
-        n_max=N_SAMPLES,
         code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"

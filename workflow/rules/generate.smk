@@ -1,5 +1,6 @@
-# Reference generation: max(n_values) samples per train prompt from the reference model, in
-# config["shards"]["generate"] jobs (scattergather) that are gathered into one table.
+# Reference generation: samples 0 ... max(n_values)-1 of every train prompt from the reference model, in
+# blocks of sample indices (BLOCKS: [0, 2), [2, 4), [4, 8), ...) of config["shards"]["generate"] jobs each
+# (scattergather); later stages read the blocks they need, and samples.parquet gathers them all.
 
 
 rule generate:
@@ -7,11 +8,11 @@ rule generate:
         prompts="results/prompts/{dataset}.parquet",
         model=reference_model_input(),
     output:
-        samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
+        samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
     log:
-        "logs/generate/{dataset}/{scatteritem}.log",
+        "logs/generate/{dataset}/samples{block}/{scatteritem}.log",
     benchmark:
-        "benchmarks/generate/{dataset}/{scatteritem}.tsv"
+        "benchmarks/generate/{dataset}/samples{block}/{scatteritem}.tsv"
     conda:
         SAMPLING_ENV
     threads: 2
@@ -22,7 +23,7 @@ rule generate:
     params:
         model=loaded_from("model", "base"),
         model_id=reference_id(),
-        n=N_SAMPLES,
+        samples=lambda wc: block_range(wc.block),
         generation=generation_settings(),
         shard=lambda wc: shard_of(wc.scatteritem),
         runtime=runtime(device=config["device"]),
@@ -33,9 +34,7 @@ rule generate:
 
 rule gather_samples:
     input:
-        shards=gather.generate(
-            "results/generate/{{dataset}}/shards/{scatteritem}.parquet"
-        ),
+        shards=lambda wc: block_shards("generate", wc.dataset, BLOCKS),
     output:
         table="results/generate/{dataset}/samples.parquet",
     log:

@@ -1,9 +1,10 @@
-# Best/worst pairs: for each n, the best and worst of the first n samples of every prompt.
+# Best/worst pairs: for each n, the best and worst of the first n samples of every prompt, read from the
+# scored blocks that hold them (a larger n added later leaves this file as it is).
 
 
 rule pairs:
     input:
-        rewards="results/score/{dataset}/rewards.parquet",
+        rewards=lambda wc: block_shards("score", wc.dataset, block_names(int(wc.n))),
     output:
         pairs="results/pairs/{dataset}/n{n}.parquet",
     log:

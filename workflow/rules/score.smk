@@ -1,16 +1,17 @@
-# Reward scoring of every reference sample, shard by shard, gathered into one table.
+# Reward scoring of every reference sample, block by block and shard by shard (as generated); pairs read
+# the blocks they need, rewards.parquet gathers them all.
 
 
 rule score:
     input:
-        samples="results/generate/{dataset}/shards/{scatteritem}.parquet",
+        samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
         model=model_input("reward"),
     output:
-        rewards="results/score/{dataset}/shards/{scatteritem}.parquet",
+        rewards="results/score/{dataset}/shards/samples{block}/{scatteritem}.parquet",
     log:
-        "logs/score/{dataset}/{scatteritem}.log",
+        "logs/score/{dataset}/samples{block}/{scatteritem}.log",
     benchmark:
-        "benchmarks/score/{dataset}/{scatteritem}.tsv"
+        "benchmarks/score/{dataset}/samples{block}/{scatteritem}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -31,7 +32,7 @@ rule score:
 
 rule gather_rewards:
     input:
-        shards=gather.generate("results/score/{{dataset}}/shards/{scatteritem}.parquet"),
+        shards=lambda wc: block_shards("score", wc.dataset, BLOCKS),
     output:
         table="results/score/{dataset}/rewards.parquet",
     log:

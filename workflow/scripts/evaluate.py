@@ -3,17 +3,19 @@ proxy's verdict (win) and the judge's (judge_win)."""
 
 from bonbon.evaluate import add_judge_wins, best_of_n, pair_with_opponents
 from bonbon.jobs import setup_job
-from bonbon.tables import POLICY_SAMPLE_COLUMNS, read_table, write_parquet
+from bonbon.tables import POLICY_SAMPLE_COLUMNS, read_shards, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 p = snakemake.params
-samples = read_table(snakemake.input.samples, POLICY_SAMPLE_COLUMNS)
+source = ", ".join(snakemake.input.samples)
 reference = read_table(snakemake.input.reference, POLICY_SAMPLE_COLUMNS)
-if p.policy["kind"] == "best_of_n":
-    samples = best_of_n(reference, p.policy["n"], p.k, p.n_max)
-table = pair_with_opponents(samples, reference, p.k, snakemake.input.samples)
-table = add_judge_wins(table, reference, p.k, snakemake.input.samples)
+if p.policy["kind"] == "best_of_n":  # the best of its n candidates per replicate, from the blocks that hold them
+    samples = best_of_n(read_shards(snakemake.input.samples, POLICY_SAMPLE_COLUMNS, source), p.policy["n"], p.k)
+else:
+    samples = read_table(snakemake.input.samples[0], POLICY_SAMPLE_COLUMNS)
+table = pair_with_opponents(samples, reference, p.k, source)
+table = add_judge_wins(table, reference, p.k, source)
 log.info("%s: %d samples on %d prompts, mean win %.3f (proxy), %.3f (judge)", p.policy["name"], len(table),
          table["prompt_id"].nunique(), table["win"].mean(), table["judge_win"].mean())
 write_parquet(table, snakemake.output.table)

@@ -1,4 +1,4 @@
-"""Reference generation: n samples for each train prompt."""
+"""Reference generation: one block of sample indices [first, stop) for each train prompt."""
 
 from bonbon.generate import sample_with_backend, split_generation_config
 from bonbon.jobs import setup_job
@@ -10,7 +10,8 @@ log, device = setup_job(snakemake, model_job=True)
 prompts = read_table(snakemake.input.prompts, PROMPT_COLUMNS)
 prompts = prompts[prompts["split"] == "train"]
 fields, backend, vllm_options = split_generation_config(snakemake.params.generation)
-cfg = SamplingConfig(n=snakemake.params.n, **fields)
+first, stop = snakemake.params.samples
+cfg = SamplingConfig(n=stop - first, first_sample=first, **fields)
 shard, shards = snakemake.params.shard
 log.info("shard %d of %d: sampling from %d prompts x %d responses from %s on %s with %s: %s", shard + 1, shards,
          len(prompts), cfg.n, snakemake.params.model, device, backend, cfg)

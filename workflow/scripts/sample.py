@@ -1,4 +1,5 @@
-"""Samples from one policy on the eval prompts, with policy and reference log-probs, rewards and the
+"""Samples from one policy on the eval prompts (sample indices [first, stop): 0 … k-1 for a policy, a
+block of best-of-n's candidates for the reference), with policy and reference log-probs, rewards and the
 judge's rewards."""
 
 from bonbon.generate import sample_and_score, split_generation_config
@@ -17,9 +18,10 @@ if prompts.empty:
 if p.max_prompts:
     prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.max_prompts)
 fields, backend, vllm_options = split_generation_config(p.generation)
-cfg = SamplingConfig(**{**fields, "n": p.n, "seed": policy_seed(fields["seed"], p.name)})
-log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.shard[0] + 1, p.shard[1],
-         len(prompts), cfg.n, p.policy)
+first, stop = p.samples
+cfg = SamplingConfig(**{**fields, "n": stop - first, "first_sample": first, "seed": policy_seed(fields["seed"], p.stream)})
+log.info("%s shard %d of %d: %d eval prompts x samples %d..%d from %s (seed of %s)", p.name, p.shard[0] + 1,
+         p.shard[1], len(prompts), first, stop - 1, p.policy, p.stream)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, device,
                                    p.runtime["batch_size"], p.is_reference, shard=p.shard, backend=backend,
                                    vllm_options=vllm_options, judge_path=p.judge)
