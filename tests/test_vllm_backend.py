@@ -125,6 +125,16 @@ def test_seeds_do_not_depend_on_the_batch():
     assert len({p["seed"] for p in llm.calls[0]["params"]}) == 4
 
 
+def test_a_block_of_sample_indices_is_seeded_by_its_indices():
+    """first_sample = 2, n = 2 asks for the requests of samples 2 and 3 of a run of n = 4."""
+    llm = FakeLLM(length_limited)
+    cfg = SamplingConfig(n=4, max_new_tokens=2, seed=5)
+    vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["x"], cfg, make_params=dict)
+    vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["x"], replace(cfg, n=2, first_sample=2), make_params=dict)
+    assert llm.calls[1]["params"] == llm.calls[0]["params"][2:]
+    assert [p["seed"] for p in llm.calls[1]["params"]] == [row_seed(5, "x", 2), row_seed(5, "x", 3)]
+
+
 def test_finish_reasons_map_to_ids_and_finished():
     # prompt [1]: EOS; [2]: a stop string completed by the last token; [3]: the token limit;
     # [4]: another stop token id (6); [5]: EOS through our stop_token_ids (stop_reason = the EOS id);
