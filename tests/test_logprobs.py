@@ -206,6 +206,22 @@ def test_padding_free_equals_padded_to_float32_rounding():
         assert packed[row].item() == pytest.approx(hand_logp(packed_model, seq, n_prompt), abs=1e-5)
 
 
+def test_padding_free_with_gradient_checkpointing():
+    """The packed row's layout reaches the attention also when a layer is recomputed in backward."""
+    plain = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    checkpointed = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    checkpointed.gradient_checkpointing_enable()
+    ids, att, rsp = mixed_batch()
+    weights = torch.linspace(-1.0, 2.0, len(ids))
+    a, a_grads = grads_of(plain, lambda: sequence_logps(plain, ids, att, rsp, padding_free=True), weights)
+    b, b_grads = grads_of(
+        checkpointed, lambda: sequence_logps(checkpointed, ids, att, rsp, padding_free=True), weights
+    )
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    for name, grad in a_grads.items():
+        torch.testing.assert_close(b_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
 def test_padding_free_keeps_sequences_apart():
     """Changing one sequence of the packed row leaves the others' values unchanged (no attention across)."""
     model = tiny_neox(7, vocab=37, init=0.3, attn="sdpa", layers=2)
