@@ -44,8 +44,8 @@ What is aligned, and why (every difference found between the two):
 
 Printed: the equality check (loss and gradient norm of TRL, ours and ours padding-free on the same
 batch with the same weights, at step 0 and after ``--later`` optimizer steps of a trained policy),
-then for every variant (TRL; ours; ours with ``padding_free``; ours from ``--before-src``, another
-checkout, for a before/after figure of a change) optimizer steps/s and real (non-pad) tokens/s over
+then for every variant (TRL; ours; ours with ``padding_free``; ours from another checkout with
+``--extra``, for a before/after figure of a change) optimizer steps/s and real (non-pad) tokens/s over
 the steps after ``--skip``, CPU time per step (process time: less sensitive than wall time to other
 jobs on a shared machine, though spinning threads count), peak RSS of the run, the ratios to TRL
 (of the medians and per round; each round runs every variant once, starting with a different one),
@@ -494,8 +494,8 @@ def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     variants = [{"name": "trl", "kind": "trl"}, {"name": "ours", "kind": "ours", "options": {}}]
     if not args.no_padding_free:
         variants.append({"name": "ours padding_free", "kind": "ours", "options": {"padding_free": True}})
-    if args.before_src:
-        variants.append({"name": "ours before", "kind": "ours", "options": {}, "src": args.before_src})
+    for name, src, options in args.extra or []:
+        variants.append({"name": name, "kind": "ours", "options": json.loads(options), "src": src})
     return variants
 
 
@@ -542,7 +542,12 @@ def main() -> None:
     parser.add_argument("--no-equality", action="store_true", help="skip the equality check")
     parser.add_argument("--no-padding-free", action="store_true", help="leave out ours with padding_free")
     parser.add_argument(
-        "--before-src", help="also time ours from this src/ directory (e.g. a checkout before a change)"
+        "--extra",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "SRC", "OPTIONS"),
+        help="also time ours from another src/ directory (e.g. a checkout before a change) with these "
+        "TrainConfig options (JSON); repeatable",
     )
     parser.add_argument(
         "--work-dir", default=str(DEFAULT_WORK), help="cache: aligned pairs, reference log-probs"
