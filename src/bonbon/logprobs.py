@@ -142,12 +142,11 @@ def sequence_logps(
 class PackedSequences:
     """A packed row of L tokens and the B sequences it holds. ``gather[b, c]`` is the packed index of
     token c of sequence b (L, a zero slot, past its end): a prompt shared by two sequences is one set
-    of packed tokens that both rows point to. Packed token i is read back from row ``home_rows[i]``,
-    column ``home_cols[i]``."""
+    of packed tokens that both rows point to. Packed token i is read back from position ``home[i]`` of
+    the flattened [B, W] layout."""
 
     gather: torch.Tensor
-    home_rows: torch.Tensor
-    home_cols: torch.Tensor
+    home: torch.Tensor
 
 
 def _packed_sdpa(
@@ -171,10 +170,13 @@ def _packed_sdpa(
         )
     p = bonbon_packed
 
+    n_rows, width = p.gather.shape
+
     def rows(x: torch.Tensor) -> torch.Tensor:  # [1, H, L, D] -> [B, H, W, D], right-padded with 0
         x = x[0].transpose(0, 1)
         x = torch.cat([x, x.new_zeros((1, *x.shape[1:]))])
-        return x[p.gather].transpose(1, 2)
+        # index_select, not x[gather]: its backward is index_add, not a (slow on CPU) accumulating index_put
+        return x.index_select(0, p.gather.flatten()).view(n_rows, width, *x.shape[1:]).transpose(1, 2)
 
     q, k, v = rows(query), rows(key), rows(value)
     if k.shape[1] != q.shape[1]:  # grouped-query attention
@@ -182,7 +184,9 @@ def _packed_sdpa(
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     # right padding + causal: a real token only sees the real tokens of its own sequence
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
-    return out.transpose(1, 2)[p.home_rows, p.home_cols].unsqueeze(0), None
+    heads, head_dim = out.shape[1], out.shape[3]
+    out = out.transpose(1, 2).reshape(n_rows * width, heads, head_dim)  # [B * W, H, D]
+    return out.index_select(0, p.home).unsqueeze(0), None
 
 
 def _packed_mask(*args, attention_mask=None, **kwargs):
@@ -248,8 +252,7 @@ def _pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.
     gather = torch.where(own, index, torch.full_like(index, total))
     if n_rows % 2 == 0 and half > 0:
         gather[second] = torch.where(shared, gather[first], gather[second])
-    rows = torch.arange(n_rows, device=device).unsqueeze(-1).expand(n_rows, width)
-    layout = PackedSequences(gather, rows[own], col[own])
+    layout = PackedSequences(gather, own.flatten().nonzero().squeeze(-1))
     return ids[own], col[own], layout, resp, ids
 
 
@@ -279,6 +282,7 @@ def _packed_token_logps(
     lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in out.logits.split(LSE_CHUNK_ROWS)]
     lse = torch.cat(lse) if lse else out.logits.new_zeros(0, dtype=torch.float32)
     which = row_of[predictor]
-    values = out.logits[which, ids[rows, cols]].float() - lse[which]
+    picked = out.logits.index_select(0, which).gather(-1, ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+    values = picked.float() - lse.index_select(0, which)
     result = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
     return result.index_put(counted.nonzero(as_tuple=True), values)
