@@ -99,8 +99,9 @@ class TrainConfig:
     log_every: int = 10
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
-    # pack each micro-batch's sequences into one row (no padding; attention per sequence; the LM head only
-    # where a response token is predicted): same pairs per step, values equal up to float32 rounding
+    # pack each micro-batch's sequences into one row (no padding; attention per sequence; a pair's prompt
+    # computed once; the LM head only where a response token is predicted): same pairs per step, values
+    # equal up to float32 rounding
     padding_free: bool = False
 
     def __post_init__(self) -> None:
