@@ -114,8 +114,8 @@ def token_logps(
     # the [N, V] rows that predict response tokens; x[y] - logsumexp(x) = log_softmax(x)[y], without a
     # second [B, T, V] tensor and without exp() over prompt and padding positions
     values = _selected_logps(out.logits[rows, prev[rows, cols]], input_ids[rows, cols])
-    out_shape = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
-    return out_shape.index_put((rows, cols), values)
+    result = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
+    return result.index_put((rows, cols), values)
 
 
 def sequence_logps(
