@@ -16,7 +16,9 @@ import time
 import pandas as pd
 import torch
 
-from bonbon.generate import SamplingConfig, generate_samples, load_policy
+from bonbon.generate import generate_samples
+from bonbon.models import load_policy
+from bonbon.sampling import SamplingConfig
 
 
 def reference_sampler(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, prompts_per_batch: int) -> int:

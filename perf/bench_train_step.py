@@ -24,7 +24,7 @@ import time
 import torch
 
 from bonbon.logprobs import sequence_logps
-from bonbon.losses import compute_loss
+from bonbon.losses import bonbon_loss
 from bonbon.theory import beta_star
 
 ALPHA, BETA, LR, MAX_GRAD_NORM = 0.005, beta_star(8), 5e-7, 10.0
@@ -73,7 +73,7 @@ def make_batch(batch_size: int, length: int, vocab: int, seed: int = 0) -> dict[
 def our_step(policy, optimizer, batch, ref_c, ref_r) -> float:
     b = ref_c.shape[0]
     logps = sequence_logps(policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
-    losses, _ = compute_loss("bonbon", logps[:b], logps[b:], ref_c, ref_r, BETA, alpha=ALPHA)
+    losses, _ = bonbon_loss(logps[:b], logps[b:], ref_c, ref_r, beta=BETA, alpha=ALPHA)
     loss = losses.mean()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), MAX_GRAD_NORM)
@@ -171,7 +171,7 @@ def main() -> None:
     with torch.no_grad():
         logps = sequence_logps(ours, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         b = args.batch_size
-        loss_ours = compute_loss("bonbon", logps[:b], logps[b:], ref_c, ref_r, BETA, alpha=ALPHA)[0].mean()
+        loss_ours = bonbon_loss(logps[:b], logps[b:], ref_c, ref_r, beta=BETA, alpha=ALPHA)[0].mean()
         pc, pr = _concatenated_forward(theirs, batch["input_ids"], batch["attention_mask"], labels, b)
         sft = -_get_batch_logps(
             theirs(batch["input_ids"][:b], attention_mask=batch["attention_mask"][:b]).logits, labels[:b]

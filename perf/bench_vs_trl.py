@@ -173,10 +173,11 @@ def _steps_and_tokens(spec: dict[str, Any], args: argparse.Namespace) -> dict[st
     """Tokenize as bonbon.train does; the TRL copy of the pairs in step order; real tokens per step."""
     from transformers import AutoTokenizer
 
-    from bonbon.batching import collate_pairs, pad_id, read_pair_file, tokenize_pairs
+    from bonbon.batching import collate_pairs, pad_id, tokenize_pairs
+    from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
-    frame = read_pair_file(spec["pairs"])
+    frame = read_table(spec["pairs"], PAIR_TEXT_COLUMNS)
     examples, counts = tokenize_pairs(frame, tokenizer, args.max_prompt_length, args.max_length)
     cut = {k: v for k, v in counts.items() if k.endswith("truncated") or k.startswith("dropped")}
     if any(cut.values()):
@@ -222,6 +223,12 @@ def _lr_lambda(warmup: int):
 def run_ours(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     from bonbon.train import TrainConfig, train
 
+    try:  # the schema states every default of the loop; config_from_dict completes a mapping from it
+        from bonbon.train import config_from_dict
+    except ImportError:  # a --before-src checkout from before it, whose TrainConfig has the defaults
+        def config_from_dict(values: dict[str, Any]) -> Any:
+            return TrainConfig(**values)
+
     times, cpu, rss, losses, norms = [], [], [], [], []
 
     def record(step: int, row: dict[str, float]) -> None:
@@ -232,22 +239,24 @@ def run_ours(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         losses.append(row["loss"])
         norms.append(row["grad_norm"])
 
-    cfg = TrainConfig(
-        loss="dpo",
-        beta=opts["beta"],
-        learning_rate=opts["lr"],
-        optimizer="rmsprop",
-        warmup_steps=opts["warmup"],
-        batch_size=opts["batch_size"],
-        max_grad_norm=opts["max_grad_norm"],
-        max_steps=spec["steps"],
-        max_length=opts["max_length"],
-        max_prompt_length=opts["max_prompt_length"],
-        seed=opts["seed"],
-        checkpoint_every=spec["steps"] + 1,
-        log_every=10**6,
-        mixed_precision="bf16" if torch.cuda.is_available() else "no",
-        **spec.get("options", {}),
+    cfg = config_from_dict(
+        {
+            "loss": "dpo",
+            "beta": opts["beta"],
+            "learning_rate": opts["lr"],
+            "optimizer": "rmsprop",
+            "warmup_steps": opts["warmup"],
+            "batch_size": opts["batch_size"],
+            "max_grad_norm": opts["max_grad_norm"],
+            "max_steps": spec["steps"],
+            "max_length": opts["max_length"],
+            "max_prompt_length": opts["max_prompt_length"],
+            "seed": opts["seed"],
+            "checkpoint_every": spec["steps"] + 1,
+            "log_every": 10**6,
+            "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
+            **spec.get("options", {}),
+        }
     )
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -366,13 +375,14 @@ def run_equality(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bonbon.batching import collate_pairs, pad_id, read_pair_file, tokenize_pairs
+    from bonbon.batching import collate_pairs, pad_id, tokenize_pairs
     from bonbon.logprobs import sequence_logps
-    from bonbon.losses import compute_loss
+    from bonbon.losses import dpo_loss
+    from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
 
     device, b = _device(), opts["batch_size"]
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
-    frame = read_pair_file(spec["ordered_pairs"])
+    frame = read_table(spec["ordered_pairs"], [*PAIR_TEXT_COLUMNS, "chosen_ref_logp", "rejected_ref_logp"])
     examples, _ = tokenize_pairs(frame, tokenizer, opts["max_prompt_length"], opts["max_length"])
     for e, c, r in zip(examples, frame["chosen_ref_logp"], frame["rejected_ref_logp"], strict=True):
         e["chosen_ref_logp"], e["rejected_ref_logp"] = float(c), float(r)
@@ -402,7 +412,7 @@ def run_equality(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
             padding_free=padding_free,
         )
         ref_c, ref_r = batch["chosen_ref_logp"].to(device), batch["rejected_ref_logp"].to(device)
-        loss = compute_loss("dpo", logps[:b], logps[b:], ref_c, ref_r, opts["beta"])[0].mean()
+        loss = dpo_loss(logps[:b], logps[b:], ref_c, ref_r, beta=opts["beta"])[0].mean()
         loss.backward()
         return loss.item(), float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
 

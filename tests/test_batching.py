@@ -9,14 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bonbon.batching import (
-    PairFileError,
-    collate,
-    collate_pairs,
-    load_pair_dataset,
-    tokenize_pair,
-    tokenize_pairs,
-)
+from bonbon.batching import collate, collate_pairs, tokenize_pairs
+from bonbon.tables import PAIR_TEXT_COLUMNS, TableError, read_table
 
 EOS, PAD = "<|endoftext|>", "<|padding|>"
 WORDS = (
@@ -69,13 +63,23 @@ def decode(tokenizer, ids):
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
+def tokenize_one(tokenizer, prompt: str, response: str, max_prompt_length: int, max_length: int,
+                 finished: bool = True):
+    """One (prompt, response) through tokenize_pairs, the path training takes: its chosen sequence,
+    or None when truncation emptied it."""
+    frame = pd.DataFrame({"prompt_id": ["p"], "prompt": [prompt], "chosen": [response], "rejected": [" x."],
+                          "chosen_idx": [0], "rejected_idx": [1], "chosen_finished": [finished]})
+    examples, _ = tokenize_pairs(frame, tokenizer, max_prompt_length, max_length)
+    return examples[0]["chosen"] if examples else None
+
+
 def test_multi_turn_prompt_cut_from_left_keeps_final_assistant(tokenizer):
     rng = random.Random(1)
     prompt, response = hh_prompt(rng, 4), hh_response(rng)
     n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     n_response = len(tokenizer(response, add_special_tokens=False)["input_ids"])
     assert n_prompt > 30  # the cut below really cuts
-    seq = tokenize_pair(tokenizer, prompt, response, max_prompt_length=20, max_length=20 + n_response + 1)
+    seq = tokenize_one(tokenizer, prompt, response, max_prompt_length=20, max_length=20 + n_response + 1)
     ids, start = seq["input_ids"], seq["prompt_length"]
     assert start == 20 and seq["prompt_truncated"]
     assert decode(tokenizer, ids[:start]).endswith("\n\nAssistant:")
@@ -89,7 +93,7 @@ def test_multi_turn_prompt_cut_from_left_keeps_final_assistant(tokenizer):
 def test_long_response_cut_at_its_end_without_eos(tokenizer):
     rng = random.Random(2)
     prompt, response = hh_prompt(rng, 3), hh_response(rng) + hh_response(rng)
-    seq = tokenize_pair(tokenizer, prompt, response, max_prompt_length=16, max_length=22)
+    seq = tokenize_one(tokenizer, prompt, response, max_prompt_length=16, max_length=22)
     ids, start = seq["input_ids"], seq["prompt_length"]
     assert len(ids) == 22 and start == 16
     assert decode(tokenizer, ids[:start]).endswith("\n\nAssistant:")
@@ -99,11 +103,11 @@ def test_long_response_cut_at_its_end_without_eos(tokenizer):
 
 
 def test_unfinished_response_gets_no_eos_and_empty_gives_none(tokenizer):
-    seq = tokenize_pair(tokenizer, "\n\nHuman: hi?\n\nAssistant:", " sure.", 16, 32, add_eos=False)
+    seq = tokenize_one(tokenizer, "\n\nHuman: hi?\n\nAssistant:", " sure.", 16, 32, finished=False)
     assert tokenizer.eos_token_id not in seq["input_ids"]
-    assert tokenize_pair(tokenizer, "\n\nHuman: hi?\n\nAssistant:", "", 16, 32) is None
+    assert tokenize_one(tokenizer, "\n\nHuman: hi?\n\nAssistant:", "", 16, 32) is None
     with pytest.raises(ValueError, match="max_prompt_length < max_length"):
-        tokenize_pair(tokenizer, "\n\nHuman: hi?\n\nAssistant:", " sure.", 32, 32)
+        tokenize_one(tokenizer, "\n\nHuman: hi?\n\nAssistant:", " sure.", 32, 32)
 
 
 def pair_frame(rows: int, seed: int = 3) -> pd.DataFrame:
@@ -126,14 +130,15 @@ def pair_frame(rows: int, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def test_load_pair_dataset_drops_and_counts_empty_responses(tokenizer, tmp_path, caplog):
+def test_pair_file_drops_and_counts_empty_responses(tokenizer, tmp_path, caplog):
     frame = pair_frame(6)
     frame.loc[1, "chosen"] = ""
     frame.loc[4, "rejected"] = ""
     path = tmp_path / "n4.parquet"
     frame.to_parquet(path)
     with caplog.at_level("WARNING"):
-        examples, counts = load_pair_dataset(path, tokenizer, max_prompt_length=24, max_length=48)
+        frame = read_table(path, PAIR_TEXT_COLUMNS)  # as training reads it
+        examples, counts = tokenize_pairs(frame, tokenizer, max_prompt_length=24, max_length=48, source=str(path))
     assert [e["prompt_id"] for e in examples] == ["p000", "p002", "p003", "p005"]
     assert counts["dropped_empty"] == 2 and counts["kept"] == 4
     assert counts["dropped_empty_chosen"] == 1 and counts["dropped_empty_rejected"] == 1
@@ -161,13 +166,12 @@ def test_finished_columns_decide_eos(tokenizer):
 def test_missing_columns_and_duplicate_keys_name_the_file(tokenizer, tmp_path):
     path = tmp_path / "bad.parquet"
     pair_frame(2).drop(columns=["rejected"]).to_parquet(path)
-    with pytest.raises(PairFileError, match=r"bad\.parquet.*missing column.*rejected"):
-        load_pair_dataset(path, tokenizer, 24, 48)
+    with pytest.raises(TableError, match=r"bad\.parquet.*missing columns.*rejected"):
+        read_table(path, PAIR_TEXT_COLUMNS)
     frame = pair_frame(2)
     frame["prompt_id"] = "same"
-    frame.to_parquet(path)
-    with pytest.raises(PairFileError, match=r"bad\.parquet.*more than once"):
-        load_pair_dataset(path, tokenizer, 24, 48)
+    with pytest.raises(TableError, match=r"bad\.parquet.*more than once"):
+        tokenize_pairs(frame, tokenizer, 24, 48, source=str(path))
 
 
 def test_collate_pairs_chosen_then_rejected_right_padded(tokenizer):

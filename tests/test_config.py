@@ -132,8 +132,10 @@ def test_hub_ids_are_checked_before_any_job():
     # no network: cannot tell, so a warning naming the key, not an error
     warnings = check_hub_ids(hub_config("org/model"), api=FakeHub({"org/model": ConnectionError("no route")}),
                              offline=False)
-    assert warnings == ["config key models.base: hub model 'org/model' could not be checked "
-                        "(ConnectionError: no route); jobs need it"]
+    assert warnings == ["config key models.base: hub model 'org/model' could not be checked: the Hub did not answer "
+                        "(ConnectionError: no route). Jobs need it: where they run without network, download it "
+                        "first (hf download org/model) and set HF_HUB_OFFLINE=1 so that it is read from the local "
+                        "cache, or give a local directory"]
     # the toy world and local directories never reach the Hub
     assert check_hub_ids(filled(), api=FakeHub({}), offline=False) == []
 

@@ -7,11 +7,11 @@ import pytest
 from bonbon.evaluate import (
     best_of_n,
     pair_with_opponents,
-    policy_seed,
     reference_samples_needed,
     summarize,
     summary_table,
 )
+from bonbon.sampling import policy_seed
 from bonbon.theory import bon_kl
 
 

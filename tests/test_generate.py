@@ -4,15 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bonbon.generate import (
-    SamplingConfig,
-    filter_logits,
-    generate_samples,
-    gumbel_sample,
-    load_policy,
-    plan_batches,
-)
+from bonbon.generate import generate_samples, plan_batches, sample_logps
+from bonbon.models import load_policy
 from bonbon.prompts import prompt_id
+from bonbon.sampling import SamplingConfig, filter_logits, gumbel_sample, stop_index
 from bonbon.toy import make_prompt_set
 
 
@@ -38,6 +33,13 @@ def test_filter_logits_top_k_top_p_temperature():
     assert torch.isfinite(keep_one[0, 0]) and torch.isinf(keep_one[0, 1:]).all()
     hot = filter_logits(logits, 2.0, 0, 1.0)
     assert torch.allclose(hot, logits / 2)
+
+
+def test_stop_index_is_the_earliest_stop_string():
+    stops = ("\n\nHuman:", "\n\nAssistant:")
+    assert stop_index(" Sure.\n\nAssistant: more\n\nHuman: x", stops) == 6
+    assert stop_index(" Sure.\n\nHuman: x\n\nAssistant:", stops) == 6
+    assert stop_index(" Sure.\n\nHum", stops) is None and stop_index("", ()) is None
 
 
 def test_plan_batches_sorted_by_length():
@@ -147,3 +149,104 @@ def test_shards_together_are_the_unsharded_run(policy, prompts):
     pd.testing.assert_frame_equal(gathered, whole)
     with pytest.raises(ValueError, match="shard 4 is not in 0..3"):
         generate_samples(model, tokenizer, prompts, cfg, shard=4, shards=4)
+
+
+# ---------------------------------------------------------------------------------------- pins
+# Decoding positions and the evaluation's prompt cut, checked against a full forward pass of a model
+# whose rotary embedding covers every dimension (the toy model's 25% rotary hides a position error
+# to about 1e-3 in the logits).
+
+
+@pytest.fixture(scope="module")
+def rotary_model(policy):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    _, tokenizer = policy
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=512, rotary_pct=1.0, initializer_range=0.2,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPTNeoXForCausalLM(config).eval(), tokenizer
+
+
+class RecordingSampler:
+    """``sample_prompt_batch`` that records the prompt ids it is given, the ids it draws and, for every
+    drawn token, its log-prob under the logits it was drawn from (temperature 1, no top-k/top-p)."""
+
+    def __init__(self):
+        self.prompt_ids: dict[str, list[int]] = {}
+        self.drawn: dict[tuple[str, int], list[int]] = {}
+        self.logps: dict[tuple[str, int], torch.Tensor] = {}
+
+    def __call__(self, model, tokenizer, prompt_ids, keys, cfg):
+        from bonbon.generate import sample_prompt_batch
+
+        calls = []
+        hook = model.register_forward_hook(lambda m, a, out: calls.append(out.logits[:, -1].float().log_softmax(-1)))
+        try:
+            results = sample_prompt_batch(model, tokenizer, prompt_ids, keys, cfg)
+        finally:
+            hook.remove()
+        drawn = [ids for per_prompt in results for ids, _ in per_prompt]  # row r: prompt r // n, sample r % n
+        per_row: list[list[float]] = [[] for _ in drawn]
+        for step, logps in enumerate(calls):
+            # the prompt pass serves every sample of its prompt; each later pass only the rows still
+            # decoding, in row order
+            rows = [r for r, ids in enumerate(drawn) if len(ids) > step]
+            assert logps.shape[0] == (len(prompt_ids) if step == 0 else len(rows))
+            for k, r in enumerate(rows):
+                per_row[r].append(logps[r // cfg.n if step == 0 else k, drawn[r][step]].item())
+        for r, ids in enumerate(drawn):
+            key = keys[r // cfg.n]
+            self.prompt_ids[key] = list(prompt_ids[r // cfg.n])
+            self.drawn[(key, r % cfg.n)] = list(ids)
+            self.logps[(key, r % cfg.n)] = torch.tensor(per_row[r])
+        return results
+
+
+def forward_logps(model, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
+    """log pi of each response token from one forward pass over the unpadded prompt + response."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([list(prompt_ids) + list(response_ids)])).logits[0].float()
+    steps = torch.arange(len(response_ids)) + len(prompt_ids) - 1
+    return logits.log_softmax(-1)[steps, torch.tensor(response_ids)]
+
+
+def test_kv_cache_sampler_log_probs_equal_a_full_forward_pass(rotary_model):
+    """Left-padded prompts of different lengths decoded with the KV cache: every drawn token's log-prob
+    is the one a full forward pass gives it, so the decoding position ids are right."""
+    model, tokenizer = rotary_model
+    texts = make_prompt_set(6, 0.0, seed=2)["prompt"].tolist()
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert len({len(p) for p in prompt_ids}) >= 3  # different lengths: left padding in the batch
+    recorder = RecordingSampler()
+    recorder(model, tokenizer, prompt_ids, [f"p{i}" for i in range(6)], SamplingConfig(n=2, max_new_tokens=12, seed=3))
+    assert sum(len(ids) for ids in recorder.drawn.values()) > 60
+    for key, ids in recorder.drawn.items():
+        expected = forward_logps(model, recorder.prompt_ids[key[0]], ids)
+        torch.testing.assert_close(recorder.logps[key], expected, atol=1e-4, rtol=0)
+
+
+def test_evaluation_log_probs_of_long_prompts_use_the_prompt_generation_saw(rotary_model):
+    """Prompts longer than max_prompt_length: sample_logps (the KL estimate's log pi) is computed on the
+    very prompt ids the sampler was given, and equals the sampler's own log-probs."""
+    model, tokenizer = rotary_model
+    turn = "\n\nHuman: Hello, how are you today?\n\nAssistant: Fine, thanks."
+    texts = [turn * 4 + "\n\nHuman: How do I bake my bread?\n\nAssistant:",
+             turn * 2 + "\n\nHuman: Can you help me fix the bike?\n\nAssistant:",
+             "\n\nHuman: Hi?\n\nAssistant:"]
+    table = pd.DataFrame({"prompt": texts, "prompt_id": [prompt_id(t) for t in texts]})
+    recorder = RecordingSampler()
+    cfg = SamplingConfig(n=2, max_new_tokens=10, max_prompt_length=24, seed=4)
+    samples, counts = generate_samples(model, tokenizer, table, cfg, sample_batch=recorder)
+    assert counts["prompts_cut"] == 2
+    got = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size=4)
+    for row, value in zip(samples.itertuples(), got, strict=True):
+        ids = [int(t) for t in row.response_ids]
+        assert ids == recorder.drawn[(row.prompt_id, row.sample_idx)]
+        seen = recorder.prompt_ids[row.prompt_id]
+        assert len(seen) <= cfg.max_prompt_length
+        assert value == pytest.approx(forward_logps(model, seen, ids).sum().item(), abs=1e-4)
+        assert value == pytest.approx(recorder.logps[(row.prompt_id, row.sample_idx)].sum().item(), abs=1e-4)

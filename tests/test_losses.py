@@ -1,4 +1,4 @@
-"""DPO / IPO / BoNBoN losses against hand-computed values, gradient signs and bad inputs."""
+"""DPO / IPO / BoNBoN / SFT losses against hand-computed values, gradient signs and bad inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bonbon.losses import LOSSES, bonbon_loss, compute_loss, dpo_loss, ipo_loss, margin
+from bonbon.losses import LOSSES, bonbon_loss, dpo_loss, ipo_loss, margin, sft_loss
 
 # Two hand examples, each (pi_c, pi_r, ref_c, ref_r):
 #   A: (-10, -12, -11, -11): h = (-10 + 11) - (-12 + 11) = 1 - (-1) = 2
@@ -51,26 +51,30 @@ def test_shape_mismatch_rejected() -> None:
 def test_dpo_hand_values_per_example() -> None:
     # A, beta=0.1: beta h = 0.2, loss = -log sigmoid(0.2) = log(1 + e^-0.2)
     # B, beta=0.1: beta h = -0.3, loss = log(1 + e^0.3)
-    losses, chosen, rejected = dpo_loss(*_batch(EX_A, EX_B), beta=0.1)
+    losses, metrics = dpo_loss(*_batch(EX_A, EX_B), beta=0.1)
     assert losses.shape == (2,)  # not reduced
     assert losses[0].item() == pytest.approx(math.log(1 + math.exp(-0.2)))  # 0.598139
     assert losses[0].item() == pytest.approx(0.5981388693)
     assert losses[1].item() == pytest.approx(math.log(1 + math.exp(0.3)))  # 0.854355
     # rewards beta (pi - ref): A: 0.1 * 1, 0.1 * -1; B: 0.1 * -1, 0.1 * 2
-    assert chosen.tolist() == pytest.approx([0.1, -0.1])
-    assert rejected.tolist() == pytest.approx([-0.1, 0.2])
+    assert metrics["chosen_reward"].tolist() == pytest.approx([0.1, -0.1])
+    assert metrics["rejected_reward"].tolist() == pytest.approx([-0.1, 0.2])
+    assert metrics["reward_accuracy"].tolist() == [1.0, 0.0]
+    assert metrics["margin"].tolist() == pytest.approx([2.0, -3.0])
+    assert metrics["sft"].tolist() == pytest.approx([10.0, 5.0])  # -pi_c
+    assert set(metrics) == {"sft", "chosen_reward", "rejected_reward", "margin", "reward_accuracy"}
 
 
 def test_dpo_hand_value_other_beta() -> None:
     # B, beta=0.5: beta h = -1.5, loss = log(1 + e^1.5) = 1.701413
-    losses, _, _ = dpo_loss(*_batch(EX_B), beta=0.5)
+    losses, _ = dpo_loss(*_batch(EX_B), beta=0.5)
     assert losses.item() == pytest.approx(math.log(1 + math.exp(1.5)))
     assert losses.item() == pytest.approx(1.7014132779)
 
 
 def test_dpo_label_smoothing_hand_value() -> None:
     # A, beta=0.1, eps=0.1: 0.9 * log(1 + e^-0.2) + 0.1 * log(1 + e^0.2)
-    losses, _, _ = dpo_loss(*_batch(EX_A), beta=0.1, label_smoothing=0.1)
+    losses, _ = dpo_loss(*_batch(EX_A), beta=0.1, label_smoothing=0.1)
     expected = 0.9 * math.log(1 + math.exp(-0.2)) + 0.1 * math.log(1 + math.exp(0.2))
     assert losses.item() == pytest.approx(expected)  # 0.9 * 0.598139 + 0.1 * 0.798139
     assert losses.item() == pytest.approx(0.6181388694)
@@ -78,20 +82,24 @@ def test_dpo_label_smoothing_hand_value() -> None:
 
 def test_dpo_reference_free_hand_value() -> None:
     # B reference-free, beta=0.5: h = pi_c - pi_r = -5 + 4 = -1, beta h = -0.5, loss = log(1 + e^0.5)
-    losses, chosen, rejected = dpo_loss(*_batch(EX_B), beta=0.5, reference_free=True)
+    losses, metrics = dpo_loss(*_batch(EX_B), beta=0.5, reference_free=True)
     assert losses.item() == pytest.approx(math.log(1 + math.exp(0.5)))  # 0.974077
-    # references treated as 0: rewards beta * pi
-    assert chosen.item() == pytest.approx(-2.5)
-    assert rejected.item() == pytest.approx(-2.0)
+    # references treated as 0: rewards beta * pi, and the margin the loss saw
+    assert metrics["chosen_reward"].item() == pytest.approx(-2.5)
+    assert metrics["rejected_reward"].item() == pytest.approx(-2.0)
+    assert metrics["margin"].item() == pytest.approx(-1.0)
     # and it differs from the referenced loss (beta h = -1.5 there)
-    with_ref, _, _ = dpo_loss(*_batch(EX_B), beta=0.5)
+    with_ref, _ = dpo_loss(*_batch(EX_B), beta=0.5)
     assert with_ref.item() != pytest.approx(losses.item())
 
 
-def test_dpo_rewards_are_detached() -> None:
+@pytest.mark.parametrize("name", ["dpo", "ipo", "bonbon", "sft"])
+def test_metrics_are_detached(name: str) -> None:
     pc, pr = _t(-10.0, grad=True), _t(-12.0, grad=True)
-    _, chosen, rejected = dpo_loss(pc, pr, _t(-11.0), _t(-11.0), beta=0.1)
-    assert not chosen.requires_grad and not rejected.requires_grad
+    options = {"sft": {}, "bonbon": {"beta": 0.1, "alpha": 0.3}}.get(name, {"beta": 0.1})
+    losses, metrics = LOSSES[name](pc, pr, _t(-11.0), _t(-11.0), **options)
+    assert losses.requires_grad and metrics
+    assert all(not v.requires_grad for v in metrics.values())
 
 
 @pytest.mark.parametrize("example", [EX_A, EX_B])
@@ -99,7 +107,7 @@ def test_dpo_rewards_are_detached() -> None:
 def test_dpo_gradient_signs_and_values(example: tuple[float, float, float, float], eps: float) -> None:
     beta = 0.1
     pc, pr = _t(example[0], grad=True), _t(example[1], grad=True)
-    losses, _, _ = dpo_loss(pc, pr, _t(example[2]), _t(example[3]), beta=beta, label_smoothing=eps)
+    losses, _ = dpo_loss(pc, pr, _t(example[2]), _t(example[3]), beta=beta, label_smoothing=eps)
     losses.sum().backward()
     # push the chosen log-prob up, the rejected down
     assert pc.grad.item() < 0
@@ -112,7 +120,7 @@ def test_dpo_gradient_signs_and_values(example: tuple[float, float, float, float
 
 
 def test_dpo_stable_for_large_margins() -> None:
-    losses, _, _ = dpo_loss(_t(0.0, -2000.0), _t(-2000.0, 0.0), _t(0.0, 0.0), _t(0.0, 0.0), beta=1.0)
+    losses, _ = dpo_loss(_t(0.0, -2000.0), _t(-2000.0, 0.0), _t(0.0, 0.0), _t(0.0, 0.0), beta=1.0)
     assert torch.isfinite(losses).all()
     assert losses[0].item() == pytest.approx(0.0, abs=1e-12)
     assert losses[1].item() == pytest.approx(2000.0)
@@ -123,19 +131,22 @@ def test_dpo_stable_for_large_margins() -> None:
 
 def test_ipo_hand_values() -> None:
     # A, beta=0.1: 1/(2 beta) = 5, (2 - 5)^2 = 9;  B, beta=0.1: (-3 - 5)^2 = 64
-    losses, chosen, rejected = ipo_loss(*_batch(EX_A, EX_B), beta=0.1)
+    losses, metrics = ipo_loss(*_batch(EX_A, EX_B), beta=0.1)
     assert losses.tolist() == pytest.approx([9.0, 64.0])
-    assert chosen.tolist() == pytest.approx([0.1, -0.1])
-    assert rejected.tolist() == pytest.approx([-0.1, 0.2])
+    assert metrics["ipo"].tolist() == pytest.approx([9.0, 64.0])
+    assert metrics["chosen_reward"].tolist() == pytest.approx([0.1, -0.1])
+    assert metrics["rejected_reward"].tolist() == pytest.approx([-0.1, 0.2])
+    assert metrics["margin"].tolist() == pytest.approx([2.0, -3.0])
+    assert metrics["sft"].tolist() == pytest.approx([10.0, 5.0])
     # B, beta=0.5: 1/(2 beta) = 1, (-3 - 1)^2 = 16
-    losses, _, _ = ipo_loss(*_batch(EX_B), beta=0.5)
+    losses, _ = ipo_loss(*_batch(EX_B), beta=0.5)
     assert losses.item() == pytest.approx(16.0)
 
 
 def test_ipo_is_on_summed_not_length_normalised_logps() -> None:
     # same per-token log-ratios but twice the tokens: the summed margin doubles, so the loss changes
-    short, _, _ = ipo_loss(_t(-10.0), _t(-12.0), _t(-11.0), _t(-11.0), beta=0.1)  # h = 2 -> 9
-    long, _, _ = ipo_loss(_t(-20.0), _t(-24.0), _t(-22.0), _t(-22.0), beta=0.1)  # h = 4 -> 1
+    short, _ = ipo_loss(_t(-10.0), _t(-12.0), _t(-11.0), _t(-11.0), beta=0.1)  # h = 2 -> 9
+    long, _ = ipo_loss(_t(-20.0), _t(-24.0), _t(-22.0), _t(-22.0), beta=0.1)  # h = 4 -> 1
     assert short.item() == pytest.approx(9.0)
     assert long.item() == pytest.approx(1.0)
 
@@ -150,7 +161,7 @@ def test_ipo_is_on_summed_not_length_normalised_logps() -> None:
 def test_ipo_gradient_sign_flips_at_target(pi_c: float, sign: int) -> None:
     beta = 0.1  # target margin 1/(2 beta) = 5
     pc, pr = _t(pi_c, grad=True), _t(-12.0, grad=True)
-    losses, _, _ = ipo_loss(pc, pr, _t(-11.0), _t(-11.0), beta=beta)
+    losses, _ = ipo_loss(pc, pr, _t(-11.0), _t(-11.0), beta=beta)
     losses.sum().backward()
     h = (pi_c + 11.0) - (-12.0 + 11.0)
     expected = 2 * (h - 1 / (2 * beta))  # d/d pi_c (h - t)^2
@@ -162,7 +173,7 @@ def test_ipo_gradient_sign_flips_at_target(pi_c: float, sign: int) -> None:
 
 def test_ipo_zero_gradient_at_target() -> None:
     pc, pr = _t(-8.0, grad=True), _t(-12.0, grad=True)  # h = 3 - (-1) = 4 = 1/(2 * 0.125)
-    losses, _, _ = ipo_loss(pc, pr, _t(-11.0), _t(-11.0), beta=0.125)
+    losses, _ = ipo_loss(pc, pr, _t(-11.0), _t(-11.0), beta=0.125)
     losses.sum().backward()
     assert losses.item() == pytest.approx(0.0)
     assert pc.grad.item() == pytest.approx(0.0)
@@ -174,7 +185,7 @@ def test_ipo_zero_gradient_at_target() -> None:
 def test_bonbon_alpha0_is_ipo() -> None:
     batch = _batch(EX_A, EX_B)
     losses, metrics = bonbon_loss(*batch, beta=0.1, alpha=0.0)
-    ipo, _, _ = ipo_loss(*batch, beta=0.1)
+    ipo, _ = ipo_loss(*batch, beta=0.1)
     torch.testing.assert_close(losses, ipo)
     assert losses.tolist() == pytest.approx([9.0, 64.0])
 
@@ -192,9 +203,10 @@ def test_bonbon_default_mix_hand_values() -> None:
     assert metrics["sft"].tolist() == pytest.approx([10.0, 5.0])
     assert metrics["ipo"].tolist() == pytest.approx([9.0, 64.0])
     assert metrics["margin"].tolist() == pytest.approx([2.0, -3.0])
-    assert metrics["chosen_rewards"].tolist() == pytest.approx([0.1, -0.1])
-    assert metrics["rejected_rewards"].tolist() == pytest.approx([-0.1, 0.2])
-    assert set(metrics) == {"sft", "ipo", "chosen_rewards", "rejected_rewards", "margin"}
+    assert metrics["chosen_reward"].tolist() == pytest.approx([0.1, -0.1])
+    assert metrics["rejected_reward"].tolist() == pytest.approx([-0.1, 0.2])
+    assert metrics["reward_accuracy"].tolist() == [1.0, 0.0]
+    assert set(metrics) == {"sft", "ipo", "chosen_reward", "rejected_reward", "margin", "reward_accuracy"}
 
 
 def test_bonbon_mix_half() -> None:
@@ -213,49 +225,49 @@ def test_bonbon_sft_reuses_chosen_logp_gradient() -> None:
     assert all(not v.requires_grad for v in metrics.values())
 
 
-# ---------------------------------------------------------------------------- dispatcher and bad inputs
+# ---------------------------------------------------------------------------- SFT
 
 
-def test_compute_loss_matches_direct_calls() -> None:
+def test_sft_hand_values_and_gradient() -> None:
+    # loss = -pi_c per example; rejected and reference log-probs play no part
+    pc = _t(-10.0, -5.0, grad=True)
+    losses, metrics = sft_loss(pc, None, None, None)
+    assert losses.tolist() == [10.0, 5.0] and metrics["sft"].tolist() == [10.0, 5.0]
+    assert set(metrics) == {"sft"}
+    losses.sum().backward()
+    assert pc.grad.tolist() == [-1.0, -1.0]
+    same, _ = sft_loss(*_batch(EX_A, EX_B))
+    assert same.tolist() == [10.0, 5.0]
+
+
+# ---------------------------------------------------------------------------- one interface, bad inputs
+
+
+def test_losses_by_name_share_one_interface() -> None:
+    assert LOSSES == {"dpo": dpo_loss, "ipo": ipo_loss, "bonbon": bonbon_loss, "sft": sft_loss}
     batch = _batch(EX_A, EX_B)
-    assert set(LOSSES) == {"dpo", "ipo", "bonbon"}
-
-    losses, metrics = compute_loss("dpo", *batch, beta=0.1, label_smoothing=0.1)
-    direct, chosen, rejected = dpo_loss(*batch, beta=0.1, label_smoothing=0.1)
-    torch.testing.assert_close(losses, direct)
-    torch.testing.assert_close(metrics["chosen_rewards"], chosen)
-    torch.testing.assert_close(metrics["rejected_rewards"], rejected)
-    assert metrics["margin"].tolist() == pytest.approx([2.0, -3.0])
-
-    losses, metrics = compute_loss("ipo", *batch, beta=0.1)
-    assert losses.tolist() == pytest.approx([9.0, 64.0])
-    assert metrics["margin"].tolist() == pytest.approx([2.0, -3.0])
-
-    losses, metrics = compute_loss("bonbon", *batch, beta=0.1, alpha=0.005)
-    assert losses.tolist() == pytest.approx([9.005, 63.705])
-    assert "sft" in metrics and "ipo" in metrics
+    expected = {"dpo": [math.log(1 + math.exp(-0.2)), math.log(1 + math.exp(0.3))], "ipo": [9.0, 64.0],
+                "bonbon": [9.005, 63.705], "sft": [10.0, 5.0]}
+    for name, fn in LOSSES.items():
+        options = {"sft": {}, "bonbon": {"beta": 0.1, "alpha": 0.005}}.get(name, {"beta": 0.1})
+        losses, metrics = fn(*batch, **options)
+        assert losses.tolist() == pytest.approx(expected[name]), name
+        assert metrics["sft"].tolist() == pytest.approx([10.0, 5.0]), name
+        assert all(v.shape == (2,) for v in metrics.values()), name
 
 
-def test_compute_loss_reference_free_margin() -> None:
-    _, metrics = compute_loss("dpo", *_batch(EX_B), beta=0.5, reference_free=True)
-    assert metrics["margin"].item() == pytest.approx(-1.0)
-
-
-def test_compute_loss_unknown_name_lists_known() -> None:
-    with pytest.raises(ValueError, match="bonbon.*dpo.*ipo"):
-        compute_loss("kto", *_batch(EX_A), beta=0.1)
-
-
-def test_compute_loss_unknown_option() -> None:
+def test_unknown_option_is_a_type_error() -> None:
     with pytest.raises(TypeError):
-        compute_loss("ipo", *_batch(EX_A), beta=0.1, alpha=0.5)
+        ipo_loss(*_batch(EX_A), beta=0.1, alpha=0.5)
+    with pytest.raises(TypeError):
+        dpo_loss(*_batch(EX_A), 0.1)  # options are keywords: a positional beta is refused
 
 
 @pytest.mark.parametrize("beta", [0.0, -0.1, float("nan")])
 @pytest.mark.parametrize("name", ["dpo", "ipo", "bonbon"])
 def test_nonpositive_beta_rejected(name: str, beta: float) -> None:
     with pytest.raises(ValueError, match="beta"):
-        compute_loss(name, *_batch(EX_A), beta=beta)
+        LOSSES[name](*_batch(EX_A), beta=beta)
 
 
 @pytest.mark.parametrize("alpha", [-0.01, 1.01])

@@ -74,7 +74,7 @@ def frontier(tmp_path_factory):
 def test_frontier_png_written(frontier):
     _, _, _, path = frontier
     width, height = png_size(path)
-    assert (width, height) == (960, 720)  # 8 x 6 inches at 120 dpi
+    assert (width, height) == (1920, 720)  # two 8 x 6 inch panels (KL, length) at 120 dpi
     assert path.stat().st_size > 20_000  # markers, text and a legend, not a blank canvas
 
 
@@ -227,8 +227,8 @@ def make_metrics(steps: int, seed: int, loss: str) -> pd.DataFrame:
 
 def test_training_curves(tmp_path):
     runs = {
-        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": None,
-                                              "alpha": 0.005},
+        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": beta_star(8),
+                                              "beta_auto": True, "alpha": 0.005},
         "toy-n4-ipo-beta0.2": {"dataset": "toy", "loss": "ipo", "n": 4, "beta": 0.2},
         "toy-n2-dpo-beta0.1": {"dataset": "toy", "loss": "dpo", "n": 2, "beta": 0.1},
     }
@@ -258,10 +258,10 @@ def test_training_curves(tmp_path):
 
 def test_training_curves_from_attrs_and_smoothing(tmp_path):
     frame = make_metrics(400, 0, "ipo")
-    frame.attrs.update(loss="ipo", n=2, beta=None)
+    frame.attrs.update(loss="ipo", n=2, beta=0.5)
     fig = plot_training_curves({"run": frame}, tmp_path / "t.png")
     (target,) = by_gid(fig.axes[1], "target:").values()
-    np.testing.assert_allclose(target.get_ydata(), [1.0, 1.0])  # beta*(2) = 1/2
+    np.testing.assert_allclose(target.get_ydata(), [1.0, 1.0])  # 1 / (2 beta)
     (line,) = by_gid(fig.axes[0], "run:").values()
     window = 4  # 400 steps // 100
     np.testing.assert_allclose(line.get_ydata()[-1], frame["loss"].tail(window).mean())
@@ -284,10 +284,78 @@ def test_frontier_one_panel_per_dataset(tmp_path):
     hh = hh[hh["kind"] != "trained"]  # hh has only the reference and best-of-n
     path = tmp_path / "f.png"
     fig = plot_frontier(pd.concat([toy, hh], ignore_index=True), bon_curve(4), path)
-    assert png_size(path) == (1920, 720)  # two 8 x 6 inch panels
-    hh_ax, toy_ax = fig.axes  # sorted by dataset name
+    assert png_size(path) == (1920, 1440)  # one row of two 8 x 6 inch panels per dataset
+    hh_ax, _, toy_ax, _ = fig.axes  # sorted by dataset name; KL panel then length panel
     assert hh_ax.get_title().endswith("(hh)") and toy_ax.get_title().endswith("(toy)")
     assert set(by_gid(hh_ax, "policy:")) == set(hh["policy"])
     assert set(by_gid(toy_ax, "policy:")) == set(toy["policy"])
-    for ax in fig.axes:
-        assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every panel
+    for ax in (hh_ax, toy_ax):
+        assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every KL panel
+
+
+def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
+    summary = make_summary().assign(run=None, step=np.nan)
+    run = "toy-n8-ipo-betaauto"
+    summary.loc[summary["policy"] == run, ["run", "step", "mean_length"]] = [run, 30, 44.0]
+    checkpoints = pd.DataFrame([
+        {**summary[summary["policy"] == run].iloc[0].to_dict(), "policy": f"{run}-step{s}", "step": s,
+         "kl": kl, "win_rate": wr, "mean_length": length}
+        for s, kl, wr, length in ((20, 0.9, 0.74, 38.0), (10, 0.4, 0.65, 33.0))
+    ])
+    summary.loc[summary["kind"] == "best_of_n", "mean_length"] = [32.0, 36.0]
+    fig = plot_frontier(pd.concat([summary, checkpoints], ignore_index=True), bon_curve(8), tmp_path / "f.png")
+    kl_ax, length_ax = fig.axes
+    # checkpoints are not final points: small markers on the run's path, which starts at the reference
+    assert set(by_gid(kl_ax, "policy:")) == set(summary["policy"])
+    assert set(by_gid(kl_ax, "checkpoint:")) == {f"{run}-step10", f"{run}-step20"}
+    path = by_gid(kl_ax, "path:")[run]
+    np.testing.assert_allclose(path.get_xdata(), [0.0, 0.4, 0.9, 1.4])  # step order, not row order
+    np.testing.assert_allclose(path.get_ydata(), [0.5, 0.65, 0.74, 0.78])
+    # the length panel: the same path over mean length, best-of-n's measured curve from the reference
+    np.testing.assert_allclose(by_gid(length_ax, "path:")[run].get_xdata(), [30.0, 33.0, 38.0, 44.0])
+    bon = by_gid(length_ax, "bon-length")[""]
+    np.testing.assert_allclose(bon.get_xdata(), [30.0, 32.0, 36.0])
+    np.testing.assert_allclose(bon.get_ydata(), [0.5, 0.66, 0.87])
+    np.testing.assert_allclose(by_gid(length_ax, "policy:")[run].get_offsets()[0], [44.0, 0.78])
+    assert "theory" not in {line.get_gid() for line in length_ax.lines}
+
+
+def test_training_curves_draw_validation_beside_training(tmp_path):
+    frame = pd.DataFrame({"step": range(6), "loss": [4.0, 3.0, 2.5, 2.0, 1.8, 1.5],
+                          "margin": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "reward_accuracy": 0.5, "grad_norm": 1.0,
+                          "val_loss": [None, 3.5, None, 3.0, None, 3.2],
+                          "val_margin": [None, 0.5, None, 1.5, None, 2.0]})
+    fig = plot_training_curves({"r": frame}, tmp_path / "t.png", runs={"r": {"loss": "ipo", "n": 4, "beta": None}},
+                               smooth=1)
+    loss_ax, margin_ax, accuracy_ax, _ = fig.axes
+    val = by_gid(loss_ax, "val:")["r"]
+    np.testing.assert_allclose(val.get_xdata(), [1, 3, 5])
+    np.testing.assert_allclose(val.get_ydata(), [3.5, 3.0, 3.2])
+    np.testing.assert_allclose(by_gid(margin_ax, "val:")["r"].get_ydata(), [0.5, 1.5, 2.0])
+    assert by_gid(accuracy_ax, "val:") == {}  # no val_reward_accuracy column
+    assert by_gid(loss_ax, "run:")["r"].get_color() == val.get_color()
+
+
+def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
+    summary = make_summary()
+    summary.loc[summary["policy"] == "toy-n2-dpo-beta0.1", "kl"] = 20.0  # far past best-of-16's 1.83 nats
+    fig = plot_frontier(summary, bon_curve(16), tmp_path / "f.png")
+    ax = fig.axes[0]
+    extended = by_gid(ax, "extended-theory")[""]
+    kls = extended.get_xdata()
+    assert kls[0] == pytest.approx(float(bon_kl(16))) and kls[-1] == pytest.approx(20.0)
+    # on the curve: KL(m) = log m - (m-1)/m and win rate m/(m+1); at 20 nats m = e^21 nearly
+    m = np.exp(21.0)
+    assert extended.get_ydata()[-1] == pytest.approx(m / (m + 1), abs=1e-6)
+    assert ax.get_xscale() == "symlog"
+    assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
+    assert plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png").axes[0].get_xscale() == "linear"
+
+
+def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
+    summary = make_summary()
+    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
+    fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs
+    assert texts.count("n=8 β=0.0275 LoRA") == 1 and texts.count("n=8 β=0.0275") == 2

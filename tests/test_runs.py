@@ -2,9 +2,11 @@ import copy
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from bonbon.config import ConfigError, schema_errors
-from bonbon.runs import expand_runs, run_name
+from bonbon.runs import expand_runs, is_lora_run, run_name
+from bonbon.theory import beta_star
 
 from conftest import REPO
 
@@ -15,6 +17,7 @@ def base(**changes):
     config = {"datasets": {"toy": {"source": "toy"}, "hh": {"source": "toy"}}, "n_values": [2, 4, 8],
               "training": {"learning_rate": 1e-4, "max_length": 192}, "runs": []}
     config.update(changes)
+    validate(config, str(SCHEMA))  # as the workflow does: fills every default
     return config
 
 
@@ -29,9 +32,14 @@ def test_grid_expansion_names_and_training_blocks():
         "hh-n2-dpo-beta0.5", "hh-n4-dpo-beta0.5", "hh-n8-dpo-beta0.5",
     ])
     bonbon = runs["toy-n8-bonbon-betaauto-alpha0.5"]
-    assert bonbon["training"] == {"learning_rate": 1e-4, "max_length": 192, "loss": "bonbon", "beta": None, "alpha": 0.5}
+    # beta auto is resolved once, here: a number, flagged as automatic
+    assert bonbon["beta"] == beta_star(8) == pytest.approx(0.0275482, abs=1e-7) and bonbon["beta_auto"]
+    assert bonbon["training"]["beta"] == beta_star(8) and bonbon["training"]["alpha"] == 0.5
+    assert bonbon["training"]["learning_rate"] == 1e-4 and bonbon["training"]["max_length"] == 192
+    assert bonbon["training"]["warmup_steps"] == 150  # the schema's default
+    assert "label_smoothing" not in bonbon["training"]
     dpo = runs["hh-n4-dpo-beta0.5"]
-    assert dpo["n"] == 4 and dpo["dataset"] == "hh"
+    assert dpo["n"] == 4 and dpo["dataset"] == "hh" and dpo["beta"] == 0.5 and not dpo["beta_auto"]
     assert dpo["training"]["learning_rate"] == 1e-5 and dpo["training"]["beta"] == 0.5
     assert dpo["training"]["label_smoothing"] == 0.0 and dpo["training"]["reference_free"] is False
     assert run_name("toy", 8, "ipo", 0.25) == "toy-n8-ipo-beta0.25"
@@ -71,3 +79,73 @@ def test_schema_rejects_bad_runs(run, key, message):
     config["runs"] = [run]
     errors = schema_errors(config, SCHEMA)
     assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
+
+
+LORA_DEFAULTS = {"enabled": False, "r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["query_key_value", "dense"]}
+
+
+def test_lora_runs_get_their_own_names_and_inherit_the_shared_lora_block():
+    shared = {"enabled": False, "r": 16, "alpha": 32}
+    config = base(training={"learning_rate": 1e-4, "max_length": 192, "lora": dict(shared)}, runs=[
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8]},
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "training": {"lora": {"enabled": True}}},
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "tag": "r4",
+         "training": {"lora": {"enabled": True, "r": 4}, "learning_rate": 1e-3}},
+    ])
+    # the schema's lora defaults fill the shared block key by key, never a run's own block (no defaults
+    # there: they would override the shared r 16 and alpha 32)
+    assert config["training"]["lora"] == {**LORA_DEFAULTS, **shared}
+    assert config["runs"][1]["training"] == {"lora": {"enabled": True}}
+    assert config["runs"][2]["training"]["lora"] == {"enabled": True, "r": 4}
+    runs = expand_runs(config)
+    assert sorted(runs) == ["toy-n8-ipo-beta0.1", "toy-n8-ipo-beta0.1-lora", "toy-n8-ipo-beta0.1-lora-r4"]
+    assert runs["toy-n8-ipo-beta0.1"]["training"]["lora"] == {**LORA_DEFAULTS, **shared}
+    # keeps r 16 and alpha 32
+    assert runs["toy-n8-ipo-beta0.1-lora"]["training"]["lora"] == {**LORA_DEFAULTS, **shared, "enabled": True}
+    tagged = runs["toy-n8-ipo-beta0.1-lora-r4"]["training"]
+    assert tagged["lora"] == {**LORA_DEFAULTS, "enabled": True, "r": 4, "alpha": 32} and tagged["learning_rate"] == 1e-3
+    assert tagged["warmup_steps"] == 150 and tagged["report_to"] == "none"  # the schema's defaults
+    assert [is_lora_run(r) for r in sorted(runs)] == [False, True, True]
+    assert is_lora_run("toy-n8-ipo-beta0.1-lora-step20") and not is_lora_run("toy-n8-ipo-beta0.1-loraX")
+    # LoRA switched on for every run in the shared block: all names say so, none collide
+    every = expand_runs(base(training={"lora": {"enabled": True}}, runs=[{"loss": "dpo", "beta": [0.1], "n": [2]}]))
+    assert sorted(every) == ["hh-n2-dpo-beta0.1-lora", "toy-n2-dpo-beta0.1-lora"]
+    assert every["toy-n2-dpo-beta0.1-lora"]["training"]["lora"] == {**LORA_DEFAULTS, "enabled": True}
+    with pytest.raises(ConfigError, match="declared twice .*'tag'"):
+        expand_runs(base(runs=[{"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 4}}},
+                               {"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 8}}}]))
+
+
+def test_lora_and_tracker_defaults_come_from_the_schema():
+    config = base(sft={"training": {}}, runs=[{"loss": "ipo", "beta": [0.1], "n": [2], "datasets": ["toy"]}])
+    for block in (config["training"], config["sft"]["training"]):
+        assert block["lora"] == LORA_DEFAULTS
+        assert (block["report_to"], block["tracker_dir"], block["tracker_project"]) == ("none", None, "bonbon")
+    assert config["runs"][0]["training"] == {}
+    assert list(expand_runs(config)) == ["toy-n2-ipo-beta0.1"]  # no -lora
+
+
+@pytest.mark.parametrize(
+    ("training", "key", "message"),
+    [
+        ({"lora": {"rank": 8}}, "training.lora", "Additional properties are not allowed"),
+        ({"lora": {"r": 0}}, "training.lora.r", "less than the minimum of 1"),
+        ({"lora": {"target_modules": []}}, "training.lora.target_modules", "is not valid"),
+        ({"report_to": "tensorbord"}, "training.report_to", "is not valid"),
+        ({"report_to": ["tensorboard", "wandb"], "tracker_dir": "tb"}, None, None),
+    ],
+)
+def test_schema_checks_lora_and_tracker_keys(training, key, message):
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["training"].update(training)
+    errors = schema_errors(config, SCHEMA)
+    if key is None:
+        assert errors == []
+    else:
+        assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
+
+
+def test_schema_rejects_a_tag_that_reads_as_a_checkpoint():
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["runs"] = [{"loss": "ipo", "beta": [0.1], "tag": "step20"}]
+    assert any(e.startswith("config key runs.0.tag:") for e in schema_errors(config, SCHEMA))

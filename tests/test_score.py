@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from bonbon.models import load_reward_model
 from bonbon.prompts import ASSISTANT
-from bonbon.score import encode_pairs, load_reward_model, score_responses
+from bonbon.score import encode_pairs, score_responses
 
 LONG = "\n\nHuman: How do I bake my bread?\n\nAssistant: Sure! First, check the bread." * 12 + \
     "\n\nHuman: And how do I fix my bike?\n\nAssistant:"

@@ -69,10 +69,10 @@ def profile_config() -> dict:
 
 
 def workflow_gpu_rules() -> set[str]:
-    """Rules whose `resources:` ask for a GPU, read from workflow/rules/*.smk."""
+    """Rules (and checkpoints) whose `resources:` ask for a GPU, read from workflow/rules/*.smk."""
     rules = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        blocks = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
+        blocks = re.split(r"^(?:rule|checkpoint) (\w+):", smk.read_text(), flags=re.M)
         for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
             if re.search(r"^\s+gpu\s*=", body, flags=re.M):
                 rules.add(name)
@@ -160,9 +160,17 @@ def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     work = tmp_path / "work"
-    (work / "results" / "prompts").mkdir(parents=True)
-    (work / "results" / "prompts" / "toy.parquet").write_bytes(b"")  # inputs are never read here
-    (work / "results" / "toy" / "base_model").mkdir(parents=True)
+    # generate's inputs and what they are made from, oldest first, so that nothing upstream is due
+    # (the files are never read here)
+    for name in ("toy/corpus.parquet", "toy/prompts.parquet", "toy/tokenizer_policy/tokenizer.json",
+                 "toy/tokenizer_policy/tokenizer_config.json", "toy/tokenizer_reward/tokenizer.json",
+                 "toy/tokenizer_reward/tokenizer_config.json", "toy/base_model/config.json",
+                 "toy/base_model/model.safetensors", "toy/base_model/tokenizer_config.json",
+                 "toy/base_model/toy_summary.json", "prompts/toy.parquet"):
+        path = work / "results" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        time.sleep(0.01)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump({**TINY, "shards": {"generate": 1}}))
     extra = []

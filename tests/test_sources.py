@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from bonbon import batching
-from bonbon.pairs import PAIR_COLUMNS
 from bonbon.prompts import ASSISTANT, HUMAN, build_prompt_table, check_prompt, prompt_id, read_prompt_file
 from bonbon.sources import (
     hh_pairs,
@@ -18,9 +17,9 @@ from bonbon.sources import (
     hh_sft_texts,
     load_hh,
     load_hh_prompts,
-    read_pairs_file,
     split_dialogue,
 )
+from bonbon.tables import PAIR_COLUMNS, PAIR_TEXT_COLUMNS, TableError, read_table, write_parquet
 
 HH_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_prompt_subset.csv"
 
@@ -110,7 +109,7 @@ def test_hh_pairs_drops_and_counts_bad_rows(hh_dir: Path, tmp_path: Path) -> Non
         "pairs": 2,
     }
     assert list(pairs.columns) == list(PAIR_COLUMNS)
-    assert set(batching.PAIR_COLUMNS) <= set(pairs.columns)
+    assert set(PAIR_TEXT_COLUMNS) <= set(pairs.columns)
     assert batching.pair_key(pairs).is_unique
     assert pairs["prompt"].tolist() == [MULTI, SINGLE]
     assert pairs["chosen"].tolist() == [" About an hour.", " 4."]  # the first row of a repeated prompt
@@ -130,22 +129,19 @@ def test_hh_pairs_errors_name_source_and_row() -> None:
         hh_pairs(pd.DataFrame({"chosen": [SINGLE, SINGLE], "rejected": [SINGLE, None]}), source="my-source")
 
 
-def test_pairs_file_round_trip(tmp_path: Path) -> None:
-    frame = pd.DataFrame(TRAIN_ROWS)
-    frame.to_csv(tmp_path / "pairs.csv", index=False)
-    frame.to_json(tmp_path / "pairs.jsonl", orient="records", lines=True)
-    for name in ("pairs.csv", "pairs.jsonl"):
-        pairs, counts = read_pairs_file(tmp_path / name)
-        assert counts["pairs"] == 2 and pairs["chosen"].tolist() == [" About an hour.", " 4."]
-    # what the training code reads back from the workflow's Parquet
-    pairs.to_parquet(tmp_path / "original.parquet", index=False)
-    back = batching.read_pair_file(tmp_path / "original.parquet")
+def test_original_pairs_round_trip_to_training(tmp_path: Path) -> None:
+    """What the original_pairs stage writes is what training and the reference pass read back."""
+    pairs, counts = hh_pairs(pd.DataFrame(TRAIN_ROWS), source="hh")
+    assert counts["pairs"] == 2
+    write_parquet(pairs, tmp_path / "original.parquet")
+    back = read_table(tmp_path / "original.parquet", PAIR_TEXT_COLUMNS)
     assert back["n"].isna().all() and back["prompt"].tolist() == [MULTI, SINGLE]
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
-        read_pairs_file(tmp_path / "missing.csv")
-    (tmp_path / "pairs.txt").write_text("x")
-    with pytest.raises(ValueError, match="unknown pairs file type"):
-        read_pairs_file(tmp_path / "pairs.txt")
+    assert back["chosen"].tolist() == [" About an hour.", " 4."] and back["rejected"].tolist() == [" Forever.", " 5."]
+    with pytest.raises(TableError, match=r"missing\.parquet: file does not exist"):
+        read_table(tmp_path / "missing.parquet", PAIR_TEXT_COLUMNS)
+    write_parquet(pairs.drop(columns="rejected"), tmp_path / "bad.parquet")
+    with pytest.raises(TableError, match=r"bad\.parquet: missing columns \['rejected'\]"):
+        read_table(tmp_path / "bad.parquet", PAIR_TEXT_COLUMNS)
 
 
 def test_hh_prompts_and_sft_texts(hh_dir: Path, tmp_path: Path) -> None:

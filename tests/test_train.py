@@ -9,22 +9,22 @@ import os
 import random
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from test_batching import build_tokenizer, hh_prompt
+from test_batching import build_tokenizer, hh_prompt, tokenize_one
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
-import bonbon.train as train_module
-from bonbon.batching import collate, tokenize_pair
+from bonbon.batching import collate, tokenize_pairs
 from bonbon.logprobs import sequence_logps
+from bonbon.losses import LOSSES
 from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
-from bonbon.train import TrainConfig, launch_command, sft, train
+from bonbon.train import TrainConfig, config_from_dict, launch_command, sft, train
 
 torch.set_num_threads(2)
 
@@ -81,6 +81,9 @@ def world(tmp_path_factory):
 
 def cfg(**overrides) -> TrainConfig:
     base = dict(
+        loss="bonbon",
+        beta=beta_star(N),
+        alpha=0.005,
         learning_rate=1e-3,
         optimizer="adamw",
         warmup_steps=0,
@@ -92,7 +95,7 @@ def cfg(**overrides) -> TrainConfig:
         checkpoint_every=100,
         seed=0,
     )
-    return TrainConfig(**{**base, **overrides})
+    return config_from_dict({**base, **overrides})  # the rest: the schema's defaults
 
 
 def params(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -107,8 +110,9 @@ def test_reference_logps_equal_sequence_logps(world):
     model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
     tok = world["tokenizer"]
     for i in (0, 3, 12, 31):
+        [example], _ = tokenize_pairs(pairs.iloc[[i]], tok, MAX_PROMPT, MAX_LEN)  # as training tokenizes
         for side in ("chosen", "rejected"):
-            seq = tokenize_pair(tok, pairs.loc[i, "prompt"], pairs.loc[i, side], MAX_PROMPT, MAX_LEN)
+            seq = example[side]
             b = collate([seq], tok.pad_token_id)  # alone: no padding at all
             with torch.no_grad():
                 expected = sequence_logps(
@@ -208,15 +212,15 @@ def test_bonbon_margin_moves_towards_target(world, tmp_path):
 
 
 def test_non_finite_loss_raises_naming_step(world, tmp_path, monkeypatch):
-    real = train_module.compute_loss
+    real = LOSSES["bonbon"]
     seen = []
 
-    def nan_from_step_1(name, pc, *args, **kwargs):
-        losses, metrics = real(name, pc, *args, **kwargs)
+    def nan_from_step_1(*args, **kwargs):
+        losses, metrics = real(*args, **kwargs)
         seen.append(1)
         return (losses * float("nan") if len(seen) > 1 else losses), metrics
 
-    monkeypatch.setattr(train_module, "compute_loss", nan_from_step_1)
+    monkeypatch.setitem(LOSSES, "bonbon", nan_from_step_1)  # the loop picks the loss from LOSSES
     with pytest.raises(FloatingPointError, match=r"at step 1 .*prompt_ids of the batch: \['p0"):
         train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=3))
 
@@ -347,21 +351,24 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
 
 @pytest.mark.parametrize("loss", ["bonbon", "dpo"])
 def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
-    """training.padding_free: the same pairs per step, the same losses and model up to float32 rounding."""
+    """training.padding_free: the same pairs per step, the same losses, validation values and model up to
+    float32 rounding (the flag reaches the training step and the validation pass alike)."""
     extra = {"beta": 0.1} if loss == "dpo" else {}
     metrics, models = {}, {}
     for padding_free in (False, True):
         out = tmp_path / f"padding-free-{padding_free}"
         train(world["model"], world["pairs"], world["ref"], out,
-              cfg(loss=loss, max_steps=4, padding_free=padding_free, **extra))
+              cfg(loss=loss, max_steps=4, padding_free=padding_free, validation_fraction=0.3, eval_every=2, **extra))
         metrics[padding_free] = pd.read_csv(out / "metrics.csv")
         models[padding_free] = AutoModelForCausalLM.from_pretrained(out).eval()
-    for column in ("loss", "sft", "margin", "grad_norm"):
+    assert metrics[True]["val_loss"].notna().tolist() == [False, True, False, True]
+    for column in ("loss", "sft", "margin", "grad_norm", "val_loss", "val_sft", "val_margin"):
         torch.testing.assert_close(torch.tensor(metrics[True][column].to_numpy()),
-                                   torch.tensor(metrics[False][column].to_numpy()), rtol=1e-4, atol=1e-4)
+                                   torch.tensor(metrics[False][column].to_numpy()), rtol=1e-4, atol=1e-4,
+                                   equal_nan=True)
     # the trained models compute the same log-probs (parameters without a gradient in exact arithmetic,
     # like the key bias, move by AdamW's normalised rounding noise: their values are not comparable)
-    seqs = [tokenize_pair(world["tokenizer"], hh_prompt(random.Random(i), 2), GOOD[i % 3], MAX_PROMPT, MAX_LEN)
+    seqs = [tokenize_one(world["tokenizer"], hh_prompt(random.Random(i), 2), GOOD[i % 3], MAX_PROMPT, MAX_LEN)
             for i in range(6)]
     batch = collate(seqs, world["tokenizer"].pad_token_id)
     models["untrained"] = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
@@ -370,3 +377,171 @@ def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
                  for k, m in models.items()}
     torch.testing.assert_close(logps[True], logps[False], rtol=0, atol=1e-3)
     assert (logps[False] - logps["untrained"]).abs().max() > 1e-2  # training did move them
+
+
+# ---------------------------------------------------------------------------------------- pins
+# The plumbing of the loop, against values computed here: accumulation, data order, the SFT loss,
+# the warmup schedule.
+
+
+def test_gradient_accumulation_equals_one_larger_batch(world, tmp_path):
+    """2 micro-batches of 4 pairs make the step of one batch of 8: the loss is divided by the number
+    of micro-batches (same gradient norm) and the optimizer steps once per step (same parameters)."""
+    big, accumulated = tmp_path / "big", tmp_path / "accumulated"
+    train(world["model"], world["pairs"], world["ref"], big, cfg(batch_size=8, max_steps=2))
+    train(world["model"], world["pairs"], world["ref"], accumulated,
+          cfg(batch_size=4, gradient_accumulation_steps=2, max_steps=2))
+    a, b = pd.read_csv(big / "metrics.csv"), pd.read_csv(accumulated / "metrics.csv")
+    for column in ("loss", "margin", "grad_norm"):
+        assert b[column].tolist() == pytest.approx(a[column].tolist(), rel=1e-5), column
+    start, a, b = params(world["model"]), params(big), params(accumulated)
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-4  # the steps moved the model
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)  # Adam: float noise on tiny gradients
+
+
+def batches_seen(world, monkeypatch) -> list[list[str]]:
+    """Records, per policy forward, the prompt ids of the chosen rows it was given (read back from the
+    token ids: chosen sequences are unique in the world's pair file)."""
+    examples, _ = tokenize_pairs(pd.read_parquet(world["pairs"]), world["tokenizer"], MAX_PROMPT, MAX_LEN)
+    owner = {tuple(e["chosen"]["input_ids"]): e["prompt_id"] for e in examples}
+    assert len(owner) == len(examples) == 32
+    seen: list[list[str]] = []
+    forward = GPTNeoXForCausalLM.forward
+
+    def recording(self, *args, input_ids=None, attention_mask=None, **kwargs):
+        rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask, strict=True)]
+        seen.append([owner[r] for r in rows[: len(rows) // 2]])
+        return forward(self, *args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(GPTNeoXForCausalLM, "forward", recording)
+    return seen
+
+
+def test_data_order_is_a_new_permutation_every_epoch_and_fixed_by_the_seed(world, tmp_path, monkeypatch):
+    seen = batches_seen(world, monkeypatch)
+    two_epochs = cfg(batch_size=8, max_steps=None, epochs=2)  # 4 steps an epoch
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a", two_epochs)
+    first = list(seen)
+    assert len(first) == 8
+    epochs = [sum(first[:4], []), sum(first[4:], [])]
+    everything = sorted(owner for owner in epochs[0])
+    assert len(set(everything)) == 32 and sorted(epochs[1]) == everything  # each epoch: every pair once
+    assert epochs[0] != epochs[1]  # reshuffled
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b", two_epochs)
+    assert seen == first  # the same seed, the same order
+    seen.clear()
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "c", replace(two_epochs, seed=1))
+    assert sum(seen[:4], []) != epochs[0]
+
+
+def test_sft_loss_is_the_per_token_mean_nll_of_the_micro_batch(world, tmp_path):
+    """Step 0's logged loss is sum of the response tokens' NLL / their number over the whole batch (not
+    a mean of per-sequence means), and the sft column the mean per-sequence summed NLL, both from a
+    full forward pass of each unpadded sequence with the model before any update."""
+    tok = world["tokenizer"]
+    pairs = pd.read_parquet(world["pairs"]).head(6)
+    responses = [" Sure.", " Fine.", " First clean the bike, then check the bread every day and water it.",
+                 " Good question, water it.", " Happy to help: first clean the bike.", " No."]
+    texts = pd.DataFrame({"prompt": pairs["prompt"], "response": responses})
+    sft(world["model"], texts, tmp_path / "sft", cfg(max_steps=1, batch_size=6))
+    row = pd.read_csv(tmp_path / "sft" / "metrics.csv").iloc[0]
+
+    model = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+    nll, tokens = [], []
+    for prompt, response in zip(texts["prompt"], texts["response"], strict=True):
+        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT:]  # cut from the left
+        response_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        response_ids = response_ids[: MAX_LEN - len(prompt_ids)]
+        ids = torch.tensor([prompt_ids + response_ids])
+        with torch.no_grad():
+            logps = model(input_ids=ids).logits[0].double().log_softmax(-1)
+        steps = torch.arange(len(response_ids)) + len(prompt_ids) - 1
+        nll.append(-logps[steps, torch.tensor(response_ids)].sum().item())
+        tokens.append(len(response_ids))
+    assert len(set(tokens)) >= 4  # per-token and per-sequence means differ
+    assert row["loss"] == pytest.approx(sum(nll) / sum(tokens), rel=1e-5)
+    assert row["loss"] != pytest.approx(sum(n / t for n, t in zip(nll, tokens, strict=True)) / 6, rel=1e-3)
+    assert row["sft"] == pytest.approx(sum(nll) / 6, rel=1e-5)
+
+
+def test_warmup_is_linear_from_the_first_step(world, tmp_path):
+    """lr at step s is lr * min(1, (s + 1) / (warmup + 1)): nonzero at step 0, in the metrics and in the
+    update (AdamW's first step moves each weight by lr * g / (|g| + eps), so by at most lr)."""
+    lr, warmup = 1e-3, 3
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "a",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=5))
+    logged = pd.read_csv(tmp_path / "a" / "metrics.csv")["lr"].tolist()
+    assert logged == pytest.approx([lr * (s + 1) / (warmup + 1) for s in range(3)] + [lr, lr], rel=1e-12)
+    train(world["model"], world["pairs"], world["ref"], tmp_path / "b",
+          cfg(learning_rate=lr, warmup_steps=warmup, max_steps=1))
+    start, after = params(world["model"]), params(tmp_path / "b")
+    moved = max((after[k] - start[k]).abs().max().item() for k in start)
+    assert moved == pytest.approx(lr / (warmup + 1), rel=1e-3)
+
+
+def test_config_from_dict_takes_defaults_and_bounds_from_the_schema():
+    from dataclasses import asdict
+
+    from bonbon.config import load_schema
+
+    properties = load_schema()["definitions"]["training"]["properties"]
+    defaults = {k: v["default"] for k, v in properties.items() if k != "lora"}
+    # a block of settings: each key's default (a run's partial block then merges into it key by key)
+    defaults["lora"] = {k: v["default"] for k, v in properties["lora"]["properties"].items()}
+    options = config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 3})
+    assert options.batch_size == 3 and options.beta == 0.1
+    assert {k: asdict(options)[k] for k in defaults if k != "batch_size"} == {
+        k: v for k, v in defaults.items() if k != "batch_size"}
+    assert options.learning_rate == 5e-7 and options.warmup_steps == 150  # the paper's, stated in the schema
+    with pytest.raises(ValueError, match=r"config key training.batch_size: 0 is less than the minimum of 1"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "batch_size": 0})
+    with pytest.raises(ValueError, match=r"config key training: Additional properties.*'bach_size'"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "bach_size": 8})
+    with pytest.raises(ValueError, match=r"config key training.optimizer: 'sgd' is not one of"):
+        config_from_dict({"loss": "ipo", "beta": 0.1, "optimizer": "sgd"})
+    # what the schema cannot say of one run
+    with pytest.raises(ValueError, match=r"loss must be one of \['bonbon', 'dpo', 'ipo', 'sft'\], got 'kto'"):
+        config_from_dict({"loss": "kto", "beta": 0.1})
+    with pytest.raises(ValueError, match="loss 'dpo' needs beta"):
+        config_from_dict({"loss": "dpo"})
+    with pytest.raises(ValueError, match="loss 'bonbon' needs alpha"):
+        config_from_dict({"loss": "bonbon", "beta": 0.1})
+    assert config_from_dict({"loss": "sft"}).beta is None
+
+
+def test_changed_run_sets_its_old_checkpoints_aside_and_trains_afresh(world, tmp_path, monkeypatch):
+    """A rerun with other result-affecting settings never resumes from (or mixes with) the old
+    checkpoints: their directory is moved aside (or deleted) and the run equals a fresh one. The same
+    settings, or only a changed log interval, still resume."""
+    out = tmp_path / "run"
+
+    def crash_at_step_2(step, row):
+        if step == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(world["model"], world["pairs"], world["ref"], out, cfg(max_steps=4, checkpoint_every=2),
+              callback=crash_at_step_2)
+    changed = cfg(max_steps=4, checkpoint_every=2, learning_rate=5e-4)
+    summary = train(world["model"], world["pairs"], world["ref"], out, changed)
+    assert summary["resumed_from_step"] == 0
+    (stale,) = tmp_path.glob("run.stale-*")
+    assert (stale / "checkpoints" / "step-000002").is_dir() and not (stale / "train_summary.json").exists()
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1, 2, 3]
+    fresh = tmp_path / "fresh"
+    train(world["model"], world["pairs"], world["ref"], fresh, cfg(max_steps=4, learning_rate=5e-4))
+    a, b = params(fresh), params(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+    # the finished run's step-2 checkpoint, with the same settings and another log interval: resumes
+    summary = train(world["model"], world["pairs"], world["ref"], out, replace(changed, log_every=1))
+    assert summary["resumed_from_step"] == 2 and len(list(tmp_path.glob("run.stale-*"))) == 1
+    # on_config_change: delete leaves nothing behind
+    summary = train(world["model"], world["pairs"], world["ref"], out,
+                    replace(changed, learning_rate=2e-4, on_config_change="delete"))
+    assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("run.stale-*"))) == 1
+    with pytest.raises(ValueError, match=r"config key training.on_config_change: 'keep' is not one of"):
+        cfg(on_config_change="keep")

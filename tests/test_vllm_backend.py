@@ -16,8 +16,9 @@ import pytest
 import torch
 from test_batching import build_tokenizer, hh_prompt
 
-from bonbon.generate import SamplingConfig, generate_samples, row_seed
+from bonbon.generate import generate_samples
 from bonbon.prompts import ASSISTANT, HUMAN
+from bonbon.sampling import SamplingConfig, row_seed
 from bonbon.vllm_backend import (
     LLM_DEFAULTS,
     VLLM_MISSING,
@@ -93,6 +94,8 @@ def test_sampling_kwargs_map_top_k_top_p_temperature_stop():
     assert kwargs["max_tokens"] == 7 and kwargs["stop"] == ["###"] and kwargs["seed"] == 9 and kwargs["n"] == 1
     assert sampling_kwargs(replace(cfg, top_k=-1), 9, 0)["top_k"] == 0  # any top_k <= 0 is off: vLLM's 0
     assert sampling_kwargs(replace(cfg, stop_strings=()), 9, 0)["stop"] == []
+    # a chat template's end-of-turn ids (bonbon.chat) stop too, beside EOS and once each
+    assert sampling_kwargs(replace(cfg, stop_token_ids=(7, 0)), 9, 0)["stop_token_ids"] == [0, 7]
 
 
 def test_one_seeded_request_per_prompt_and_sample_in_order():
@@ -377,7 +380,7 @@ class EngineStandIn:
     made: list = []
 
     def __init__(self, **kwargs):
-        from bonbon.generate import load_policy
+        from bonbon.models import load_policy
 
         self.kwargs, self.calls, self.shut_down = kwargs, [], False
         self.model, self.tokenizer = load_policy(kwargs["model"])
@@ -413,8 +416,8 @@ def test_sample_and_score_with_the_vllm_backend_end_to_end(monkeypatch, toy_mode
     computes log-probs, and the table has the transformers backend's columns and log-probs."""
     import types
 
-    from bonbon.evaluate import sample_and_score, sample_logps
-    from bonbon.generate import load_policy
+    from bonbon.generate import sample_and_score, sample_logps
+    from bonbon.models import load_policy
 
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = EngineStandIn, dict

@@ -33,6 +33,7 @@ SMALL = {
     "training": {"optimizer": "rmsprop", "learning_rate": 1e-4, "warmup_steps": 5, "batch_size": 4, "epochs": 2,
                  "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 3, "log_every": 1},
     "runs": [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005], "n": [4], "datasets": ["toy"]}],
+    "evaluation": {"checkpoints": {"steps": [3]}},  # every run's snapshot at step 3 is evaluated too
 }
 
 
@@ -52,9 +53,9 @@ def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_
     config["runs"] = []
     result = run_workflow(tmp_path, config, "--until", "prompts", check=False)
     assert result.returncode != 0
-    log = (tmp_path / "logs" / "prompts" / "bad.log").read_text()
-    assert "bad.csv: row 2: does not start with" in log
-    assert not (tmp_path / "results" / "prompts" / "bad.parquet").exists()
+    # the file is read before any job starts (bonbon.config.check_prompt_files)
+    assert "config key datasets.bad.path: " in result.stderr and "bad.csv: row 2: does not start with" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def write_local_hh(root, seed: int = 0) -> None:
@@ -217,8 +218,14 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     run_workflow(small_run, yaml.safe_load((small_run / "test-config.yaml").read_text()))
     summary = pd.read_parquet(small_run / "results/eval/summary.parquet").set_index("policy")
     summary = summary[summary["dataset"] == "toy"]  # the real HH prompts, where present, are evaluated too
-    assert set(summary.index) == {"toy-reference", "toy-bon-n2", "toy-bon-n4", "toy-bon-n8",
-                                  "toy-n4-bonbon-betaauto-alpha0.005"}
+    run = "toy-n4-bonbon-betaauto-alpha0.005"
+    assert set(summary.index) == {"toy-reference", "toy-bon-n2", "toy-bon-n4", "toy-bon-n8", run, f"{run}-step3"}
+    # the trajectory: the snapshot at step 3 is its own row of the run, the final model has the last step
+    steps = json.loads((small_run / f"results/models/{run}/train_summary.json").read_text())["steps"]
+    assert summary.loc[f"{run}-step3", ["run", "step"]].tolist() == [run, 3]
+    assert summary.loc[run, ["run", "step"]].tolist() == [run, steps]
+    runs = pd.read_parquet(small_run / "results/eval/runs.parquet").set_index("run")
+    assert runs.loc[run, "checkpoints"] == 2 and runs.loc[run, "final_step"] == steps
     assert (summary["n_samples"] == 2 * summary["n_prompts"]).all() and (summary["n_prompts"] == 105).all()
     for n in (2, 4, 8):
         row = summary.loc[f"toy-bon-n{n}"]
@@ -235,8 +242,22 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     assert trained["kl_method"] == "monte_carlo" and trained["kl"] > 0 and trained["kl_se"] > 0
     assert trained["beta"] == pytest.approx(1 / 11)
     csv = pd.read_csv(small_run / "results/eval/summary.csv")
-    assert list(csv.columns[:11]) == ["policy", "dataset", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se",
-                                      "kl", "kl_se"]
+    assert list(csv.columns[:13]) == ["policy", "dataset", "kind", "run", "step", "loss", "n", "beta", "alpha",
+                                      "win_rate", "win_rate_se", "kl", "kl_se"]
+
+    # adding a checkpoint samples only that checkpoint: no training, no other policy's sampling
+    config = yaml.safe_load((small_run / "test-config.yaml").read_text())
+    config["evaluation"]["checkpoints"]["steps"] = [3, 6]
+    grown = small_run / "grown-config.yaml"
+    grown.write_text(yaml.safe_dump(config))
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),
+                          "--configfile", str(grown), "-n", "--quiet", "rules"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = {line.split()[0]: int(line.split()[1]) for line in dry.stdout.splitlines()
+               if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert "train" not in planned and "generate" not in planned, dry.stdout
+    assert planned.get("sample") == 2, dry.stdout  # step 6 of the toy run and of the original-pairs run
 
     report = small_run / "results" / "report.html"
     result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),

@@ -15,41 +15,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
 from bonbon.prompts import truncate_prompt_ids
+from bonbon.tables import TableError
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "PAIR_COLUMNS",
-    "PairFileError",
-    "collate",
-    "collate_pairs",
-    "load_pair_dataset",
-    "pad_id",
-    "pair_key",
-    "read_pair_file",
-    "tokenize_pair",
-    "tokenize_pairs",
-    "tokenize_sft",
-]
-
-PAIR_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_idx", "rejected_idx")
-SFT_COLUMNS = ("prompt", "response")
+__all__ = ["collate", "collate_pairs", "pad_id", "pair_key", "tokenize_pairs", "tokenize_sft"]
 
 # a tokenized sequence: {"input_ids": list[int], "prompt_length": int, "response_length": int}
 Tokenized = dict[str, Any]
 # a pair example: {"prompt_id", "chosen_idx", "rejected_idx", "chosen": Tokenized, "rejected": Tokenized}
 Example = dict[str, Any]
-
-
-class PairFileError(ValueError):
-    """A pair file that cannot be used; the message names the file."""
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -64,7 +45,7 @@ def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     # add_special_tokens=False: no BOS/EOS inserted by a template; EOS is placed by hand below
     if not texts:
         return []
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # cut by hand below: no warning
 
 
 def _assemble(
@@ -97,27 +78,6 @@ def _check_lengths(max_prompt_length: int, max_length: int) -> None:
         )
 
 
-def tokenize_pair(
-    tokenizer: Any,
-    prompt: str,
-    response: str,
-    max_prompt_length: int,
-    max_length: int,
-    add_eos: bool = True,
-) -> Tokenized | None:
-    """Tokenize one (prompt, response): prompt cut from the left, response from the right, EOS if add_eos.
-
-    Returns {"input_ids", "prompt_length", "response_length", "prompt_truncated", "response_truncated"}
-    (response_length counts the EOS), or None when no response token is left (empty response, or a
-    prompt that fills max_length).
-    """
-    _check_lengths(max_prompt_length, max_length)
-    prompt_ids, response_ids = _encode(tokenizer, [prompt, response])
-    return _assemble(
-        prompt_ids, response_ids, tokenizer.eos_token_id if add_eos else None, max_prompt_length, max_length
-    )
-
-
 def pair_key(frame: pd.DataFrame) -> pd.Series:
     """One hashable key per pair row: (prompt_id, chosen_idx, rejected_idx)."""
     return pd.Series(
@@ -147,20 +107,18 @@ def _finished(frame: pd.DataFrame, column: str) -> list[bool]:
 def tokenize_pairs(
     frame: pd.DataFrame, tokenizer: Any, max_prompt_length: int, max_length: int, source: str = "pairs"
 ) -> tuple[list[Example], dict[str, int]]:
-    """Tokenize every pair of ``frame`` (columns ``PAIR_COLUMNS``, optional ``chosen_finished`` /
-    ``rejected_finished``); drop pairs with an empty chosen or rejected response after truncation.
+    """Tokenize every pair of ``frame`` (columns ``bonbon.tables.PAIR_TEXT_COLUMNS``, optional
+    ``chosen_finished`` / ``rejected_finished``); drop pairs with an empty chosen or rejected response
+    after truncation.
 
     Returns (examples in row order, counts). ``source`` names the data in errors and the log.
-    Raises PairFileError on missing columns or a repeated (prompt_id, chosen_idx, rejected_idx).
+    Raises TableError on a repeated (prompt_id, chosen_idx, rejected_idx).
     """
     _check_lengths(max_prompt_length, max_length)
-    missing = [c for c in PAIR_COLUMNS if c not in frame.columns]
-    if missing:
-        raise PairFileError(f"{source}: missing column(s) {missing} (columns: {list(frame.columns)})")
     keys = pair_key(frame)
     if keys.duplicated().any():
         first = keys[keys.duplicated()].iloc[0]
-        raise PairFileError(f"{source}: (prompt_id, chosen_idx, rejected_idx) {first} appears more than once")
+        raise TableError(f"{source}: (prompt_id, chosen_idx, rejected_idx) {first} appears more than once")
 
     eos = tokenizer.eos_token_id
     prompts = _texts(frame["prompt"])
@@ -212,29 +170,6 @@ def tokenize_pairs(
     return examples, counts
 
 
-def read_pair_file(path: str | Path) -> pd.DataFrame:
-    """Read a pair file: Parquet (what the workflow writes), CSV or JSONL."""
-    path = Path(path)
-    if not path.exists():
-        raise PairFileError(f"{path}: pair file does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False)
-    if suffix == ".jsonl":
-        return pd.read_json(path, lines=True)
-    raise PairFileError(f"{path}: unknown pair file type {suffix!r} (use .parquet, .csv or .jsonl)")
-
-
-def load_pair_dataset(
-    path: str | Path, tokenizer: Any, max_prompt_length: int, max_length: int
-) -> tuple[list[Example], dict[str, int]]:
-    """Read a pair file and tokenize it with :func:`tokenize_pairs`: (examples, counts)."""
-    frame = read_pair_file(path)
-    return tokenize_pairs(frame, tokenizer, max_prompt_length, max_length, source=str(path))
-
-
 def tokenize_sft(
     frame: pd.DataFrame, tokenizer: Any, max_prompt_length: int, max_length: int, source: str = "texts"
 ) -> tuple[list[Example], dict[str, int]]:
@@ -243,9 +178,6 @@ def tokenize_sft(
     An optional ``finished`` column says which responses get EOS; empty responses are dropped.
     """
     _check_lengths(max_prompt_length, max_length)
-    missing = [c for c in SFT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise PairFileError(f"{source}: missing column(s) {missing} (columns: {list(frame.columns)})")
     prompts, responses = _texts(frame["prompt"]), _texts(frame["response"])
     ids = zip(
         _encode(tokenizer, prompts), _encode(tokenizer, responses), _finished(frame, "finished"), strict=True

@@ -12,24 +12,149 @@ from pathlib import Path
 from typing import Any
 
 TOY = "toy"
+# the one statement of every key, bound and default; the package lives in the workflow's checkout
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message starts with the config key."""
 
 
-def schema_errors(config: dict, schema_path: str | Path) -> list[str]:
-    """Every schema violation of ``config`` as ``"config key a.b.c: what is wrong"``."""
-    import jsonschema
+def load_schema(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
     import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def schema_errors(config: dict, schema_path: str | Path = SCHEMA) -> list[str]:
+    """Every schema violation of ``config`` as ``"config key a.b.c: what is wrong"``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
         key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         messages.append(f"config key {key}: {error.message}")
     return messages
+
+
+def training_defaults(schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """The default of every training loop setting (the schema's ``definitions.training``); a block of
+    settings (``lora``) is the mapping of its keys' defaults."""
+    properties = load_schema(schema_path)["definitions"]["training"]["properties"]
+    return {key: _default(spec) for key, spec in properties.items()}
+
+
+def _default(spec: dict[str, Any]) -> Any:
+    if "properties" in spec:
+        return {**spec.get("default", {}), **{key: _default(sub) for key, sub in spec["properties"].items()}}
+    return spec["default"]
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """Follow a local ``$ref`` (``#/definitions/...``) to the schema it names; keys beside the ``$ref``
+    are merged in, ``properties`` key by key (``definitions.training`` adds only defaults to the
+    types of ``definitions.training_options``)."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = _merged(target, {k: v for k, v in schema.items() if k != "$ref"})
+    return schema
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = {**base, **extra}
+    if isinstance(base.get("properties"), dict) and isinstance(extra.get("properties"), dict):
+        out["properties"] = {**base["properties"]}
+        for key, sub in extra["properties"].items():
+            below = base["properties"].get(key)
+            out["properties"][key] = _merged(below, sub) if isinstance(below, dict) and isinstance(sub, dict) else sub
+    return out
+
+
+def _accepts(schema: dict, root: dict, value: Any) -> bool:
+    """Whether ``value`` has a type (or enum/const value) that ``schema`` allows; values are not checked."""
+    schema = _resolve(schema, root)
+    if "anyOf" in schema:
+        return any(_accepts(option, root, value) for option in schema["anyOf"])
+    if "const" in schema:
+        return value == schema["const"]
+    if "enum" in schema:
+        return value in schema["enum"]
+    types = schema.get("type")
+    if types is None:
+        return True
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }
+    return any(checks[t](value) for t in ([types] if isinstance(types, str) else types))
+
+
+def _numeric_types(schema: dict, root: dict) -> set[str]:
+    schema = _resolve(schema, root)
+    if "anyOf" in schema:
+        return set().union(*(_numeric_types(option, root) for option in schema["anyOf"]))
+    types = schema.get("type", [])
+    return {t for t in ([types] if isinstance(types, str) else types) if t in ("integer", "number")}
+
+
+def _coerce(value: Any, schema: dict, root: dict) -> Any:
+    schema = _resolve(schema, root)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in value:
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _coerce(value[key], sub, root)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_coerce(v, items, root) for v in value] if isinstance(items, dict) else value
+    numeric = _numeric_types(schema, root)
+    if isinstance(value, str) and not _accepts(schema, root, value):
+        import yaml
+
+        # --config gives strings ("[2,4]", "false"); YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, str) and numeric:
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                return value
+        if not isinstance(parsed, str) and _accepts(schema, root, parsed) or isinstance(parsed, float) and numeric:
+            return _coerce(parsed, schema, root)
+        return value
+    # one spelling per number: 1 and 1.0 for a real-valued key, 1000.0 and 1000 for an integer one
+    if isinstance(value, float) and "integer" in numeric and "number" not in numeric and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and "number" in numeric and "integer" not in numeric:
+        return float(value)
+    return value
+
+
+def coerce_config(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """Give every value the type the schema wants where it is written as text, in place; returns ``config``.
+
+    Snakemake's ``--config`` passes strings (``n_values=[2,4]`` gives ``['2', '4']``, ``sft={enabled:
+    false}`` gives ``'false'``), and YAML 1.1 reads ``1e-4`` (no dot) as a string: such a string is
+    read as YAML, or as a number for a numeric key, when the schema does not take the string as it is.
+    Numbers get one spelling (``1`` becomes ``1.0`` for a real-valued key, ``8.0`` becomes ``8`` for an
+    integer one), so that a rewritten config compares equal. Anything else is left for the schema's
+    messages.
+    """
+    schema = load_schema(schema_path)
+    return _coerce(config, schema, schema)
 
 
 def is_local_path(model: str) -> bool:
@@ -79,11 +204,14 @@ def check_config(config: dict[str, Any]) -> None:
         target = config["datasets"].get(sft["data"])
         if target is None or target["source"] != "hf":
             problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
-    for role in ("base", "reward"):
-        model = config["models"][role]
-        if model != TOY and is_local_path(model):
+    for role in ("base", "reward", "judge"):
+        model = config["models"].get(role)
+        if model is not None and model != TOY and is_local_path(model):
             path = Path(model).expanduser()
-            if not path.is_dir():
+            if path.is_file():
+                problems.append(f"config key models.{role}: {model!r} is a file, not a model directory: give the "
+                                "directory that holds its config.json, weights and tokenizer")
+            elif not path.is_dir():
                 problems.append(f"config key models.{role}: model directory {model!r} does not exist")
             elif not (path / "config.json").is_file():
                 problems.append(f"config key models.{role}: {model!r} has no config.json (not a transformers model)")
@@ -97,6 +225,142 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key generation.batch_size: {gen['batch_size']} rows cannot hold the {max(config['n_values'])} "
             "samples of one prompt (max of n_values)"
         )
+    defaults = training_defaults()  # the schema's; a run's block overrides the shared one key by key
+    shared = {**defaults, **config.get("training", {})}
+    blocks = [("training", shared), ("sft.training", {**defaults, **sft.get("training", {})})]
+    blocks += [(f"runs[{i}].training", {**shared, **run["training"]})
+               for i, run in enumerate(config.get("runs") or []) if run.get("training")]
+    for key, block in blocks:
+        max_length, max_prompt_length = block["max_length"], block["max_prompt_length"]
+        if max_prompt_length >= max_length:
+            problems.append(
+                f"config key {key}.max_prompt_length: {max_prompt_length} leaves no room for the response in "
+                f"{key}.max_length {max_length}: make it smaller than max_length (the paper: 256 of 512)"
+            )
+    toy = config.get("toy", {})
+    uses_toy = any(d["source"] == TOY for d in config["datasets"].values())
+    if uses_toy and "n_prompts" in toy and "eval_fraction" in toy:
+        n_eval = round(toy["eval_fraction"] * toy["n_prompts"])  # as bonbon.toy.make_prompt_set splits
+        if n_eval == 0 or n_eval == toy["n_prompts"]:
+            split = "eval" if n_eval == 0 else "train"
+            problems.append(f"config key toy.eval_fraction: {toy['eval_fraction']} of {toy['n_prompts']} prompts "
+                            f"leaves no {split} prompts: choose a share that puts some in each (e.g. 0.25)")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def check_prompt_files(config: dict[str, Any]) -> None:
+    """Before any job: read every prompt file (``source: file``) as the prompts job will, and split it.
+
+    Raises ConfigError naming the dataset's key for a file that cannot be read (with its row), and for
+    one that leaves no train or no eval prompts (the evaluation samples the eval prompts).
+    """
+    from bonbon.prompts import PromptFileError, build_prompt_table, read_prompt_file
+
+    problems = []
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] != "file" or not dataset.get("path") or not Path(dataset["path"]).is_file():
+            continue  # check_config names what is missing
+        try:
+            source = read_prompt_file(dataset["path"])
+        except PromptFileError as error:
+            problems.append(f"config key datasets.{name}.path: {error}")
+            continue
+        table, counts = build_prompt_table(source, dataset.get("eval_fraction", 0.2), dataset.get("seed", 0),
+                                           dataset.get("max_prompts"))
+        fraction = dataset.get("eval_fraction", 0.2)
+        for split in ("train", "eval"):
+            if counts[split] > 0:
+                continue
+            if "split" in source.columns:
+                how, fix = f"its split column has no {split!r} rows", f"mark some rows split={split}"
+            elif split == "eval":
+                how, fix = f"eval_fraction {fraction} puts none of them there", "raise eval_fraction"
+            else:
+                how, fix = f"eval_fraction {fraction} takes them all", "lower eval_fraction"
+            need = "generation samples the train prompts" if split == "train" else "the evaluation samples the eval ones"
+            problems.append(f"config key datasets.{name}: no {split} prompts: of the {len(table)} prompts of "
+                            f"{dataset['path']}, {how}, and {need}: {fix}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+# model_max_length that transformers gives a tokenizer that does not set one (1e30)
+_NO_MAX_LENGTH = 10**9
+
+
+def check_models(config: dict[str, Any], hub_online: bool = False) -> None:
+    """Before any job: the base model must be a causal LM with an EOS token, the reward model a
+    sequence classifier with one label and a tokenizer with a finite ``model_max_length``.
+
+    Local directories are read with transformers (config and tokenizer only, not the weights); hub
+    ids only from the local cache, or from the Hub when ``hub_online`` (check_hub_ids reached it).
+    The toy world's models are built by the workflow and not checked. Raises ConfigError naming the
+    key, what is wrong and the fix.
+    """
+    roles = [(role, model) for role in ("base", "reward") if (model := config["models"][role]) != TOY]
+    if not roles:
+        return
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    problems = []
+    for role, model in roles:
+        local = is_local_path(model)
+        if local and not Path(model).expanduser().is_dir():
+            continue  # check_config names it
+        where = f"config key models.{role}: {model!r}"
+        options = {} if local or hub_online else {"local_files_only": True}
+        try:
+            model_config = AutoConfig.from_pretrained(model, **options)
+        except Exception as error:
+            if local:
+                problems.append(f"{where}: transformers cannot read its config.json ({type(error).__name__}: {error})")
+            continue  # a hub id that is not at hand: check_hub_ids reports it
+        model_type = getattr(model_config, "model_type", "?")
+        architectures = list(getattr(model_config, "architectures", None) or [])
+        if role == "base":
+            if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+                problems.append(f"{where} is a {model_type} model, which has no causal-LM form "
+                                "(AutoModelForCausalLM cannot load it): the base policy must be a decoder-only "
+                                "language model, such as EleutherAI/pythia-2.8b")
+                continue
+            if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+                problems.append(f"{where} holds a {architectures[0]}, not a causal LM: loaded as the policy it "
+                                "would get a new, untrained language-model head; give a causal LM checkpoint")
+        else:
+            if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+                problems.append(f"{where} is a {model_type} model, which has no sequence-classification form: "
+                                "the reward model must be a classifier with one label, such as "
+                                "OpenAssistant/reward-model-deberta-v3-large-v2")
+                continue
+            if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+                problems.append(f"{where} holds a {architectures[0]}, not a reward model: loaded as one it would "
+                                "get a new, untrained 2-label head; give a ...ForSequenceClassification "
+                                "checkpoint with one label")
+            elif model_config.num_labels != 1:
+                problems.append(f"{where} has {model_config.num_labels} output labels "
+                                f"({sorted(model_config.id2label.values())}); a reward model has one, whose "
+                                "logit is the reward: give a one-label reward model")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model, **options)
+        except Exception as error:
+            problems.append(f"{where}: transformers cannot load its tokenizer ({type(error).__name__}: {error}); "
+                            "the directory needs tokenizer.json or the files of a slow tokenizer")
+            continue
+        if role == "base" and tokenizer.eos_token_id is None:
+            problems.append(f"{where}: its tokenizer has no EOS token, so no response could end and every "
+                            "sample would run to generation.max_new_tokens; set eos_token in its "
+                            "tokenizer_config.json (Pythia's is <|endoftext|>)")
+        if role == "reward" and not tokenizer.model_max_length < _NO_MAX_LENGTH:
+            limit = getattr(model_config, "max_position_embeddings", None)
+            problems.append(f"{where}: its tokenizer has no usable model_max_length ({tokenizer.model_max_length:.3g}),"
+                            " so long (prompt, response) pairs could not be cut to fit; set model_max_length in its "
+                            "tokenizer_config.json to the model's input limit"
+                            + (f" (max_position_embeddings is {limit})" if limit else ""))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -105,8 +369,8 @@ def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(config key, hub id, repo type)`` of every model and dataset the config loads from the Hub."""
     found = [
         (f"models.{role}", model, "model")
-        for role in ("base", "reward")
-        if (model := config["models"][role]) != TOY and not is_local_path(model)
+        for role in ("base", "reward", "judge")
+        if (model := config["models"].get(role)) not in (None, TOY) and not is_local_path(model)
     ]
     for name, dataset in config["datasets"].items():
         path = dataset.get("path")
@@ -115,7 +379,8 @@ def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks for the local cache only."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -136,7 +401,7 @@ def check_hub_ids(
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    offline = _hub_offline() if offline is None else offline
+    offline = hub_offline() if offline is None else offline
     problems, warnings = [], []
     for key, repo_id, repo_type in ids:
         where = f"config key {key}: hub {repo_type} {repo_id!r}"
@@ -161,7 +426,12 @@ def check_hub_ids(
         except RepositoryNotFoundError:
             problems.append(f"{where} does not exist, or is private and no token with access is set")
         except Exception as error:  # no network, DNS, proxy, time-out: cannot tell
-            warnings.append(f"{where} could not be checked ({type(error).__name__}: {error}); jobs need it")
+            warnings.append(
+                f"{where} could not be checked: the Hub did not answer ({type(error).__name__}: {error}). Jobs "
+                f"need it: where they run without network, download it first (hf download {repo_id}"
+                f"{' --repo-type dataset' if repo_type == 'dataset' else ''}) and set HF_HUB_OFFLINE=1 so that "
+                "it is read from the local cache, or give a local directory"
+            )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return warnings
@@ -177,7 +447,7 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
     return folder.is_dir() and any(folder.iterdir())
 
 
-def model_dir(config: dict, role: str) -> str:
-    """Where a model is loaded from: the toy world's directory for ``toy``, else the configured string."""
-    model = config["models"][role]
-    return f"results/toy/{role}_model" if model == TOY else model
+def model_role(config: dict[str, Any], role: str) -> str:
+    """The ``models.*`` key whose model serves ``role``: the judge left unset (null) is the reward model
+    (the workflow's ``model_dir`` in common.smk turns the key into a directory or hub id)."""
+    return "reward" if role == "judge" and config["models"].get("judge") is None else role

@@ -5,78 +5,40 @@ token limit (the reference implementation's ``best_and_worst_of_n_sampler``):
 
 * prompts are sorted by length before batching, so little padding is computed;
 * each prompt is encoded once and its key/value cache repeated n times;
-* a response stops at EOS or at the start of a new ``"\\n\\nHuman:"`` turn, and finished rows leave
+* a response stops at EOS (or a chat template's end-of-turn token, see :mod:`bonbon.chat`) or at the
+  start of a new ``"\\n\\nHuman:"`` turn, and finished rows leave
   the batch at once, so no step is spent on them.
 
 Randomness is per response: response ``(prompt_id, sample_idx)`` draws its Gumbel noise from its own
 generator seeded by ``(seed, prompt_id, sample_idx)``. The samples do not depend on the batch size,
 on the order of the prompts or on how they are split across shards.
+
+Also here, as the stages that sample call them: the backend choice (:func:`sample_with_backend`, the
+transformers sampler or :mod:`bonbon.vllm_backend`) and the evaluation's sampling, log-probs and
+scoring of a policy, by the reward model and the judge (:func:`sample_and_score`, :func:`judge_samples`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bonbon.io import SAMPLE_COLUMNS
-from bonbon.prompts import ASSISTANT, HUMAN
+from bonbon.batching import collate, pad_id
+from bonbon.chat import chat_sampling
+from bonbon.logprobs import sequence_logps
+from bonbon.models import load_policy, load_reward_model, load_tokenizer
+from bonbon.prompts import truncate_prompt_ids
+from bonbon.sampling import SamplingConfig, end_token_ids, filter_logits, gumbel_sample, row_seed, stop_index
+from bonbon.score import score_samples
+from bonbon.tables import SAMPLE_COLUMNS
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Sampling settings. The paper's defaults: temperature 1, no top-k (0), no top-p (1.0)."""
-
-    n: int
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    max_prompt_length: int = 256
-    batch_size: int = 64  # rows (prompt x sample) per forward pass
-    seed: int = 0
-    stop_strings: tuple[str, ...] = (HUMAN, ASSISTANT)  # a new turn of either side ends the response
-
-
-def row_seed(seed: int, prompt_id: str, sample_idx: int) -> int:
-    """The seed of one response's generator: a hash of the run seed, the prompt id and the sample index."""
-    digest = hashlib.sha256(f"{seed}:{prompt_id}:{sample_idx}".encode()).hexdigest()
-    return int(digest[:15], 16)
-
-
-def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """Temperature, then top-k (0 = off), then nucleus top-p (1.0 = off); removed tokens get -inf."""
-    logits = logits.float() / temperature
-    if top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        # drop a token when the tokens before it already cover top_p; the first one always stays
-        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def gumbel_sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """One token per row: argmax(logits + Gumbel noise) is a draw from softmax(logits) (the Gumbel-max
-    trick); each row's noise comes from that row's own generator."""
-    noise = torch.stack(
-        [torch.rand(logits.shape[-1], generator=g, device=logits.device, dtype=torch.float64) for g in generators]
-    )
-    gumbel = -torch.log(-torch.log(noise.clamp_min(1e-300)))
-    return torch.argmax(logits.double() + gumbel, dim=-1)
 
 
 def plan_batches(prompt_lengths: Sequence[int], prompt_ids: Sequence[str], prompts_per_batch: int) -> list[list[int]]:
@@ -89,29 +51,20 @@ def plan_batches(prompt_lengths: Sequence[int], prompt_ids: Sequence[str], promp
     return [order[i : i + prompts_per_batch] for i in range(0, len(order), prompts_per_batch)]
 
 
-def _ends_with_stop(tail_text: str, stop_strings: Sequence[str]) -> bool:
-    return any(s in tail_text for s in stop_strings)
-
-
-def _cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
-    positions = [text.find(s) for s in stop_strings if s in text]
-    if not positions:
-        return text, False
-    return text[: min(positions)], True
-
-
 @torch.inference_mode()
 def sample_prompt_batch(
-    model, tokenizer, prompt_ids: list[list[int]], keys: list[str], cfg: SamplingConfig
+    model: Any, tokenizer: Any, prompt_ids: list[list[int]], keys: list[str], cfg: SamplingConfig
 ) -> list[list[tuple[list[int], bool]]]:
     """Sample ``cfg.n`` responses for each prompt (given as token ids) of one batch.
 
     Returns, per prompt, ``n`` pairs ``(sampled token ids, finished)``; ``finished`` means the response
-    ended with EOS or a stop string, never that the token limit was hit. The ids end with EOS where the
-    response did, and hold the stop string's tokens where it ended with one.
+    ended with EOS, a ``cfg.stop_token_ids`` id or a stop string, never that the token limit was hit. The
+    ids end with that EOS or stop id where the response did, and hold the stop string's tokens where it
+    ended with one.
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
+    stops = end_token_ids(cfg, eos)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     n_prompts, n = len(prompt_ids), cfg.n
     width = max(len(p) for p in prompt_ids)
@@ -147,10 +100,10 @@ def sample_prompt_batch(
         for b, token in enumerate(next_tokens.tolist()):
             r = rows[b]
             tokens[r].append(token)  # EOS too: it is part of what was sampled (and of its probability)
-            if token == eos:
+            if token in stops:
                 finished[r] = True
                 continue
-            if stop_tail and _ends_with_stop(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings):
+            if stop_tail and stop_index(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings) is not None:
                 finished[r] = True
                 continue
             keep.append(b)
@@ -173,7 +126,7 @@ def sample_prompt_batch(
     return [[(tokens[i * n + j], finished[i * n + j]) for j in range(n)] for i in range(n_prompts)]
 
 
-def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig, shard: int = 0,
+def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: SamplingConfig, shard: int = 0,
                      shards: int = 1, sample_batch: Callable = sample_prompt_batch,
                      prompts_per_batch: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """``cfg.n`` samples for every prompt of ``prompts`` (columns ``prompt_id``, ``prompt``).
@@ -187,10 +140,11 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
     (columns ``SAMPLE_COLUMNS`` and ``response_ids``, the sampled ids that log-probs of the sample must
     be computed on) sorted by prompt id and sample index, and counts for the log.
     """
-    from bonbon.prompts import truncate_prompt_ids
-
+    cfg = chat_sampling(cfg, tokenizer, model)  # a chat template: stop at its end-of-turn ids, not HH turns
+    stops = end_token_ids(cfg, tokenizer.eos_token_id)
+    messages = prompts["messages"].tolist() if "messages" in prompts.columns else None
     texts, keys = prompts["prompt"].tolist(), prompts["prompt_id"].tolist()
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # cut below, and counted
     cut = [len(ids) > cfg.max_prompt_length for ids in encoded]
     encoded = [truncate_prompt_ids(ids, cfg.max_prompt_length) for ids in encoded]
     plan = plan_batches([len(e) for e in encoded], keys, prompts_per_batch or max(1, cfg.batch_size // cfg.n))
@@ -204,14 +158,19 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
             results = sample_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
-                    content = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
-                    text, stopped = _cut_at_stop(tokenizer.decode(content), cfg.stop_strings)
-                    n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(content)
+                    content = ids[:-1] if ids and ids[-1] in stops else ids
+                    text = tokenizer.decode(content)
+                    cut_at = stop_index(text, cfg.stop_strings)
+                    text = text if cut_at is None else text[:cut_at]
+                    n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if cut_at is not None else len(content)
                     records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": j, "response": text,
                                     "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
-                                    "response_ids": ids})
+                                    "response_ids": ids,
+                                    **({"messages": messages[i]} if messages is not None else {})})
             bar.update(len(batch) * cfg.n)
-    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids"])
+    # the conversation travels with chat prompts: a reward model with its own template renders it
+    extra = ["messages"] if messages is not None else []
+    frame = pd.DataFrame.from_records(records, columns=[*SAMPLE_COLUMNS, "response_ids", *extra])
     frame = frame.sort_values(["prompt_id", "sample_idx"], kind="stable").reset_index(drop=True)
     counts = {
         "prompts": sum(len(b) for b in plan),
@@ -221,16 +180,6 @@ def generate_samples(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfi
         "generated_tokens": int(frame["n_tokens"].sum()) if len(frame) else 0,
     }
     return frame, counts
-
-
-def load_policy(path: str, device: str = "cpu", dtype: torch.dtype | None = None):
-    """Load a causal LM and its tokenizer through ``from_pretrained`` (a hub id or a local directory)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
-    return model, tokenizer
 
 
 BACKENDS = ("transformers", "vllm")
@@ -259,13 +208,11 @@ def sample_with_backend(model_path: str, prompts: pd.DataFrame, cfg: SamplingCon
         return frame, counts, (model, tokenizer)
     if backend != "vllm":
         raise ValueError(f"config key generation.backend: {backend!r} is not one of {BACKENDS}")
-    from transformers import AutoTokenizer
-
     from bonbon.vllm_backend import load_vllm, release_vllm, vllm_sample_batch
 
     options = dict(vllm_options or {})
-    prompts_per_call = options.pop("prompts_per_call", 512)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)  # the same ids and truncation as transformers
+    prompts_per_call = options.pop("prompts_per_call", None)  # None: the transformers backend's batches
+    tokenizer = load_tokenizer(model_path)  # the same ids and truncation as transformers
     llm = load_vllm(model_path, options)
     try:
         frame, counts = generate_samples(llm, tokenizer, prompts, cfg, shard=shard, shards=shards,
@@ -273,3 +220,70 @@ def sample_with_backend(model_path: str, prompts: pd.DataFrame, cfg: SamplingCon
     finally:
         release_vllm(llm)
     return frame, counts, None
+
+
+@torch.inference_mode()
+def sample_logps(model: Any, tokenizer: Any, samples: pd.DataFrame, max_prompt_length: int, batch_size: int = 32,
+                 desc: str = "log-probs") -> np.ndarray:
+    """log π(y|x) summed over the *sampled* token ids of each row (``response_ids``, EOS included where
+    sampled), with the prompt cut from the left exactly as generation cut it."""
+    device = next(model.parameters()).device
+    # verbose=False: a prompt longer than the model's limit is cut on purpose, no warning needed
+    prompt_ids = {p: truncate_prompt_ids(tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"],
+                                         max_prompt_length)
+                  for p in samples["prompt"].unique()}
+    sequences = []
+    for prompt, response_ids in zip(samples["prompt"], samples["response_ids"], strict=True):
+        ids = list(prompt_ids[prompt])
+        sequences.append({"input_ids": ids + [int(t) for t in response_ids], "prompt_length": len(ids)})
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]["input_ids"]))
+    out = np.full(len(sequences), np.nan)
+    pad = pad_id(tokenizer)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate([sequences[i] for i in idx], pad).items()}
+        values = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        out[idx] = values.float().cpu().numpy()
+    return out
+
+
+def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, device: str = "cpu",
+                  batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add ``judge_reward``: each (prompt, response) scored by the judge (``models.judge``), the model that
+    decides wins in evaluation. Where the judge is the reward model itself (``judge_path == reward_path``)
+    it is a copy of ``reward`` and nothing is loaded. Returns the table and the judge's cut counts."""
+    if judge_path == reward_path:
+        return samples.assign(judge_reward=samples["reward"]), {"judge_is_reward_model": 1}
+    model, tokenizer = load_reward_model(judge_path, device)
+    out, counts = score_samples(samples, model, tokenizer, batch_size, column="judge_reward", desc="judge")
+    return out, {f"judge_{k}": v for k, v in counts.items() if k != "rows"}
+
+
+def sample_and_score(policy_path: str, reference_path: str, reward_path: str, prompts: pd.DataFrame,
+                     cfg: SamplingConfig, device: str, batch_size: int, is_reference: bool,
+                     shard: tuple[int, int] = (0, 1), backend: str = "transformers",
+                     vllm_options: dict | None = None, judge_path: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Sample ``cfg.n`` responses per prompt from a policy, add ``policy_logp`` and ``reference_logp``
+    (summed over the sampled ids), the reward of each and the judge's (:func:`judge_samples`; None: the
+    reward model judges). One model on the device at a time.
+    ``shard`` = (index, count) does one shard of the prompts' batches (see ``generate_samples``).
+    ``backend`` samples (see ``sample_with_backend``); log-probs and rewards are transformers' in both."""
+    samples, counts, loaded = sample_with_backend(policy_path, prompts, cfg, device, backend, vllm_options,
+                                                  shard=shard[0], shards=shard[1])
+    # after vLLM (loaded is None) the log-probs come from the transformers model all the same
+    model, tokenizer = loaded or load_policy(policy_path, device)
+    del loaded  # `del model` below must free the policy
+    samples["policy_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size, "policy log-probs")
+    if is_reference:
+        samples["reference_logp"] = samples["policy_logp"]
+    else:
+        del model
+        model, tokenizer = load_policy(reference_path, device)
+        samples["reference_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size,
+                                                 "reference log-probs")
+    del model
+    reward_model, reward_tokenizer = load_reward_model(reward_path, device)
+    samples, cut = score_samples(samples, reward_model, reward_tokenizer, batch_size)
+    del reward_model  # the judge scores after the reward model is freed
+    samples, judged = judge_samples(samples, judge_path or reward_path, reward_path, device, batch_size)
+    return samples, {**counts, **{f"score_{k}": v for k, v in cut.items()}, **judged}

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PAIR_COLUMNS = (
-    "prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
-    "chosen_idx", "rejected_idx", "chosen_finished", "rejected_finished", "n",
-)
+from bonbon.tables import PAIR_COLUMNS
 
 
 def select_pairs(rewards: pd.DataFrame, n: int) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -26,11 +26,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bonbon.theory import beta_star
+from bonbon.frontier import theory_win_rate_at_kl
+from bonbon.runs import is_lora_run
 
 __all__ = [
     "LOSS_MARKERS",
     "plot_frontier",
+    "plot_judge_vs_proxy",
     "plot_length_distributions",
     "plot_reward_distributions",
     "plot_training_curves",
@@ -102,16 +104,25 @@ def _fmt_beta(beta: float) -> str:
 # frontier
 
 
-def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
-    """Win rate against the reference vs KL(pi || pi_ref), with the best-of-n theory curve.
+PROXY_LABEL = "win rate vs reference (reward-model judge, ties ½)"
+JUDGE_LABEL = "win rate vs reference (judge, models.judge; ties ½)"
+
+
+def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path,
+                  win_label: str = PROXY_LABEL) -> Figure:
+    """Win rate against the reference vs KL(pi || pi_ref) with the best-of-n theory curve (left), and
+    win rate vs mean response length with best-of-n's measured points (right: the off-target view).
 
     ``summary``: one row per policy (columns policy, kind, loss, n, beta, alpha, win_rate,
-    win_rate_se, kl, kl_se, ..., and ``dataset`` when there are several). ``theory``:
-    :func:`bonbon.theory.bon_curve` (n, win_rate, kl). Each summary row is one scatter point at
-    (kl, win_rate): trained policies with a marker per loss, best-of-n policies as stars, both coloured
-    by n; the reference as a diamond at its (kl, win_rate), or at (0, 1/2) where those are missing.
-    Error bars are drawn where the SE is finite (the analytic best-of-n KL has none). Several datasets
-    get one panel each (their win rates have different judges and prompts), side by side.
+    win_rate_se, kl, kl_se, mean_length, ..., ``dataset`` when there are several, and ``run``/``step``
+    where runs were evaluated at checkpoints). ``theory``: :func:`bonbon.theory.bon_curve` (n,
+    win_rate, kl). Each final policy is one scatter point: trained policies with a marker per loss,
+    best-of-n policies as stars, both coloured by n; the reference as a diamond at its (kl, win_rate),
+    or at (0, 1/2) where those are missing. A run evaluated at checkpoints is drawn as a path from the
+    reference through its checkpoints (small markers) to its final point. Error bars where the SE is
+    finite (the analytic best-of-n KL has none). Several datasets get one row of panels each.
+    ``win_label``: the y axis label, saying who judged the wins (pass :func:`bonbon.frontier.judge_view`'s
+    summary with :data:`JUDGE_LABEL` to draw the judge's win rates).
     """
     missing = [c for c in ("policy", "kind", "win_rate", "kl") if c not in summary.columns]
     if missing:
@@ -119,72 +130,153 @@ def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path)
     datasets = sorted(summary["dataset"].astype(str).unique()) if "dataset" in summary.columns else []
     panels = [(d, summary[summary["dataset"].astype(str) == d]) for d in datasets] if len(datasets) > 1 else [
         (None, summary)]
-    fig = Figure(figsize=(8.0 * len(panels), 6.0), layout="constrained")
+    lengths = "mean_length" in summary.columns
+    cols = 2 if lengths else 1
+    fig = Figure(figsize=(8.0 * cols, 6.0 * len(panels)), layout="constrained")
     for i, (dataset, rows) in enumerate(panels):
-        _draw_frontier(fig.add_subplot(1, len(panels), i + 1), rows, theory, dataset)
+        ax = fig.add_subplot(len(panels), cols, i * cols + 1)
+        _draw_theory(ax, theory)
+        _draw_policies(ax, rows, "kl", win_label)
+        ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
+        ax.set_title("Win rate vs KL: the alignment frontier" + (f" ({dataset})" if dataset else ""))
+        if lengths:
+            ax = fig.add_subplot(len(panels), cols, i * cols + 2)
+            _draw_policies(ax, rows, "mean_length", win_label)
+            ax.set_xlabel("mean response length  [tokens]")
+            ax.set_title("Win rate vs length: off-target change" + (f" ({dataset})" if dataset else ""))
     return _save(fig, path)
 
 
-def _draw_frontier(ax: Any, summary: pd.DataFrame, theory: pd.DataFrame, dataset: str | None) -> None:
-    ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
-
-    # theory: the curve with its integer n marked
+def _draw_theory(ax: Any, theory: pd.DataFrame) -> None:
+    """The best-of-n curve with its integer n marked (powers of two only when crowded)."""
     th = theory.sort_values("n")
-    (line,) = ax.plot(th["kl"].to_numpy(float), th["win_rate"].to_numpy(float), color="0.25", linewidth=1.2,
-                      marker=".", markersize=6, label=THEORY_LABEL, gid="theory", zorder=2)
+    ax.plot(th["kl"].to_numpy(float), th["win_rate"].to_numpy(float), color="0.25", linewidth=1.2,
+            marker=".", markersize=6, label=THEORY_LABEL, gid="theory", zorder=2)
     ns = th["n"].astype(int).to_numpy()
-    annotate = ns if len(ns) <= 12 else [n for n in ns if n & (n - 1) == 0]  # powers of two when crowded
+    annotate = ns if len(ns) <= 12 else [n for n in ns if n & (n - 1) == 0]
     for n, kl, wr in zip(ns, th["kl"], th["win_rate"], strict=True):
         if n in annotate:
             ax.annotate(f"{n}", (kl, wr), xytext=(-4, 5), textcoords="offset points", fontsize=7,
                         color="0.3", ha="right")
 
+
+def _is_checkpoint(summary: pd.DataFrame) -> pd.Series:
+    """Rows of intermediate checkpoints ({run}-step{S}), as opposed to final policies."""
+    if not {"run", "step"} <= set(summary.columns):
+        return pd.Series(False, index=summary.index)
+    return summary["run"].notna() & (summary["policy"] != summary["run"])
+
+
+def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any], alphas: set[float]) -> tuple[str, Any, int, str]:
+    """(marker, colour, size, label) of one summary row."""
+    n, kind = d.get("n"), d["kind"]
+    colour = colours.get(int(n), "C1") if not _is_missing(n) else "C1"
+    if kind == "reference":
+        return REFERENCE_MARKER, "black", 45, "reference"
+    if kind == "best_of_n":
+        return BEST_OF_N_MARKER, colour, 140, f"BoN n={int(n)}" if not _is_missing(n) else "BoN"
+    loss = d.get("loss")
+    parts = [] if _is_missing(n) else [f"n={int(n)}"]
+    if _finite(d.get("beta")):
+        parts.append(f"β={_fmt_beta(float(d['beta']))}")
+    if loss == "bonbon" and len(alphas) > 1 and _finite(d.get("alpha")):
+        parts.append(f"α={float(d['alpha']):g}")
+    if is_lora_run(str(d["policy"])):  # beside the full-weight run of the same n, beta, alpha
+        parts.append("LoRA")
+    return LOSS_MARKERS.get(loss, _OTHER_MARKER), colour, 55, " ".join(parts) or str(d["policy"])
+
+
+def _draw_paths(ax: Any, summary: pd.DataFrame, x: str, start: tuple[float, float],
+                colours: Mapping[int, Any]) -> list[float]:
+    """Each run evaluated at checkpoints as a line from the reference through them to its final point."""
+    checkpoint = _is_checkpoint(summary)
+    if not checkpoint.any():
+        return []
+    runs = summary.loc[checkpoint, "run"].unique()
+    xs: list[float] = []
+    styles = ["-", "--", ":", "-."]
+    for i, run in enumerate(sorted(runs, key=_natural_key)):
+        path = summary[(summary["run"] == run)].sort_values("step")
+        path = path[path[x].notna() & path["win_rate"].notna()]
+        if path.empty:
+            continue
+        first = path.iloc[0]
+        colour = colours.get(int(first["n"]), "C1") if not _is_missing(first["n"]) else "C1"
+        px = [start[0], *path[x].astype(float)]
+        py = [start[1], *path["win_rate"].astype(float)]
+        ax.plot(px, py, color=colour, linestyle=styles[i % len(styles)], linewidth=1, alpha=0.8, zorder=3,
+                gid=f"path:{run}", label="_nolegend_")
+        marker = LOSS_MARKERS.get(first["loss"], _OTHER_MARKER)
+        for row in path[_is_checkpoint(path)].itertuples(index=False):
+            ax.scatter([getattr(row, x)], [row.win_rate], marker=marker, s=18, color=colour, edgecolors="black",
+                       linewidths=0.4, zorder=4, gid=f"checkpoint:{row.policy}", label="_nolegend_")
+        xs += px
+    return xs
+
+
+def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROXY_LABEL) -> None:
+    """Every final policy as a point at (x, win rate), runs' checkpoint paths, and the legend."""
+    ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
     colours = _n_colours(summary.loc[summary["kind"] != "reference", "n"] if "n" in summary else [])
     bonbon_alphas = set()
     if {"loss", "alpha"} <= set(summary.columns):
         bonbon_alphas = {float(a) for a in summary.loc[summary["loss"] == "bonbon", "alpha"] if _finite(a)}
-
-    xs: list[float] = [0.0]
-    for row in summary.itertuples(index=False):
+    finals = summary[~_is_checkpoint(summary)]
+    reference = finals[finals["kind"] == "reference"]
+    start = (0.0, 0.5)
+    if len(reference):
+        ref = reference.iloc[0]
+        start = (float(ref[x]) if _finite(ref[x]) else 0.0, float(ref["win_rate"]) if _finite(ref["win_rate"]) else 0.5)
+    xs = [start[0], *_draw_paths(ax, summary, x, start, colours)]
+    if x == "mean_length":  # best-of-n's own length curve, from the reference through its n
+        bon = finals[finals["kind"] == "best_of_n"].sort_values("n")
+        if len(bon):
+            ax.plot([start[0], *bon[x].astype(float)], [start[1], *bon["win_rate"].astype(float)], color="0.25",
+                    linewidth=1.2, gid="bon-length", label="best-of-n (measured)", zorder=2)
+    for row in finals.itertuples(index=False):
         d = row._asdict()
-        name, kind = str(d["policy"]), d["kind"]
-        kl, wr = d["kl"], d["win_rate"]
-        n = d.get("n")
-        colour = colours.get(int(n), "C1") if not _is_missing(n) else "C1"
-        if kind == "reference":
-            kl = float(kl) if _finite(kl) else 0.0
-            wr = float(wr) if _finite(wr) else 0.5
-            marker, colour, size, text = REFERENCE_MARKER, "black", 45, "reference"
-        elif not (_finite(kl) and _finite(wr)):
+        name = str(d["policy"])
+        marker, colour, size, text = _policy_style(d, colours, bonbon_alphas)
+        px, wr = d.get(x), d["win_rate"]
+        if d["kind"] == "reference":
+            px, wr = start
+        elif not (_finite(px) and _finite(wr)):
             continue  # nowhere to put it; the summary table still lists it
-        elif kind == "best_of_n":
-            marker, size = BEST_OF_N_MARKER, 140
-            text = f"BoN n={int(n)}" if not _is_missing(n) else "BoN"
-        else:
-            loss = d.get("loss")
-            marker, size = LOSS_MARKERS.get(loss, _OTHER_MARKER), 55
-            parts = [] if _is_missing(n) else [f"n={int(n)}"]
-            if _finite(d.get("beta")):
-                parts.append(f"β={_fmt_beta(float(d['beta']))}")
-            if loss == "bonbon" and len(bonbon_alphas) > 1 and _finite(d.get("alpha")):
-                parts.append(f"α={float(d['alpha']):g}")
-            text = " ".join(parts) or name
-        kl, wr = float(kl), float(wr)
-        xs.append(kl)
-        ax.scatter([kl], [wr], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
-                   zorder=4, gid=f"policy:{name}", label="_nolegend_")
-        for axis, se in (("x", d.get("kl_se")), ("y", d.get("win_rate_se"))):
+        px, wr = float(px), float(wr)
+        xs.append(px)
+        ax.scatter([px], [wr], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
+                   zorder=5, gid=f"policy:{name}", label="_nolegend_")
+        se_x = d.get("kl_se") if x == "kl" else None
+        for axis, se in (("x", se_x), ("y", d.get("win_rate_se"))):
             if _finite(se) and float(se) > 0:
                 err = {"xerr": float(se)} if axis == "x" else {"yerr": float(se)}
-                container = ax.errorbar([kl], [wr], **err, fmt="none", ecolor=colour, elinewidth=1,
+                container = ax.errorbar([px], [wr], **err, fmt="none", ecolor=colour, elinewidth=1,
                                         capsize=2, zorder=3, label="_nolegend_")
                 for collection in container.lines[2]:
                     collection.set_gid(f"{axis}err:{name}")
-        ax.annotate(text, (kl, wr), xytext=(5, -9 if kind == "best_of_n" else 4), textcoords="offset points",
+        ax.annotate(text, (px, wr), xytext=(5, -9 if d["kind"] == "best_of_n" else 4), textcoords="offset points",
                     fontsize=7)
+    _frontier_legend(ax, summary, colours)
+    finite = [v for v in xs if math.isfinite(v)]
+    if x == "kl":
+        theory_max = max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"), default=0.0)
+        xmax = max(finite + [theory_max])
+        if xmax > theory_max > 0:  # the curve goes on past n_max: continuous in n, up to the farthest point
+            kls = np.geomspace(theory_max, xmax, 50)
+            ax.plot(kls, theory_win_rate_at_kl(kls), color="0.25", linewidth=1, linestyle="--", zorder=2,
+                    gid="extended-theory", label="_nolegend_")
+        if xmax > 5:  # a run far out in KL would squash best-of-n's region: log scale past 1 nat
+            ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+            ax.set_xlim(-0.02, xmax * 1.3)
+        else:
+            ax.set_xlim(-0.04 * max(xmax, 0.1), None)
+    ax.set_ylabel(win_label)
+    ax.grid(True, alpha=0.3)
 
-    # legend: what the markers mean, then what the colours mean
-    handles: list[Any] = [line]
+
+def _frontier_legend(ax: Any, summary: pd.DataFrame, colours: Mapping[int, Any]) -> None:
+    """What the markers mean, then what the colours mean."""
+    handles: list[Any] = [h for h in ax.lines if h.get_gid() in ("theory", "bon-length")]
     handles.append(Line2D([], [], linestyle="none", marker=REFERENCE_MARKER, color="black", label="reference π_ref"))
     kinds = set(summary["kind"])
     if "best_of_n" in kinds:
@@ -195,16 +287,59 @@ def _draw_frontier(ax: Any, summary: pd.DataFrame, theory: pd.DataFrame, dataset
             {str(x) for x in losses if x not in LOSS_MARKERS and not _is_missing(x)}):
         handles.append(Line2D([], [], linestyle="none", marker=LOSS_MARKERS.get(loss, _OTHER_MARKER), color="0.6",
                               markeredgecolor="black", label=f"{loss} (trained)"))
+    if _is_checkpoint(summary).any():
+        handles.append(Line2D([], [], color="0.4", marker="o", markersize=4, linewidth=1,
+                              label="run's path: π_ref → checkpoints → final"))
     for n, colour in colours.items():
         handles.append(Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour, label=f"n = {n}"))
     ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
 
-    xmax = max([*xs, float(np.nanmax(th["kl"].to_numpy(float))) if len(th) else 0.0])
-    ax.set_xlim(-0.04 * max(xmax, 0.1), None)
-    ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
-    ax.set_ylabel("win rate vs reference (reward-model judge, ties ½)")
-    ax.set_title("Win rate vs KL: the alignment frontier" + (f" ({dataset})" if dataset else ""))
-    ax.grid(True, alpha=0.3)
+
+def plot_judge_vs_proxy(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
+    """Each final policy at its KL twice: its win rate by the proxy (the training reward, hollow marker,
+    gid ``proxy:{name}``) and by the judge (filled, ``judge:{name}``), joined by a segment
+    (``gap:{name}``), with the best-of-n theory curve. Where the proxy's point stands above the judge's,
+    the policy (or best-of-n's pick) exploits what the proxy gets wrong: over-optimization.
+    ``summary`` needs ``judge_win_rate`` beside ``win_rate``; one panel per dataset."""
+    missing = [c for c in ("policy", "kind", "kl", "win_rate", "judge_win_rate") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks column(s) {missing} (columns: {list(summary.columns)})")
+    datasets = sorted(summary["dataset"].astype(str).unique()) if "dataset" in summary.columns else [None]
+    fig = Figure(figsize=(8.0, 6.0 * len(datasets)), layout="constrained")
+    for i, dataset in enumerate(datasets):
+        rows = summary if dataset is None else summary[summary["dataset"].astype(str) == dataset]
+        rows = rows[~_is_checkpoint(rows)]
+        ax = fig.add_subplot(len(datasets), 1, i + 1)
+        _draw_theory(ax, theory)
+        ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
+        colours = _n_colours(rows.loc[rows["kind"] != "reference", "n"] if "n" in rows else [])
+        alphas: set[float] = set()
+        if {"loss", "alpha"} <= set(rows.columns):
+            alphas = {float(a) for a in rows.loc[rows["loss"] == "bonbon", "alpha"] if _finite(a)}
+        for row in rows.itertuples(index=False):
+            d = row._asdict()
+            kl = 0.0 if d["kind"] == "reference" else d["kl"]
+            if not (_finite(kl) and _finite(d["win_rate"]) and _finite(d["judge_win_rate"])):
+                continue
+            name = str(d["policy"])
+            marker, colour, size, text = _policy_style(d, colours, alphas)
+            proxy, judge = float(d["win_rate"]), float(d["judge_win_rate"])
+            ax.plot([kl, kl], [proxy, judge], color=colour, linewidth=1, zorder=3, gid=f"gap:{name}")
+            ax.scatter([kl], [proxy], marker=marker, s=size, facecolors="white", edgecolors=colour, linewidths=1.2,
+                       zorder=4, gid=f"proxy:{name}")
+            ax.scatter([kl], [judge], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
+                       zorder=5, gid=f"judge:{name}")
+            ax.annotate(text, (kl, judge), xytext=(5, -9), textcoords="offset points", fontsize=7)
+        handles = [h for h in ax.lines if h.get_gid() == "theory"] + [
+            Line2D([], [], linestyle="none", marker="o", color="0.4", markerfacecolor="white", label="proxy (models.reward)"),
+            Line2D([], [], linestyle="none", marker="o", color="0.4", label="judge (models.judge)"),
+        ]
+        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+        ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
+        ax.set_ylabel("win rate vs reference (ties ½)")
+        ax.set_title("Proxy vs judge win rate" + (f" ({dataset})" if dataset else ""))
+        ax.grid(True, alpha=0.3)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,14 +449,48 @@ def _run_info(run: str, frame: pd.DataFrame, runs: Mapping[str, Mapping[str, Any
 
 
 def target_beta(info: Mapping[str, Any]) -> float | None:
-    """The run's beta: the given one, beta*(n) where it is None/'auto' (ipo/bonbon), else None."""
+    """The run's beta (``beta: auto`` is already beta*(n) there, see ``bonbon.runs.expand_runs``), or None."""
     beta = info.get("beta")
-    if beta is not None and beta != "auto" and _finite(beta):
-        return float(beta)
-    n = info.get("n")
-    if info.get("loss") in ("ipo", "bonbon") and n is not None and not _is_missing(n) and int(n) >= 2:
-        return beta_star(int(n))
-    return None
+    return float(beta) if _finite(beta) else None
+
+
+def _training_label(run: str, info: Mapping[str, Any]) -> str:
+    """A run's legend label from its loss, n, beta and (bonbon) alpha; its name where the loss is unknown."""
+    if "loss" not in info:
+        return run
+    parts = [str(info["loss"])]
+    if info.get("n") is not None and not _is_missing(info.get("n")):
+        parts.append(f"n={int(info['n'])}")
+    beta = target_beta(info)
+    if beta is not None:
+        parts.append(f"β={_fmt_beta(beta)}")
+    if info["loss"] == "bonbon" and _finite(info.get("alpha")):
+        parts.append(f"α={float(info['alpha']):g}")
+    return " ".join(parts)
+
+
+def _plot_training_column(ax: Any, frame: pd.DataFrame, column: str, window: int, colour: str, style: str,
+                          label: str, run: str) -> bool:
+    """One run's line of one metric (rolling mean over ``window`` steps) and its held-out ``val_`` points
+    (unsmoothed: few); whether every value drawn is positive (a log scale then fits)."""
+    if column not in frame.columns:
+        return True
+    values = frame[column].astype(float)
+    if window > 1:
+        values = values.rolling(window, min_periods=1).mean()
+    ok = values.notna().to_numpy()
+    if not ok.any():
+        return True
+    positive = bool((values[ok] > 0).all())
+    ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colour, linestyle=style, linewidth=1.2,
+            label=label, gid=f"run:{run}")
+    held_out = f"val_{column}"
+    if held_out in frame.columns and frame[held_out].notna().any():
+        val = frame[frame[held_out].notna()]
+        positive &= bool((val[held_out] > 0).all())
+        ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colour, linestyle=":", marker="o",
+                markersize=3, linewidth=1, label="_nolegend_", gid=f"val:{run}")
+    return positive
 
 
 def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
@@ -330,8 +499,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     """A 2x2 grid over optimizer steps: loss, margin, reward accuracy, gradient norm; one line per run.
 
     ``metrics``: run -> its metrics.csv as a DataFrame. ``runs``: run -> {loss, n, beta[, alpha]}
-    (the workflow's expanded runs, ``bonbon.runs.expand_runs``; ``beta`` None or 'auto' means
-    beta*(n)); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
+    (the workflow's expanded runs, ``bonbon.runs.expand_runs``, whose beta is a number); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
     ``beta`` / ``alpha`` columns. The ``loss`` column must hold the loss values. On the margin panel, each ipo/bonbon run gets a dashed
     line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the margin to.
     ``smooth``: rolling-mean window in steps; None picks one step per 1% of the longest run.
@@ -346,22 +514,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
                              "values; pass the run's loss name in runs={run: {'loss': ..., 'n': ..., 'beta': ...}}")
     names = sorted(metrics, key=_natural_key)
     infos = {r: _run_info(r, metrics[r], runs) for r in names}
-
-    def label_of(run: str) -> str:
-        info = infos[run]
-        if "loss" not in info:
-            return run
-        parts = [str(info["loss"])]
-        if info.get("n") is not None and not _is_missing(info.get("n")):
-            parts.append(f"n={int(info['n'])}")
-        beta = target_beta(info)
-        if beta is not None:
-            parts.append(f"β={_fmt_beta(beta)}")
-        if info["loss"] == "bonbon" and _finite(info.get("alpha")):
-            parts.append(f"α={float(info['alpha']):g}")
-        return " ".join(parts)
-
-    labels = {r: label_of(r) for r in names}
+    labels = {r: _training_label(r, infos[r]) for r in names}
     if len(set(labels.values())) < len(labels):  # several datasets: the run name tells them apart
         labels = {r: r for r in names}
 
@@ -374,20 +527,8 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     fig = Figure(figsize=(11.0, 7.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
     for ax, (column, title) in zip(axes, TRAINING_PANELS, strict=True):
-        positive = True
-        for run in names:
-            frame = metrics[run].sort_values("step")
-            if column not in frame.columns:
-                continue
-            values = frame[column].astype(float)
-            if window > 1:
-                values = values.rolling(window, min_periods=1).mean()
-            ok = values.notna().to_numpy()
-            if not ok.any():
-                continue
-            positive &= bool((values[ok] > 0).all())
-            ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colours[run],
-                    linestyle=styles[run], linewidth=1.2, label=labels[run], gid=f"run:{run}")
+        positive = all([_plot_training_column(ax, metrics[run].sort_values("step"), column, window, colours[run],
+                                              styles[run], labels[run], run) for run in names])
         if column == "margin":
             for run in names:
                 info = infos[run]
@@ -407,5 +548,7 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     handles, legend_labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
-    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else ""))
+    validated = any(c.startswith("val_") and metrics[r][c].notna().any() for r in names for c in metrics[r].columns)
+    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else "")
+                 + ("; dotted with dots: held-out validation pairs" if validated else ""))
     return _save(fig, path)

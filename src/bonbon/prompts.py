@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bonbon.tables import PROMPT_COLUMNS
+
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 
-PROMPT_COLUMNS = ("prompt_id", "prompt", "split")
 
 
 class PromptFileError(ValueError):
@@ -55,6 +56,13 @@ def normalize_prompt(text: str) -> str:
     return text.rstrip(" ")
 
 
+def stable_hash(*parts: object, digits: int, algorithm: str = "sha256") -> int:
+    """The first ``digits`` hex digits, as an int, of the hash of the parts joined by ``":"``: a seed or
+    a draw that depends on the parts alone (Python's ``hash()`` changes from process to process)."""
+    key = ":".join(str(p) for p in parts)
+    return int(hashlib.new(algorithm, key.encode()).hexdigest()[:digits], 16)
+
+
 def prompt_id(prompt: str) -> str:
     """A stable id for a prompt: the first 16 hex digits of its SHA-1.
 
@@ -68,7 +76,9 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     """Read prompts from CSV, JSONL or Parquet with a ``prompt`` (or ``Prompt``) column.
 
     An optional ``split`` column (values ``train``/``eval``) is kept. Raises PromptFileError naming the
-    file and the first bad row (1-based, as a spreadsheet shows it, header excluded).
+    file and the first bad row (1-based, as a spreadsheet shows it, header excluded). Blank CSV rows
+    (every field empty or spaces) are dropped but keep their number, so a later row's number stays
+    the file's; their count is ``frame.attrs["blank_rows"]``.
     """
     path = Path(path)
     if not path.exists():
@@ -76,7 +86,8 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+            # blank lines are read as rows: skipping them would shift every later row's number
+            frame = pd.read_csv(path, keep_default_na=False, dtype=str, skip_blank_lines=False)
         elif suffix in (".jsonl", ".json"):
             frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         elif suffix == ".parquet":
@@ -90,18 +101,26 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     column = next((c for c in ("prompt", "Prompt") if c in frame.columns), None)
     if column is None:
         raise PromptFileError(f"{path}: no 'prompt' or 'Prompt' column (columns: {list(frame.columns)})")
+    frame = frame.reset_index(drop=True)  # index i is row i + 1 of the file, blank rows included
+    blank = frame.map(lambda v: isinstance(v, str) and not v.strip()).all(axis=1) if suffix == ".csv" else None
+    if blank is not None:
+        frame = frame[~blank]
+    if frame.empty:
+        raise PromptFileError(f"{path}: no prompts (the file has a header but no rows): add one prompt a row")
     out = pd.DataFrame({"prompt": frame[column]})
     if "split" in frame.columns:
         out["split"] = frame["split"].astype(str)
         bad = ~out["split"].isin(["train", "eval"])
         if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].iloc[row]!r} is not 'train' or 'eval'")
-    for row, text in enumerate(out["prompt"]):
+            row = int(out.index[bad.to_numpy()][0])
+            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].loc[row]!r} is not 'train' or 'eval'")
+    for row, text in out["prompt"].items():
         problem = check_prompt(text)
         if problem is not None:
             raise PromptFileError(f"{path}: row {row + 1}: {problem}: {str(text)[:80]!r}")
     out["prompt"] = out["prompt"].map(normalize_prompt)
+    out = out.reset_index(drop=True)
+    out.attrs["blank_rows"] = 0 if blank is None else int(blank.sum())
     return out
 
 
@@ -120,21 +139,23 @@ def build_prompt_table(
     table["prompt_id"] = table["prompt"].map(prompt_id)
     if "split" not in table.columns:
         table["split"] = [
-            "eval" if _unit_hash(f"{seed}:{pid}") < eval_fraction else "train" for pid in table["prompt_id"]
+            "eval" if _unit_hash(seed, pid) < eval_fraction else "train" for pid in table["prompt_id"]
         ]
     table = table.sort_values("prompt_id", kind="stable")
     if max_prompts is not None and len(table) > max_prompts:
         # a hash order, not the head of the file, so a subsample is a fair draw of the source
-        order = sorted(table["prompt_id"], key=lambda pid: _unit_hash(f"subsample:{seed}:{pid}"))
+        order = sorted(table["prompt_id"], key=lambda pid: _unit_hash("subsample", seed, pid))
         table = table[table["prompt_id"].isin(set(order[:max_prompts]))]
-    table = table[list(PROMPT_COLUMNS)].reset_index(drop=True)
+    # a chat dataset's conversations (bonbon.chat) stay beside their prompts
+    extra = [c for c in ("messages", "turns_dropped") if c in table.columns]
+    table = table[[*PROMPT_COLUMNS, *extra]].reset_index(drop=True)
     counts["train"] = int((table["split"] == "train").sum())
     counts["eval"] = int((table["split"] == "eval").sum())
     return table, counts
 
 
-def _unit_hash(key: str) -> float:
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:13], 16) / 16**13
+def _unit_hash(*parts: object) -> float:
+    return stable_hash(*parts, digits=13, algorithm="sha1") / 16**13
 
 
 def truncate_prompt_ids(prompt_ids: Sequence[int], max_length: int) -> list[int]:

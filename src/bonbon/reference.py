@@ -20,22 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id, pair_key, tokenize_pairs
-from bonbon.io import write_parquet
 from bonbon.logprobs import sequence_logps
+from bonbon.models import load_policy
+from bonbon.tables import PAIR_TEXT_COLUMNS, REF_COLUMNS, read_table, write_parquet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REF_COLUMNS", "gather_reference_shards", "reference_logps", "write_reference_logps"]
-
-REF_COLUMNS = (
-    "prompt_id",
-    "chosen_idx",
-    "rejected_idx",
-    "chosen_ref_logp",
-    "rejected_ref_logp",
-    "chosen_length",
-    "rejected_length",
-)
+__all__ = ["gather_reference_shards", "reference_logps", "write_reference_logps"]
 
 
 def reference_logps(
@@ -108,15 +99,12 @@ def write_reference_logps(
     CUDA where visible. The file appears complete or not at all (written to a temporary name, then
     renamed).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard {index} is not in 0..{count - 1}")
-    pairs = pd.read_parquet(pairs_path).iloc[index::count]
+    pairs = read_table(pairs_path, PAIR_TEXT_COLUMNS, allow_empty=True).iloc[index::count]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
+    model, tokenizer = load_policy(model_path, device, getattr(torch, dtype))
     table = reference_logps(
         model, tokenizer, pairs, max_prompt_length, max_length, batch_size, source=str(pairs_path)
     )
@@ -134,4 +122,6 @@ def gather_reference_shards(shards: list[pd.DataFrame]) -> pd.DataFrame:
         if len(table) != expected:
             raise ValueError(f"shard {k + 1} of {count} has {len(table)} rows, expected {expected} of {total}")
     order = np.argsort(np.concatenate([np.arange(k, total, count) for k in range(count)]), kind="stable")
-    return pd.concat(shards, ignore_index=True).iloc[order].reset_index(drop=True)
+    # empty shards (more shards than pairs) add no rows; left out, they cannot blur the column dtypes
+    filled = [t for t in shards if len(t)] or shards[:1]
+    return pd.concat(filled, ignore_index=True).iloc[order].reset_index(drop=True)

@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bonbon.chat import encode_chat_pairs, has_chat_template
+
 log = logging.getLogger(__name__)
 
 
@@ -23,8 +25,10 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
     max_length = max_length or tokenizer.model_max_length
     prompts, responses = list(prompts), list(responses)
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    # verbose=False: these lengths are measured in order to cut on purpose (and count it), so
+    # transformers' "Token indices sequence length is longer than..." warning would only be noise
+    response_ids = tokenizer(responses, add_special_tokens=False, verbose=False)["input_ids"]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]
     cut = []
     for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
         if len(p) + len(r) + specials <= max_length:
@@ -50,19 +54,28 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
 
 @torch.inference_mode()
 def score_responses(
-    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score"
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score",
+    messages: Sequence | None = None,
 ) -> tuple[list[float], list[str]]:
     """The reward of each (prompt, response): the model's single logit, batched by length.
 
+    A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
+    the prompts are chat-rendered; else parsed from the HH prompt) and the response rendered with *its*
+    template (``bonbon.chat.encode_chat_pairs``); without one, ``encode_pairs`` as always.
     Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
     """
+    chat = has_chat_template(tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     rewards: list[float] = [float("nan")] * len(prompts)
     cuts: list[str] = [""] * len(prompts)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
         idx = order[start : start + batch_size]
-        batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        if chat:
+            batch, cut = encode_chat_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                           None if messages is None else [messages[i] for i in idx])
+        else:
+            batch, cut = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
         logits = model(**batch.to(device)).logits
         if logits.shape[-1] != 1:
             raise ValueError(f"reward model must have one output label, it has {logits.shape[-1]}")
@@ -72,21 +85,19 @@ def score_responses(
     return rewards, cuts
 
 
-def load_reward_model(path: str, device: str = "cpu"):
-    """Load a reward model and its tokenizer through ``from_pretrained`` (a hub id or a local directory)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-    return model, tokenizer
+def _messages(samples: pd.DataFrame) -> list | None:
+    """The conversations of chat-rendered prompts (a ``messages`` column), or None for HH text."""
+    return samples["messages"].tolist() if "messages" in samples.columns else None
 
 
-def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Add a ``reward`` column to a sample table; returns it and counts of the rows that were cut."""
+def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int, column: str = "reward",
+                  desc: str = "score") -> tuple[pd.DataFrame, dict[str, int]]:
+    """Add a ``column`` of rewards (``reward``, the proxy; ``judge_reward``, the judge) to a sample table;
+    returns it and counts of the rows that were cut."""
     rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, desc=desc, messages=_messages(samples))
     out = samples.copy()
-    out["reward"] = rewards
+    out[column] = rewards
     counts = {
         "rows": len(out),
         "prompt_cut": sum(c == "prompt" for c in cuts),

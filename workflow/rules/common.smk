@@ -1,5 +1,7 @@
 # Helpers, config validation and wildcard constraints shared by every stage.
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,35 +13,61 @@ from snakemake.utils import validate
 # dependencies, and on a cluster node, where each job evaluates this file again.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
+
+
+# and an executor that does not pass the whole environment on passes this variable
+envvars:
+    "PYTHONPATH",
+
 
 import bonbon.config as bonbon_config
-from bonbon.runs import expand_runs
+from bonbon.config import TOY
+from bonbon.evaluate import reference_samples_needed
+from bonbon.rerun import canonical, code_version, result_training, runtime_training
+from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
 
-SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
 
-# A bad config stops here, before any job, naming the key and what is wrong.
+# A bad config stops here, before any job, naming the key and what is wrong. Values given as text
+# (--config passes strings; YAML 1.1 reads 1e-4 as one) are first read as the type the schema wants.
+bonbon_config.coerce_config(config, SCHEMA)
 try:
     validate(config, schema=SCHEMA)
 except WorkflowError:
-    raise WorkflowError("\n".join(["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)))
+    raise WorkflowError(
+        "\n".join(
+            ["invalid configuration:"] + bonbon_config.schema_errors(config, SCHEMA)
+        )
+    )
 try:
     bonbon_config.check_config(config)
-    # the Hub is asked once, by the main process, not again by every job on a cluster node
-    if config["check_hub"] and workflow.is_main_process:
-        for warning in bonbon_config.check_hub_ids(config):
-            logger.warning(warning)
+    # files and the Hub are read once, by the main process, not again by every job on a cluster node
+    if workflow.is_main_process:
+        hub_reached = False
+        if config["check_hub"]:
+            hub_warnings = bonbon_config.check_hub_ids(config)
+            for warning in hub_warnings:
+                logger.warning(warning)
+            hub_reached = not hub_warnings and not bonbon_config.hub_offline()
+        bonbon_config.check_prompt_files(config)
+        bonbon_config.check_models(config, hub_online=hub_reached)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
 # the rules that sample (generate, sample) need vllm in their conda env when it is the backend
-SAMPLING_ENV = "../../envs/{}.yaml".format("vllm" if config["generation"]["backend"] == "vllm" else "torch")
+SAMPLING_ENV = "../../envs/{}.yaml".format(
+    "vllm" if config["generation"]["backend"] == "vllm" else "torch"
+)
 
 DATASETS = sorted(config["datasets"])
 N_VALUES = sorted(config["n_values"])
 N_SAMPLES = max(N_VALUES)
 try:
     RUNS = expand_runs(config)
+    check_checkpoints(config, RUNS)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
@@ -48,10 +76,20 @@ POLICIES = {}
 for _dataset in DATASETS:
     POLICIES[f"{_dataset}-reference"] = {"dataset": _dataset, "kind": "reference"}
     for _n in N_VALUES:
-        POLICIES[f"{_dataset}-bon-n{_n}"] = {"dataset": _dataset, "kind": "best_of_n", "n": _n}
+        POLICIES[f"{_dataset}-bon-n{_n}"] = {
+            "dataset": _dataset,
+            "kind": "best_of_n",
+            "n": _n,
+        }
 for _run, _spec in RUNS.items():
-    POLICIES[_run] = {"dataset": _spec["dataset"], "kind": "trained", "loss": _spec["loss"], "n": _spec["n"],
-                      "beta": _spec["beta"], "alpha": _spec["alpha"]}
+    POLICIES[_run] = {
+        "dataset": _spec["dataset"],
+        "kind": "trained",
+        "loss": _spec["loss"],
+        "n": _spec["n"],
+        "beta": _spec["beta"],
+        "alpha": _spec["alpha"],
+    }
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -74,18 +112,111 @@ wildcard_constraints:
     n="|".join(str(n) for n in N_VALUES),
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
-    policy="|".join(POLICIES),
+    # the final policies, and a run's evaluated checkpoints {run}-step{S}
+    policy="|".join(
+        [re.escape(p) for p in POLICIES] + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
+    ),
+
+
+# where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
+TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
+
+
+# The files of a model directory that later jobs read, config.json first (model_location takes its
+# directory). A model the workflow writes declares them as outputs, so that deleting one reschedules
+# its producer; the directory itself is not an output, as Snakemake deletes the outputs of a failed job
+# and a training run's checkpoints must survive a kill to resume.
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+def model_files(directory):
+    return [f"{directory}/{name}" for name in MODEL_FILES]
+
+
+def model_location(files, hub_id):
+    """Where a job loads a model from: the directory of its input files, else the hub id."""
+    return os.path.dirname(files[0]) if len(files) else hub_id
+
+
+# What reruns a job (bonbon.rerun): its params hold the result-affecting config in one spelling
+# (canonical), `code` the version of the package code its script runs, and `runtime` what only changes
+# how it runs (config/README.md lists those keys), which Snakemake leaves out of its params comparison
+# because the function takes `threads`.
+def code(script):
+    """The version of the package code a rule's script runs: changed code reruns the rule."""
+    return code_version(Path(workflow.basedir) / "workflow" / "scripts" / script, SRC)
+
+
+def runtime(**values):
+    return lambda wildcards, threads: values
+
+
+def model_id(role):
+    """models.<role> as a setting: 'toy', a hub id, or a local directory (whose files are inputs too);
+    the judge left unset (null) is the reward model's."""
+    model = config["models"][bonbon_config.model_role(config, role)]
+    return (
+        os.path.normpath(model)
+        if model != TOY and bonbon_config.is_local_path(model)
+        else model
+    )
+
+
+def reference_id():
+    """The reference model as a setting: the SFT model (its files are inputs) or the base model."""
+    return "sft" if config["sft"]["enabled"] else model_id("base")
+
+
+def generation_settings():
+    """The generation block that changes samples: the vLLM options only with the vLLM backend."""
+    generation = dict(config["generation"])
+    if generation["backend"] != "vllm":
+        generation.pop("vllm", None)
+    return canonical(generation)
+
+
+def loaded_from(name, role):
+    """A params function: the directory of the model files of input `name`, else the hub id of
+    models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
+    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings.
+    """
+    return lambda wildcards, input: model_location(
+        getattr(input, name), config["models"][bonbon_config.model_role(config, role)]
+    )
 
 
 def model_dir(role):
-    """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
-    return bonbon_config.model_dir(config, role)
+    """Where a model is loaded from (a toy directory, a local directory or a hub id); the judge left
+    unset (null) is the reward model."""
+    role = bonbon_config.model_role(config, role)
+    model = config["models"][role]
+    return TOY_MODELS[role] if model == bonbon_config.TOY else model
 
 
 def model_input(role):
-    """The model as a rule input: a directory the DAG builds or has, nothing for a hub id."""
+    """A model as the input of a job: its files (config.json alone for a directory of the user's),
+    nothing for a hub id."""
     path = model_dir(role)
-    return [path] if config["models"][role] == "toy" or bonbon_config.is_local_path(path) else []
+    if config["models"][bonbon_config.model_role(config, role)] == TOY:
+        return model_files(path)
+    return (
+        [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
+    )
+
+
+# proxy against judge only where they differ (models.judge set to another model than models.reward)
+if model_dir("judge") != model_dir("reward"):
+    PLOTS.append("results/plots/judge_vs_proxy.png")
+
+
+TOY_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def policy_tokenizer_input():
+    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
+    if config["models"]["base"] == TOY:
+        return [f"results/toy/tokenizer_policy/{name}" for name in TOY_TOKENIZER_FILES]
+    return model_input("base")
 
 
 def reference_model():
@@ -95,7 +226,7 @@ def reference_model():
 
 def reference_model_input():
     if config["sft"]["enabled"]:
-        return ["results/models/sft/train_summary.json"]
+        return model_files("results/models/sft")
     return model_input("base")
 
 
@@ -125,26 +256,151 @@ def sft_input():
     return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
 
 
+CHECKPOINT_POLICY = re.compile(r"^(?P<run>.+)-step(?P<step>[0-9]+)$")
+
+
+def policy_spec(policy):
+    """What a policy is: POLICIES' entry, or for a checkpoint {run}-step{S} its run's with run and step."""
+    if policy in POLICIES:
+        return POLICIES[policy]
+    match = CHECKPOINT_POLICY.match(policy)
+    if not match or match["run"] not in RUNS:
+        raise WorkflowError(f"unknown policy {policy!r}")
+    return {**POLICIES[match["run"]], "run": match["run"], "step": int(match["step"])}
+
+
+def run_progress(run):
+    """A finished run's train summary (train is a Snakemake checkpoint: its steps are known only now)."""
+    return json.loads(Path(checkpoints.train.get(run=run).output.summary).read_text())
+
+
+def evaluated_policies():
+    """Every policy the summary compares, with its spec: POLICIES and the runs' evaluated checkpoints,
+    every trained one with its run and step (each run's train summary read once)."""
+    specs = {}
+    for policy, spec in POLICIES.items():
+        if spec["kind"] != "trained":
+            specs[policy] = spec
+            continue
+        progress = run_progress(policy)
+        specs[policy] = {**spec, "run": policy, "step": progress["steps"]}
+        steps = checkpoint_steps(
+            RUNS[policy]["checkpoints"],
+            progress["steps"],
+            progress.get("snapshot_steps", []),
+        )
+        specs.update(
+            {
+                f"{policy}-step{step}": policy_spec(f"{policy}-step{step}")
+                for step in steps
+            }
+        )
+    return specs
+
+
+def summary_specs(wildcards):
+    """policy -> spec for the summary (see evaluated_policies)."""
+    return evaluated_policies()
+
+
 def policy_model(policy):
-    """The model a sampled policy is drawn from."""
-    return reference_model() if POLICIES[policy]["kind"] == "reference" else f"results/models/{policy}"
+    """The directory of a trained policy's model: a run's final model or one of its snapshots."""
+    spec = policy_spec(policy)
+    if "step" in spec:
+        return "results/models/{}/snapshots/step-{:06d}".format(
+            spec["run"], spec["step"]
+        )
+    return f"results/models/{policy}"
 
 
 def policy_model_input(wildcards):
-    if POLICIES[wildcards.policy]["kind"] == "reference":
+    spec = policy_spec(wildcards.policy)
+    if spec["kind"] == "reference":
         return reference_model_input()
-    return [f"results/models/{wildcards.policy}/train_summary.json"]
+    return model_files(policy_model(wildcards.policy))
+
+
+def policy_run_input(wildcards):
+    """What a run's snapshot policy {run}-step{S} waits for: its run's train summary. The snapshot's files
+    (policy_model_input) are no rule's output (train, a checkpoint, declares only its final model), so this
+    makes the train checkpoint their producer; a deleted snapshot file is then a missing input, named
+    before any job, not a failed sampling job (rerunning train would not write it again).
+    """
+    spec = policy_spec(wildcards.policy)
+    return (
+        [checkpoints.train.get(run=spec["run"]).output.summary]
+        if "step" in spec
+        else []
+    )
 
 
 def policy_samples(wildcards):
     """The samples an evaluation reads: best-of-n is built from the reference's samples."""
-    spec = POLICIES[wildcards.policy]
-    return "results/samples/{}-reference.parquet".format(spec["dataset"]) if spec["kind"] == "best_of_n" \
+    spec = policy_spec(wildcards.policy)
+    return (
+        "results/samples/{}-reference.parquet".format(spec["dataset"])
+        if spec["kind"] == "best_of_n"
         else f"results/samples/{wildcards.policy}.parquet"
+    )
 
 
 def all_outputs():
-    pairs = expand("results/pairs/{dataset}/n{n}.parquet", dataset=DATASETS, n=N_VALUES)
-    pairs += expand("results/generate/{dataset}/samples.parquet", dataset=DATASETS)
-    models = expand("results/models/{run}/train_summary.json", run=RUNS)
-    return pairs + models + ["results/eval/summary.parquet"] + PLOTS
+    """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
+    where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
+    producer."""
+    outputs = [
+        "results/eval/summary.parquet",
+        "results/eval/runs.parquet",
+        "results/eval/theory.parquet",
+        *PLOTS,
+    ]
+    outputs += ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
+    if (
+        any(config["datasets"][d]["source"] == TOY for d in DATASETS)
+        or config["sft"]["data"] == TOY
+        or any(config["models"][role] == TOY for role in ("base", "reward"))
+    ):
+        outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
+    for role in ("base", "reward", "judge"):
+        if config["models"][role] == TOY:
+            outputs += model_input(role) + [f"{TOY_MODELS[role]}/toy_summary.json"]
+            outputs += [
+                f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
+                for name in TOY_TOKENIZER_FILES
+            ]
+    if config["sft"]["enabled"]:
+        outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
+    for dataset in DATASETS:
+        outputs.append(f"results/prompts/{dataset}.parquet")
+        for stage in ("generate", "score"):
+            outputs += gather.generate(
+                f"results/{stage}/{dataset}/shards/{{scatteritem}}.parquet"
+            )
+        outputs += [
+            f"results/generate/{dataset}/samples.parquet",
+            f"results/score/{dataset}/rewards.parquet",
+        ]
+        outputs += [f"results/pairs/{dataset}/n{n}.parquet" for n in N_VALUES]
+    for run, spec in RUNS.items():
+        pairs = pair_file(spec["dataset"], spec["pairs"])
+        ref_logps = "results/ref_logps/{dataset}/{pairs}".format(**spec)
+        outputs += [
+            pairs,
+            f"{ref_logps}.parquet",
+            *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet"),
+        ]
+        outputs += model_files(f"results/models/{run}") + [
+            f"results/models/{run}/train_summary.json"
+        ]
+    for policy, spec in POLICIES.items():
+        if (
+            spec["kind"] != "best_of_n"
+        ):  # best-of-n is built from the reference's samples
+            outputs += [
+                f"results/samples/{policy}.parquet",
+                *gather.sample(
+                    f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
+                ),
+            ]
+        outputs.append(f"results/eval/{policy}.parquet")
+    return list(dict.fromkeys(outputs))

@@ -3,36 +3,61 @@
 
 rule sample:
     input:
-        prompts=lambda wc: "results/prompts/{}.parquet".format(POLICIES[wc.policy]["dataset"]),
+        prompts=lambda wc: "results/prompts/{}.parquet".format(
+            policy_spec(wc.policy)["dataset"]
+        ),
         policy=policy_model_input,
+        run=policy_run_input,
         reference=reference_model_input(),
         reward=model_input("reward"),
+        judge=model_input("judge"),
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
-    params:
-        shard=lambda wc: shard_of(wc.scatteritem),
-        policy=lambda wc: policy_model(wc.policy),
-        reference=reference_model(),
-        reward=model_dir("reward"),
-        is_reference=lambda wc: POLICIES[wc.policy]["kind"] == "reference",
-        n=lambda wc: config["evaluation"]["samples_per_prompt"] * (
-            1 + N_SAMPLES if POLICIES[wc.policy]["kind"] == "reference" else 1
-        ),
-        generation=config["generation"],
-        evaluation=config["evaluation"],
-        name=lambda wc: wc.policy,
-        device=config["device"],
     log:
         "logs/sample/{policy}/{scatteritem}.log",
     benchmark:
         "benchmarks/sample/{policy}/{scatteritem}.tsv"
+    conda:
+        SAMPLING_ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=1,
-    conda:
-        SAMPLING_ENV
+    params:
+        shard=lambda wc: shard_of(wc.scatteritem),
+        policy=loaded_from("policy", "base"),
+        reference=loaded_from("reference", "base"),
+        reward=loaded_from("reward", "reward"),
+        judge=loaded_from("judge", "judge"),
+        # the models as settings (a hub id, or a directory whose files are inputs too)
+        model_ids=lambda wc: canonical(
+            {
+                "policy": (
+                    reference_id()
+                    if policy_spec(wc.policy)["kind"] == "reference"
+                    else wc.policy
+                ),
+                "reference": reference_id(),
+                "reward": model_id("reward"),
+                "judge": model_id("judge"),
+            }
+        ),
+        is_reference=lambda wc: policy_spec(wc.policy)["kind"] == "reference",
+        n=lambda wc: (
+            reference_samples_needed(
+                config["evaluation"]["samples_per_prompt"], N_SAMPLES
+            )
+            if policy_spec(wc.policy)["kind"] == "reference"
+            else config["evaluation"]["samples_per_prompt"]
+        ),
+        generation=generation_settings(),
+        max_prompts=config["evaluation"]["max_prompts"],
+        name=lambda wc: wc.policy,
+        code=code("sample.py"),
+        runtime=runtime(
+            device=config["device"], batch_size=config["evaluation"]["batch_size"]
+        ),
     script:
         "../scripts/sample.py"
 
@@ -46,12 +71,14 @@ rule gather_policy_samples:
         "logs/sample/{policy}/gather.log",
     benchmark:
         "benchmarks/sample/{policy}/gather.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"
 
@@ -59,30 +86,35 @@ rule gather_policy_samples:
 rule evaluate:
     input:
         samples=policy_samples,
-        reference=lambda wc: "results/samples/{}-reference.parquet".format(POLICIES[wc.policy]["dataset"]),
+        reference=lambda wc: "results/samples/{}-reference.parquet".format(
+            policy_spec(wc.policy)["dataset"]
+        ),
     output:
         table="results/eval/{policy}.parquet",
-    params:
-        policy=lambda wc: {"name": wc.policy, **POLICIES[wc.policy]},
-        k=config["evaluation"]["samples_per_prompt"],
-        n_max=N_SAMPLES,
     log:
         "logs/evaluate/{policy}.log",
     benchmark:
         "benchmarks/evaluate/{policy}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
+        k=config["evaluation"]["samples_per_prompt"],
+        n_max=N_SAMPLES,
+        code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"
 
 
 rule summary:
     input:
-        tables=expand("results/eval/{policy}.parquet", policy=POLICIES),
+        tables=lambda wc: expand(
+            "results/eval/{policy}.parquet", policy=evaluated_policies()
+        ),
     output:
         parquet="results/eval/summary.parquet",
         csv="results/eval/summary.csv",
@@ -92,19 +124,29 @@ rule summary:
             category="2. Evaluation",
             labels={"table": "summary"},
         ),
-    params:
-        policies=POLICIES,
-        sampling={k: config["generation"][k] for k in ("temperature", "top_k", "top_p")},
+        runs=report(
+            "results/eval/runs.html",
+            caption="../report/runs.rst",
+            category="1. Frontier",
+            labels={"table": "distance to best-of-n per run"},
+        ),
+        runs_parquet="results/eval/runs.parquet",
     log:
         "logs/evaluate/summary.log",
     benchmark:
         "benchmarks/evaluate/summary.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        policies=lambda wc: canonical(summary_specs(wc)),
+        sampling=canonical(
+            {k: config["generation"][k] for k in ("temperature", "top_k", "top_p")}
+        ),
+        code=code("summary.py"),
     script:
         "../scripts/summary.py"
 
@@ -118,17 +160,18 @@ rule theory:
             category="3. Best-of-n theory",
             labels={"table": "theory"},
         ),
-    params:
-        n_max=config["evaluation"]["theory_n_max"],
     log:
         "logs/evaluate/theory.log",
     benchmark:
         "benchmarks/evaluate/theory.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        n_max=config["evaluation"]["theory_n_max"],
+        code=code("theory.py"),
     script:
         "../scripts/theory.py"

@@ -6,17 +6,18 @@ rule pairs:
         rewards="results/score/{dataset}/rewards.parquet",
     output:
         pairs="results/pairs/{dataset}/n{n}.parquet",
-    params:
-        n=lambda wc: int(wc.n),
     log:
         "logs/pairs/{dataset}/n{n}.log",
     benchmark:
         "benchmarks/pairs/{dataset}/n{n}.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        n=lambda wc: int(wc.n),
+        code=code("pairs.py"),
     script:
         "../scripts/pairs.py"

@@ -4,19 +4,25 @@
 rule prompts:
     input:
         source=prompt_source,
+        tokenizer=policy_tokenizer_input(),
     output:
         prompts="results/prompts/{dataset}.parquet",
-    params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/prompts/{dataset}.log",
     benchmark:
         "benchmarks/prompts/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        # a policy with a chat template gets its prompts rendered here (bonbon.chat)
+        tokenizer=loaded_from("tokenizer", "base"),
+        tokenizer_id=model_id("base"),
+        max_prompt_length=config["generation"]["max_prompt_length"],
+        code=code("prompts.py"),
     script:
         "../scripts/prompts.py"

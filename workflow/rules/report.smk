@@ -16,14 +16,18 @@ rule plot_frontier:
         "logs/plots/frontier.log",
     benchmark:
         "benchmarks/plots/frontier.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
+        win_rate=config["evaluation"]["frontier_win_rate"],
+        code=code("plot_frontier.py"),
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_frontier.py"
 
 
 rule plot_distributions:
@@ -46,14 +50,43 @@ rule plot_distributions:
         "logs/plots/distributions.log",
     benchmark:
         "benchmarks/plots/distributions.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code("plot_distributions.py"),
+    script:
+        "../scripts/plot_distributions.py"
+
+
+rule plot_judge:
+    input:
+        summary="results/eval/summary.parquet",
+        theory="results/eval/theory.parquet",
+    output:
+        png=report(
+            "results/plots/judge_vs_proxy.png",
+            caption="../report/judge_vs_proxy.rst",
+            category="1. Frontier",
+            labels={"figure": "proxy vs judge win rate"},
+        ),
+    log:
+        "logs/plots/judge_vs_proxy.log",
+    benchmark:
+        "benchmarks/plots/judge_vs_proxy.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=code("plot_judge.py"),
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_judge.py"
 
 
 rule plot_training:
@@ -66,17 +99,29 @@ rule plot_training:
             category="4. Training",
             labels={"figure": "training curves"},
         ),
-    params:
-        runs=RUNS,
     log:
         "logs/plots/training.log",
     benchmark:
         "benchmarks/plots/training.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        # the runs' names, losses, n and beta label the curves; their training settings and evaluated
+        # checkpoints are not needed here
+        runs=canonical(
+            {
+                run: {
+                    k: v
+                    for k, v in spec.items()
+                    if k not in ("training", "checkpoints")
+                }
+                for run, spec in RUNS.items()
+            }
+        ),
+        code=code("plot_training.py"),
     script:
-        "../scripts/plots.py"
+        "../scripts/plot_training.py"

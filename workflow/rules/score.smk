@@ -7,21 +7,24 @@ rule score:
         model=model_input("reward"),
     output:
         rewards="results/score/{dataset}/shards/{scatteritem}.parquet",
-    params:
-        model=model_dir("reward"),
-        batch_size=config["scoring"]["batch_size"],
-        device=config["device"],
     log:
         "logs/score/{dataset}/{scatteritem}.log",
     benchmark:
         "benchmarks/score/{dataset}/{scatteritem}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=loaded_from("model", "reward"),
+        model_id=model_id("reward"),
+        runtime=runtime(
+            device=config["device"], batch_size=config["scoring"]["batch_size"]
+        ),
+        code=code("score.py"),
     script:
         "../scripts/score.py"
 
@@ -35,11 +38,13 @@ rule gather_rewards:
         "logs/score/{dataset}/gather.log",
     benchmark:
         "benchmarks/score/{dataset}/gather.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"

@@ -5,18 +5,24 @@ rule toy_corpus:
     output:
         corpus="results/toy/corpus.parquet",
         prompts="results/toy/prompts.parquet",
-    params:
-        toy=config["toy"],
     log:
         "logs/toy/corpus.log",
     benchmark:
         "benchmarks/toy/corpus.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=canonical(
+            {
+                k: config["toy"][k]
+                for k in ("seed", "n_dialogues", "n_prompts", "eval_fraction")
+            }
+        ),
+        code=code("toy_corpus.py"),
     script:
         "../scripts/toy_corpus.py"
 
@@ -25,20 +31,35 @@ rule toy_tokenizers:
     input:
         corpus="results/toy/corpus.parquet",
     output:
-        policy=directory("results/toy/tokenizer_policy"),
-        reward=directory("results/toy/tokenizer_reward"),
-    params:
-        toy=config["toy"],
+        policy=[
+            "results/toy/tokenizer_policy/tokenizer.json",
+            "results/toy/tokenizer_policy/tokenizer_config.json",
+        ],
+        reward=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
     log:
         "logs/toy/tokenizers.log",
     benchmark:
         "benchmarks/toy/tokenizers.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=canonical(
+            {
+                "vocab_size": config["toy"]["vocab_size"],
+                "chat": config["toy"]["chat"],
+                "reward_model": {
+                    "max_length": config["toy"]["reward_model"]["max_length"]
+                },
+            }
+        ),
+        code=code("toy_tokenizers.py"),
     script:
         "../scripts/toy_tokenizers.py"
 
@@ -46,42 +67,84 @@ rule toy_tokenizers:
 rule toy_base_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_policy",
+        tokenizer=[
+            "results/toy/tokenizer_policy/tokenizer.json",
+            "results/toy/tokenizer_policy/tokenizer_config.json",
+        ],
     output:
-        model=directory("results/toy/base_model"),
-    params:
-        toy=config["toy"],
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["base"]),
+        summary=os.path.join(TOY_MODELS["base"], "toy_summary.json"),
     log:
         "logs/toy/base_model.log",
     benchmark:
         "benchmarks/toy/base_model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        toy=canonical({k: config["toy"][k] for k in ("seed", "base_model")}),
+        code=code("toy_base_model.py"),
     script:
-        "../scripts/toy_model.py"
+        "../scripts/toy_base_model.py"
 
 
 rule toy_reward_model:
     input:
         corpus="results/toy/corpus.parquet",
-        tokenizer="results/toy/tokenizer_reward",
+        tokenizer=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
     output:
-        model=directory("results/toy/reward_model"),
-    params:
-        toy=config["toy"],
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["reward"]),
+        summary=os.path.join(TOY_MODELS["reward"], "toy_summary.json"),
     log:
         "logs/toy/reward_model.log",
     benchmark:
         "benchmarks/toy/reward_model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        toy=canonical({k: config["toy"][k] for k in ("seed", "reward_model")}),
+        code=code("toy_reward_model.py"),
+    script:
+        "../scripts/toy_reward_model.py"
+
+
+# The judge: a second reward model, trained on its own held-out corpus from its own seed (bonbon.toy).
+# It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
+rule toy_judge_model:
+    input:
+        tokenizer=[
+            "results/toy/tokenizer_reward/tokenizer.json",
+            "results/toy/tokenizer_reward/tokenizer_config.json",
+        ],
+    output:
+        # the model's files, not the directory: see MODEL_FILES
+        model=model_files(TOY_MODELS["judge"]),
+        summary=os.path.join(TOY_MODELS["judge"], "toy_summary.json"),
+        corpus="results/toy/judge_corpus.parquet",
+    log:
+        "logs/toy/judge_model.log",
+    benchmark:
+        "benchmarks/toy/judge_model.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        toy=canonical({k: config["toy"][k] for k in ("seed", "judge_model")}),
+        code=code("toy_judge_model.py"),
     script:
-        "../scripts/toy_model.py"
+        "../scripts/toy_judge_model.py"

@@ -6,25 +6,29 @@ rule sft:
         model=model_input("base"),
         data=sft_input(),
     output:
+        # the model's files and the summary (written last), not the directory: see MODEL_FILES
+        model=model_files("results/models/sft"),
         summary="results/models/sft/train_summary.json",
-    params:
-        base=model_dir("base"),
-        data=config["sft"]["data"],
-        dataset=config["datasets"].get(config["sft"]["data"]),
-        out="results/models/sft",
-        training=config["sft"]["training"],
-        accelerate=config["accelerate"]["config_file"],
     log:
         "logs/train/sft.log",
     benchmark:
         "benchmarks/train/sft.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        base=loaded_from("model", "base"),
+        base_id=model_id("base"),
+        data=config["sft"]["data"],
+        dataset=canonical(config["datasets"].get(config["sft"]["data"])),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
+        training=result_training(config["sft"]["training"]),
+        runtime=runtime(training=runtime_training(config["sft"]["training"])),
+        code=code("sft.py"),
     script:
         "../scripts/sft.py"
 
@@ -34,18 +38,19 @@ rule original_pairs:
         source=prompt_source,
     output:
         pairs="results/original_pairs/{dataset}.parquet",
-    params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/original_pairs/{dataset}.log",
     benchmark:
         "benchmarks/original_pairs/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        code=code("original_pairs.py"),
     script:
         "../scripts/original_pairs.py"
 
@@ -56,71 +61,90 @@ rule ref_logps:
         model=reference_model_input(),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
-    params:
-        shard=lambda wc: shard_of(wc.scatteritem),
-        model=reference_model(),
-        device=config["device"],
-        max_length=config["training"].get("max_length", 512),
-        max_prompt_length=config["training"].get("max_prompt_length", 256),
-        batch_size=config["scoring"]["batch_size"],
     log:
         "logs/ref_logps/{dataset}/{pairs}/{scatteritem}.log",
     benchmark:
         "benchmarks/ref_logps/{dataset}/{pairs}/{scatteritem}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        shard=lambda wc: shard_of(wc.scatteritem),
+        model=loaded_from("model", "base"),
+        model_id=reference_id(),
+        max_length=config["training"]["max_length"],
+        max_prompt_length=config["training"]["max_prompt_length"],
+        runtime=runtime(
+            device=config["device"], batch_size=config["scoring"]["batch_size"]
+        ),
+        code=code("ref_logps.py"),
     script:
         "../scripts/ref_logps.py"
 
 
-
 rule gather_ref_logps:
     input:
-        shards=gather.ref_logps("results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"),
+        shards=gather.ref_logps(
+            "results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"
+        ),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
     log:
         "logs/ref_logps/{dataset}/{pairs}/gather.log",
     benchmark:
         "benchmarks/ref_logps/{dataset}/{pairs}/gather.tsv"
+    conda:
+        "../../envs/tables.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        code=code("gather_ref_logps.py"),
     script:
         "../scripts/gather_ref_logps.py"
 
-rule train:
+
+# a checkpoint: how many steps a run took, and so which of its snapshots are evaluated, is known only
+# once it has trained (evaluated_policies in common.smk)
+checkpoint train:
     input:
         pairs=lambda wc: pair_file(RUNS[wc.run]["dataset"], RUNS[wc.run]["pairs"]),
-        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(**RUNS[wc.run]),
+        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(
+            **RUNS[wc.run]
+        ),
         model=reference_model_input(),
     output:
-        # the summary, not the directory: Snakemake deletes a failed job's outputs, and the run's
-        # checkpoints in the directory must survive a kill so that a rerun resumes from them
+        # the model's files and the summary, not the directory: Snakemake deletes a failed job's outputs,
+        # and the run's checkpoints in the directory must survive a kill so that a rerun resumes from them
+        model=model_files("results/models/{run}"),
         summary="results/models/{run}/train_summary.json",
-    params:
-        model=reference_model(),
-        out="results/models/{run}",
-        training=lambda wc: RUNS[wc.run]["training"],
-        accelerate=config["accelerate"]["config_file"],
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=480,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=loaded_from("model", "base"),
+        model_id=reference_id(),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
+        # the run's result-affecting settings only: not its evaluated checkpoints (evaluation.checkpoints,
+        # runs[].checkpoints), which decide what is sampled after training, nor the keys of RUNTIME_KEYS
+        training=lambda wc: result_training(RUNS[wc.run]["training"]),
+        runtime=lambda wildcards, threads: {
+            "training": runtime_training(RUNS[wildcards.run]["training"]),
+            "accelerate": config["accelerate"]["config_file"],
+        },
+        code=code("train.py"),
     script:
         "../scripts/train.py"

@@ -1,10 +1,11 @@
 """Gather the shards of a pair file's reference log-probs into the table one job would write."""
 
-from bonbon.io import read_table, setup_job_logging, write_parquet
-from bonbon.reference import REF_COLUMNS, gather_reference_shards
+from bonbon.jobs import setup_job
+from bonbon.reference import gather_reference_shards
+from bonbon.tables import REF_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 shards = [read_table(path, REF_COLUMNS, allow_empty=True) for path in snakemake.input.shards]
 table = gather_reference_shards(shards)
 log.info("gathered %d rows from %d shards", len(table), len(shards))

@@ -1,16 +1,14 @@
 """Reference generation: n samples for each train prompt."""
 
-from bonbon.generate import SamplingConfig, sample_with_backend, split_generation_config
-from bonbon.gpus import claim_gpus
-from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
+from bonbon.generate import sample_with_backend, split_generation_config
+from bonbon.jobs import setup_job
+from bonbon.sampling import SamplingConfig
+from bonbon.tables import PROMPT_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
-set_threads(snakemake.threads)
-claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
-prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
+log, device = setup_job(snakemake, model_job=True)
+prompts = read_table(snakemake.input.prompts, PROMPT_COLUMNS)
 prompts = prompts[prompts["split"] == "train"]
-device = torch_device(snakemake.params.device)
 fields, backend, vllm_options = split_generation_config(snakemake.params.generation)
 cfg = SamplingConfig(n=snakemake.params.n, **fields)
 shard, shards = snakemake.params.shard

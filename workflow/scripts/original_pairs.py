@@ -1,10 +1,11 @@
 """A dataset's own chosen/rejected pairs (HH format) as a training source."""
 
-from bonbon.io import setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
 from bonbon.sources import hh_pairs, load_hh
+from bonbon.tables import write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 dataset = snakemake.params.dataset
 frame = load_hh(dataset["path"], dataset["data_dir"], dataset["splits"]["train"])
 pairs, counts = hh_pairs(frame, source=dataset["path"])

@@ -1,18 +1,29 @@
-"""Prompts: read the source, check the HH format, assign ids and splits."""
+"""Prompts: read the source, check the HH format (or the conversations), assign ids and splits, and
+render them with the policy's chat template where it has one."""
 
-from bonbon.io import setup_job_logging, write_parquet
+from bonbon.chat import has_chat_template, read_messages_file, render_prompt_table
+from bonbon.jobs import setup_job
+from bonbon.models import load_tokenizer
 from bonbon.prompts import build_prompt_table, read_prompt_file
 from bonbon.sources import load_hh_prompts
+from bonbon.tables import write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 dataset = snakemake.params.dataset
 if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
     splits = dataset["splits"]
     source = load_hh_prompts(dataset["path"], dataset["data_dir"], (splits["train"], splits["eval"]))
+elif dataset["format"] == "messages":
+    source = read_messages_file(snakemake.input.source)
 else:
     source = read_prompt_file(snakemake.input.source)
 table, counts = build_prompt_table(source, dataset["eval_fraction"], dataset["seed"], dataset["max_prompts"])
+tokenizer = load_tokenizer(snakemake.params.tokenizer)
+if has_chat_template(tokenizer):  # ids and splits stay those of the HH text; the prompt is rendered
+    table, rendered = render_prompt_table(table, tokenizer, snakemake.params.max_prompt_length)
+    counts.update(rendered)
+counts["blank_rows_dropped"] = source.attrs.get("blank_rows", 0)
 if not (table["split"] == "train").any():
     raise ValueError(f"dataset {snakemake.wildcards.dataset}: no prompt falls in the train split ({counts})")
 log.info("dataset %s: %s", snakemake.wildcards.dataset, counts)

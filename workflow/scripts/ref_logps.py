@@ -1,15 +1,12 @@
 """Reference log-probs of every chosen and rejected response of a pair file, once."""
 
-from bonbon.gpus import claim_gpus
-from bonbon.io import set_threads, setup_job_logging, torch_device
+from bonbon.jobs import setup_job
 from bonbon.reference import write_reference_logps
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
-set_threads(snakemake.threads)
-claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
+log, device = setup_job(snakemake, model_job=True)
 p = snakemake.params
 table = write_reference_logps(p.model, snakemake.input.pairs, snakemake.output.ref_logps, p.max_prompt_length,
-                              p.max_length, p.batch_size, shard=p.shard, device=torch_device(p.device))
+                              p.max_length, p.runtime["batch_size"], shard=p.shard, device=device)
 log.info("%s shard %d of %d: %d pairs, %d without a reference log-prob (emptied by truncation)", snakemake.input.pairs,
          p.shard[0] + 1, p.shard[1], len(table), int(table["chosen_ref_logp"].isna().sum()))

@@ -1,28 +1,27 @@
-"""Samples from one policy on the eval prompts, with policy and reference log-probs and rewards."""
+"""Samples from one policy on the eval prompts, with policy and reference log-probs, rewards and the
+judge's rewards."""
 
-from bonbon.evaluate import policy_seed, sample_and_score
-from bonbon.generate import SamplingConfig, split_generation_config
-from bonbon.gpus import claim_gpus
-from bonbon.io import read_table, set_threads, setup_job_logging, torch_device, write_parquet
+from bonbon.generate import sample_and_score, split_generation_config
+from bonbon.jobs import setup_job
 from bonbon.prompts import build_prompt_table
+from bonbon.sampling import SamplingConfig, policy_seed
+from bonbon.tables import PROMPT_COLUMNS, read_table, write_parquet
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
-set_threads(snakemake.threads)
-claim_gpus(int(snakemake.resources.get("gpu", 0)))  # distinct GPUs for concurrent local jobs
+log, device = setup_job(snakemake, model_job=True)
 p = snakemake.params
-prompts = read_table(snakemake.input.prompts, ["prompt_id", "prompt", "split"])
+prompts = read_table(snakemake.input.prompts, PROMPT_COLUMNS)
 prompts = prompts[prompts["split"] == "eval"]
 if prompts.empty:
     raise ValueError(f"{snakemake.input.prompts}: no eval prompts to sample on")
-if p.evaluation["max_prompts"]:
-    prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.evaluation["max_prompts"])
+if p.max_prompts:
+    prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.max_prompts)
 fields, backend, vllm_options = split_generation_config(p.generation)
 cfg = SamplingConfig(**{**fields, "n": p.n, "seed": policy_seed(fields["seed"], p.name)})
 log.info("%s shard %d of %d: %d eval prompts x %d samples from %s", p.name, p.shard[0] + 1, p.shard[1],
          len(prompts), cfg.n, p.policy)
-samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, torch_device(p.device),
-                                   p.evaluation["batch_size"], p.is_reference, shard=p.shard, backend=backend,
-                                   vllm_options=vllm_options)
-log.info("done: %s", counts)
+samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, device,
+                                   p.runtime["batch_size"], p.is_reference, shard=p.shard, backend=backend,
+                                   vllm_options=vllm_options, judge_path=p.judge)
+log.info("done (judge %s): %s", p.judge, counts)
 write_parquet(samples, snakemake.output.samples)

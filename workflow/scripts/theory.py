@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from bonbon.io import setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import write_parquet
 from bonbon.theory import beta_star, bon_curve
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 curve = bon_curve(snakemake.params.n_max)
 curve["beta_star"] = [beta_star(n) if n >= 2 else float("nan") for n in curve["n"]]
 write_parquet(curve, snakemake.output.table)

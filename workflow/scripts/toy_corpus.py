@@ -1,10 +1,11 @@
 """Toy world: the synthetic HH corpus and the prompt set."""
 
-from bonbon.io import setup_job_logging, write_parquet
+from bonbon.jobs import setup_job
+from bonbon.tables import write_parquet
 from bonbon.toy import make_corpus, make_prompt_set
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
 corpus = make_corpus(toy["n_dialogues"], toy["seed"])
 prompts = make_prompt_set(toy["n_prompts"], toy["eval_fraction"], toy["seed"])

@@ -1,14 +1,16 @@
 """Toy world: byte-level BPE tokenizers for the policy and the reward model."""
 
-import pandas as pd
+from pathlib import Path
 
-from bonbon.io import setup_job_logging
+from bonbon.jobs import setup_job
+from bonbon.tables import read_table
 from bonbon.toy import train_tokenizers
 
 snakemake = globals()["snakemake"]
-log = setup_job_logging(snakemake.log[0])
+log, _ = setup_job(snakemake)
 toy = snakemake.params.toy
-corpus = pd.read_parquet(snakemake.input.corpus)
-train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], snakemake.output.policy,
-                 snakemake.output.reward, toy["reward_model"]["max_length"])
-log.info("tokenizers written to %s and %s", snakemake.output.policy, snakemake.output.reward)
+corpus = read_table(snakemake.input.corpus, ["prompt", "response"])
+policy, reward = (Path(files[0]).parent for files in (snakemake.output.policy, snakemake.output.reward))
+train_tokenizers((corpus["prompt"] + corpus["response"]).tolist(), toy["vocab_size"], policy, reward,
+                 toy["reward_model"]["max_length"], chat=toy["chat"])
+log.info("tokenizers written to %s and %s", policy, reward)

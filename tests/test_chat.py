@@ -1,0 +1,212 @@
+"""Chat templates: rendering, stopping at the end-of-turn token, turn-wise truncation, reward-side rendering."""
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from bonbon import toy
+from bonbon.chat import (
+    ConversationError,
+    chat_sampling,
+    drop_earlier_turns,
+    encode_chat_pairs,
+    end_of_turn_ids,
+    hh_to_messages,
+    messages_to_hh,
+    read_messages_file,
+    render_prompt,
+    render_prompt_table,
+)
+from bonbon.generate import generate_samples
+from bonbon.prompts import PromptFileError, build_prompt_table
+from bonbon.sampling import SamplingConfig
+
+DIALOGUE = "\n\nHuman: How do I bake bread?\n\nAssistant: Sure! First, warm the oven.\n\nHuman: And then?\n\nAssistant:"
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("chat")
+    corpus = toy.make_corpus(200, seed=2)
+    texts = (corpus["prompt"] + corpus["response"]).tolist()
+    toy.train_tokenizers(texts, 400, root / "policy", root / "reward", max_length=256, chat=True)
+    toy.train_tokenizers(texts, 400, root / "hh_policy", root / "hh_reward", max_length=64)
+    return {name: AutoTokenizer.from_pretrained(root / name) for name in ("policy", "reward", "hh_policy", "hh_reward")}
+
+
+def test_hh_text_becomes_a_conversation_and_back():
+    messages = hh_to_messages(DIALOGUE)
+    assert messages == [{"role": "user", "content": "How do I bake bread?"},
+                        {"role": "assistant", "content": "Sure! First, warm the oven."},
+                        {"role": "user", "content": "And then?"}]
+    assert messages_to_hh(messages) == DIALOGUE
+    assert messages_to_hh([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]) == \
+        "\n\nHuman: Be brief. Hi\n\nAssistant:"
+
+
+def test_prompt_is_rendered_with_the_policy_template(tokenizers):
+    rendered = render_prompt(tokenizers["policy"], hh_to_messages(DIALOGUE))
+    assert rendered == ("<|user|>\nHow do I bake bread?<|end|>\n<|assistant|>\nSure! First, warm the oven.<|end|>\n"
+                        "<|user|>\nAnd then?<|end|>\n<|assistant|>\n")
+    ids = tokenizers["policy"](rendered, add_special_tokens=False)["input_ids"]
+    end = tokenizers["policy"].convert_tokens_to_ids("<|end|>")
+    assistant = tokenizers["policy"].convert_tokens_to_ids("<|assistant|>")
+    assert ids.count(end) == 3 and ids[-2] == assistant and tokenizers["policy"].decode(ids[-1:]) == "\n"
+    assert tokenizers["policy"].eos_token_id == end  # the toy's end of turn is its EOS, as Qwen's <|im_end|>
+
+
+def test_turn_wise_truncation(tokenizers):
+    tok = tokenizers["policy"]
+    messages = hh_to_messages(DIALOGUE)
+    full = len(tok(render_prompt(tok, messages), add_special_tokens=False)["input_ids"])
+    last = len(tok(render_prompt(tok, messages[-1:]), add_special_tokens=False)["input_ids"])
+    assert drop_earlier_turns(tok, messages, full) == (messages, 0)
+    # one token short: the first user turn and the assistant's answer go together, whole
+    assert drop_earlier_turns(tok, messages, full - 1) == (messages[-1:], 2)
+    assert drop_earlier_turns(tok, messages, last - 1) == (messages[-1:], 2)  # the last turn is never dropped
+    system = [{"role": "system", "content": "Be brief."}, *messages]
+    kept, dropped = drop_earlier_turns(tok, system, full)
+    assert kept == [system[0], messages[-1]] and dropped == 2  # the system message stays
+
+
+def test_prompt_table_keeps_the_conversation_and_ids(tokenizers):
+    table, _ = build_prompt_table(pd.DataFrame({"prompt": [DIALOGUE, "\n\nHuman: Hi\n\nAssistant:"]}), 0.0, 0)
+    rendered, counts = render_prompt_table(table, tokenizers["policy"], max_length=12)
+    assert rendered["prompt_id"].tolist() == table["prompt_id"].tolist()  # ids of the HH text
+    by_id = rendered.set_index("prompt_id")
+    row = by_id.loc[table.loc[table["prompt"] == DIALOGUE, "prompt_id"].iloc[0]]
+    assert json.loads(row["messages"]) == hh_to_messages(DIALOGUE)  # the whole conversation
+    assert row["prompt"] == "<|user|>\nAnd then?<|end|>\n<|assistant|>\n" and row["turns_dropped"] == 2
+    assert counts == {"rendered_with_chat_template": 2, "prompts_with_turns_dropped": 1}
+
+
+def test_end_of_turn_ids(tokenizers):
+    tok = tokenizers["policy"]
+    end, eos = tok.convert_tokens_to_ids("<|end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    assert end_of_turn_ids(tok) == (end,)
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[end, 300]))
+    assert end_of_turn_ids(tok, model) == (end, 300)
+    tok.eos_token = "<|endoftext|>"  # a template whose end of turn is not EOS: found in the template
+    try:
+        assert end_of_turn_ids(tok) == (eos, end)
+    finally:
+        tok.eos_token = "<|end|>"
+    cfg = SamplingConfig(n=2)
+    assert chat_sampling(cfg, tokenizers["hh_policy"]) is cfg  # no template: the HH path as it was
+    chat = chat_sampling(cfg, tok)
+    assert chat.stop_strings == () and chat.stop_token_ids == (end,)
+
+
+class ScriptedModel(torch.nn.Module):
+    """Emits ``script`` token by token (one forward per token), whatever the input: a sampler test bench."""
+
+    def __init__(self, script: list[int], vocab: int):
+        super().__init__()
+        self.script, self.vocab, self.calls = script, vocab, 0
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    class Cache:
+        def batch_repeat_interleave(self, n):
+            pass
+
+        def batch_select_indices(self, index):
+            pass
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True):
+        logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e4)
+        logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 1e4
+        self.calls += 1
+        return SimpleNamespace(logits=logits, past_key_values=past_key_values or self.Cache())
+
+
+def test_sampling_stops_at_the_end_of_turn_token(tokenizers):
+    tok = tokenizers["policy"]
+    words = tok("Sure! Check it.", add_special_tokens=False)["input_ids"]
+    end, eos = tok.convert_tokens_to_ids("<|end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    human = tok("\n\nHuman:", add_special_tokens=False)["input_ids"]
+    prompts = pd.DataFrame({"prompt_id": ["p"], "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
+                            "messages": ['[{"role": "user", "content": "Hi"}]']})
+    cfg = SamplingConfig(n=1, max_new_tokens=40)
+    tok.eos_token = "<|endoftext|>"  # so that it is the template's end of turn that stops, not EOS
+    try:
+        # "\n\nHuman:" is text inside a chat response, not a turn: sampling goes on to <|end|>
+        model = ScriptedModel([*words, *human, *words, end, *words], len(tok))
+        samples, _ = generate_samples(model, tok, prompts, cfg)
+    finally:
+        tok.eos_token = "<|end|>"
+    row = samples.iloc[0]
+    assert list(row["response_ids"]) == [*words, *human, *words, end] and bool(row["finished"])
+    assert row["response"] == "Sure! Check it.\n\nHuman:Sure! Check it." and row["messages"] == prompts["messages"][0]
+    assert eos != end
+    # the HH tokenizer (no template) stops at the HH turn instead, and has no messages column
+    hh = pd.DataFrame({"prompt_id": ["p"], "prompt": ["\n\nHuman: Hi\n\nAssistant:"]})
+    hh_tok = tokenizers["hh_policy"]
+    hh_words = hh_tok("Sure! Check it.", add_special_tokens=False)["input_ids"]
+    hh_human = hh_tok("\n\nHuman:", add_special_tokens=False)["input_ids"]
+    samples, _ = generate_samples(ScriptedModel([*hh_words, *hh_human, *hh_words], len(hh_tok)), hh_tok, hh, cfg)
+    assert samples.iloc[0]["response"] == "Sure! Check it." and "messages" not in samples.columns
+
+
+def test_reward_model_renders_with_its_own_template(tokenizers):
+    tok = tokenizers["reward"]
+    batch, cut = encode_chat_pairs(tok, [DIALOGUE], [" Knead it."])
+    text = "[CLS]USER: How do I bake bread?\nASSISTANT: Sure! First, warm the oven.\nUSER: And then?\nASSISTANT: Knead it.\n[SEP]"
+    assert batch["input_ids"][0].tolist() == tok(text, add_special_tokens=False)["input_ids"] and cut == [""]
+    assert batch["input_ids"][0, 0].item() == tok.cls_token_id and batch["input_ids"][0, -1].item() == tok.sep_token_id
+    # conversations given as messages (a chat-rendered prompt) win over the prompt text
+    messages = ['[{"role": "user", "content": "Hi"}]']
+    batch, _ = encode_chat_pairs(tok, ["<|user|>\nHi<|end|>\n<|assistant|>\n"], ["Hello"], messages)
+    assert tok.decode(batch["input_ids"][0]) == "[CLS]USER: Hi\nASSISTANT: Hello\n[SEP]"
+    # too long: whole earlier turns go first, the response and the end stay
+    short = tok("[CLS]USER: And then?\nASSISTANT: Knead it.\n[SEP]", add_special_tokens=False)["input_ids"]
+    batch, cut = encode_chat_pairs(tok, [DIALOGUE], [" Knead it."], max_length=len(short) + 1)
+    assert batch["input_ids"][0].tolist()[-len(short) + 1:] == short[1:] and cut == ["prompt"]
+    assert batch["input_ids"].shape[1] <= len(short) + 1
+
+
+def test_messages_file(tmp_path):
+    good = tmp_path / "chat.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "Hi"}], "split": "eval"},
+            {"messages": json.dumps([{"role": "system", "content": "S"}, {"role": "user", "content": "Yo"}]),
+             "split": "train"}]
+    good.write_text("\n".join(json.dumps(r) for r in rows))
+    table = read_messages_file(good)
+    assert table["prompt"].tolist() == ["\n\nHuman: Hi\n\nAssistant:", "\n\nHuman: S Yo\n\nAssistant:"]
+    assert json.loads(table["messages"][1])[0] == {"role": "system", "content": "S"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"messages": [{"role": "user", "content": "a"},
+                                                                         {"role": "assistant", "content": "b"}]}))
+    with pytest.raises(ConversationError, match=r"bad.jsonl: row 2: the last turn is 'assistant'"):
+        read_messages_file(bad)
+    with pytest.raises(PromptFileError, match=r"no 'messages' column"):
+        (tmp_path / "x.jsonl").write_text('{"prompt": "a"}')
+        read_messages_file(tmp_path / "x.jsonl")
+
+
+@pytest.mark.parametrize("name", ["smol-instruct.yaml", "toy-chat.yaml"])
+def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
+    import yaml
+
+    from bonbon.config import hub_ids, schema_errors
+
+    from conftest import REPO, run_workflow
+
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    assert schema_errors(config, REPO / "workflow" / "schemas" / "config.schema.yaml") == []
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
+    for rule in ("prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "evaluate", "summary",
+                 "plot_judge"):
+        assert rule in result.stdout, result.stdout
+    assert not (tmp_path / "results").exists()
+    if name == "smol-instruct.yaml":
+        assert [key for key, _, _ in hub_ids(config)] == ["models.base", "models.reward", "models.judge",
+                                                          "datasets.hh.path"]
+        assert "sft" not in result.stdout.split()  # the instruct model is the reference
+    else:
+        assert config["toy"]["chat"] and config["models"]["judge"] == "toy"
+        assert "toy_judge_model" in result.stdout

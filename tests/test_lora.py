@@ -1,0 +1,248 @@
+"""LoRA training through peft on the tiny GPT-NeoX of test_train: only the adapters train (counted
+exactly), the loss goes down, a resume after a crash ends where an uninterrupted run ends, and the
+saved model (final and snapshots) is the merged policy W + B @ A * alpha / r, loaded with plain
+from_pretrained, not the base. Trackers: tensorboard event files read back equal metrics.csv."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from test_train import Crash, cfg, params, world  # noqa: F401 - world is a fixture
+from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
+
+from bonbon.theory import beta_star
+from bonbon.train import ADAPTER_DIR, METRIC_COLUMNS, LoraOptions, TrainConfig, config_from_dict, train
+
+HIDDEN, INTERMEDIATE, LAYERS = 32, 64, 2  # the world's model
+LORA = {"enabled": True, "r": 4, "alpha": 8.0, "dropout": 0.0}
+
+
+def lora_cfg(**overrides) -> TrainConfig:
+    return cfg(lora={**LORA, **overrides.pop("lora", {})}, **overrides)
+
+
+def adapter_count(r: int, targets: dict[str, tuple[int, int]]) -> int:
+    """r * (in + out) per adapted Linear: A is r x in, B is out x r."""
+    return LAYERS * sum(r * (fan_in + fan_out) for fan_in, fan_out in targets.values())
+
+
+ATTENTION = {"query_key_value": (HIDDEN, 3 * HIDDEN), "dense": (HIDDEN, HIDDEN)}
+MLP = {"dense_h_to_4h": (HIDDEN, INTERMEDIATE), "dense_4h_to_h": (INTERMEDIATE, HIDDEN)}
+
+
+def merged_expected(base: dict[str, torch.Tensor], adapter_dir: Path, scale: float) -> dict[str, torch.Tensor]:
+    """The base weights plus B @ A * scale for every adapter in adapter_dir, computed here by hand."""
+    adapter = load_file(adapter_dir / "adapter_model.safetensors")
+    expected = dict(base)
+    for key, a in adapter.items():
+        if ".lora_A." not in key:
+            continue
+        b = adapter[key.replace(".lora_A.", ".lora_B.")]
+        module = key.removeprefix("base_model.model.").split(".lora_A.")[0]
+        expected[f"{module}.weight"] = base[f"{module}.weight"] + b @ a * scale
+    return expected
+
+
+def test_lora_options_from_mapping_and_errors():
+    options = config_from_dict({"loss": "sft", "lora": {"enabled": True, "r": 16}}).lora
+    # the other fields keep the schema's defaults
+    assert options == LoraOptions(enabled=True, r=16, alpha=16.0, dropout=0.0, target_modules=["query_key_value", "dense"])
+    assert config_from_dict({"loss": "sft"}).lora.enabled is False  # off unless asked for
+    assert cfg(lora={"r": 4}).lora.enabled is False
+    with pytest.raises(ValueError, match=r"training.lora: Additional properties .*'rank'"):
+        config_from_dict({"loss": "sft", "lora": {"rank": 8}})
+    with pytest.raises(ValueError, match="training.lora.r: 0 is less than the minimum of 1"):
+        config_from_dict({"loss": "sft", "lora": {"r": 0}})
+    with pytest.raises(ValueError, match=r"training.report_to: \['tensorbord'\] is not valid"):
+        config_from_dict({"loss": "sft", "report_to": ["tensorbord"]})
+    # what launch_or_train writes for accelerate launch (asdict) reads back as the same config
+    again = lora_cfg(report_to=["tensorboard"], tracker_dir="tb")
+    assert config_from_dict(asdict(again)) == again
+
+
+@pytest.mark.parametrize(("targets", "modules", "checkpointing"), [
+    (["query_key_value", "dense"], ATTENTION, False),
+    # with gradient checkpointing the frozen embeddings' output must still carry grad to the adapters
+    (["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"], {**ATTENTION, **MLP}, True),
+])
+def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, checkpointing):  # noqa: F811
+    out = tmp_path / "run"
+    summary = train(world["model"], world["pairs"], world["ref"], out,
+                    lora_cfg(max_steps=2, lora={"target_modules": targets}, gradient_checkpointing=checkpointing))
+    expected = adapter_count(4, modules)
+    assert summary["trainable_parameters"] == expected  # 1536 for attention only, 4608 with the MLP
+    base = params(world["model"])
+    assert summary["parameters"] == sum(p.numel() for p in base.values()) + expected
+    # every weight the adapters do not touch is the base weight bit for bit; the touched ones moved
+    merged = params(out)
+    touched = {f"gpt_neox.layers.{i}.{'attention' if name in ATTENTION else 'mlp'}.{name}.weight"
+               for i in range(LAYERS) for name in modules}
+    assert len(touched) == LAYERS * len(modules)
+    for key, value in base.items():
+        if key in touched:
+            assert (merged[key] - value).abs().max() > 0, key
+        else:
+            torch.testing.assert_close(merged[key], value, atol=0, rtol=0)
+
+
+def test_lora_loss_goes_down_and_saved_model_is_the_merged_adapted_policy(world, tmp_path):  # noqa: F811
+    from peft import PeftModel
+
+    out = tmp_path / "run"
+    train(world["model"], world["pairs"], world["ref"], out,
+          lora_cfg(max_steps=24, batch_size=8, checkpoint_every=12, learning_rate=1e-2))
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["loss"].tail(4).mean() < 0.5 * metrics["loss"].head(2).mean()
+    assert abs(metrics.loc[0, "margin"]) < 1e-4  # B = 0 at the start: the policy starts as the reference
+
+    base = params(world["model"])
+    for saved in (out, out / "snapshots" / "step-000012"):
+        # the adapter beside the weights; the weights are base + B @ A * alpha / r (computed by hand)
+        assert (saved / ADAPTER_DIR / "adapter_config.json").is_file()
+        assert not (saved / "adapter_config.json").exists()  # from_pretrained(saved) must not see an adapter
+        merged = params(saved)
+        expected = merged_expected(base, saved / ADAPTER_DIR, LORA["alpha"] / LORA["r"])
+        assert merged.keys() == expected.keys()
+        for key in merged:
+            torch.testing.assert_close(merged[key], expected[key], atol=1e-6, rtol=0)
+    snapshot, final = params(out / "snapshots" / "step-000012"), params(out)
+    assert any((snapshot[k] - final[k]).abs().max() > 1e-4 for k in final)  # the snapshot is step 12, not 24
+
+    # what sampling loads (plain from_pretrained) gives the adapted policy's log-probs, not the base's
+    ids = torch.tensor([[5, 17, 42, 9, 3, 77, 12, 8]])
+    with torch.no_grad():
+        loaded = AutoModelForCausalLM.from_pretrained(out).eval()
+        assert isinstance(loaded, GPTNeoXForCausalLM)
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(world["model"]),
+                                            out / ADAPTER_DIR).eval()
+        reference = AutoModelForCausalLM.from_pretrained(world["model"]).eval()
+        logits, want, ref = (m(ids).logits.log_softmax(-1) for m in (loaded, adapted, reference))
+    torch.testing.assert_close(logits, want, atol=1e-5, rtol=0)
+    assert (logits - ref).abs().max() > 0.1
+    # sampled tokens: the same seed draws differently from the adapted and the base model
+    draws = []
+    for model in (loaded, reference):
+        torch.manual_seed(0)
+        draws.append(model.generate(ids, do_sample=True, max_new_tokens=32, top_k=0, pad_token_id=0))
+    assert not torch.equal(draws[0], draws[1])
+
+
+def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):  # noqa: F811
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    options = {"max_steps": 6, "checkpoint_every": 2, "lora": {"dropout": 0.1}}  # dropout: RNG state resumed too
+    train(world["model"], world["pairs"], world["ref"], full, lora_cfg(**options))
+
+    def crash_at_step_2(step, row):
+        if step == 2:  # after the step-2 checkpoint (written after step 1), partway to the next
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**options), callback=crash_at_step_2)
+    summary = train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**options))
+    assert summary["resumed_from_step"] == 2
+    a, b = pd.read_csv(full / "metrics.csv"), pd.read_csv(broken / "metrics.csv")
+    assert b["step"].tolist() == list(range(6))
+    assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), rel=1e-5)
+    pa, pb, start = params(full), params(broken), params(world["model"])
+    assert any((pa[k] - start[k]).abs().max() > 1e-3 for k in pa)
+    for k in pa:
+        torch.testing.assert_close(pb[k], pa[k], atol=1e-6, rtol=0)
+    # another LoRA setting does not resume these checkpoints: they are moved aside, the run starts afresh
+    summary = train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**{**options, "max_steps": 2,
+                                                                                    "lora": {"r": 8}}))
+    assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("broken.stale-*"))) == 1
+
+
+def test_an_extended_lora_run_replaces_its_adapter(world, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    train(world["model"], world["pairs"], world["ref"], out, lora_cfg(max_steps=3, checkpoint_every=1))
+    first = load_file(out / ADAPTER_DIR / "adapter_model.safetensors")
+    # from the kept step-2 checkpoint to step 5; the final save moves a new adapter/ over the old one
+    summary = train(world["model"], world["pairs"], world["ref"], out, lora_cfg(max_steps=5, checkpoint_every=1))
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 5
+    assert not (out / ".model-tmp").exists()
+    second = load_file(out / ADAPTER_DIR / "adapter_model.safetensors")
+    assert any((second[k] - first[k]).abs().max() > 0 for k in first)
+    expected = merged_expected(params(world["model"]), out / ADAPTER_DIR, LORA["alpha"] / LORA["r"])
+    merged = params(out)
+    for key in merged:
+        torch.testing.assert_close(merged[key], expected[key], atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------- trackers
+
+
+def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # the scalars' directory; add_hparams writes its own events under a time-named subdirectory
+    runs = {p.parent for p in logdir.rglob("events.out.tfevents.*") if not p.parent.name.replace(".", "").isdigit()}
+    assert len(runs) == 1, runs
+    events = EventAccumulator(str(runs.pop()), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_logs_what_metrics_csv_holds_and_the_config(world, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    options = {"max_steps": 6, "checkpoint_every": 3, "report_to": "tensorboard", "validation_fraction": 0.2,
+               "eval_every": 2}
+
+    def crash_at_step_4(step, row):
+        if step == 4:
+            raise Crash
+
+    with pytest.raises(Crash):  # and a resume: tensorboard must not keep the killed run's step 3 and 4 twice
+        train(world["model"], world["pairs"], world["ref"], out, cfg(**options), callback=crash_at_step_4)
+    train(world["model"], world["pairs"], world["ref"], out, cfg(**options))
+    logdir = out / "tracker" / "bonbon"
+    scalars = tensorboard_scalars(logdir)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["step"].tolist() == list(range(6))
+    compared = 0
+    for column in METRIC_COLUMNS[1:]:
+        logged = scalars.get(column, {})
+        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True) if math.isfinite(v)}
+        assert set(logged) == set(present), column  # every value, at its step, and no blank cell
+        for step, value in present.items():
+            assert logged[step] == pytest.approx(value, rel=1e-6, abs=1e-7), (column, step)
+            compared += 1
+    assert set(scalars) <= set(METRIC_COLUMNS)
+    assert compared > 6 * 10 and len(scalars["val_loss"]) == 3  # validation at steps 1, 3, 5
+    # the run's config, as hyper-parameters (accelerate also writes them as hparams.yml)
+    hparams = [yaml.safe_load(p.read_text()) for p in logdir.rglob("hparams.yml")]
+    assert hparams and all(h["run"] == "run" and h["learning_rate"] == 1e-3 and h["lora.enabled"] is False
+                           for h in hparams)
+    assert hparams[-1]["beta"] == pytest.approx(beta_star(4))  # resolved from "auto"
+
+
+def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monkeypatch, caplog):  # noqa: F811
+    from accelerate.tracking import TensorBoardTracker
+
+    def refuse(self):
+        raise ConnectionError("server unreachable")
+
+    monkeypatch.setattr(TensorBoardTracker, "start", refuse)
+    with caplog.at_level(logging.WARNING, logger="bonbon.train"):
+        summary = train(world["model"], world["pairs"], world["ref"], tmp_path / "run",
+                        cfg(max_steps=2, report_to=["tensorboard"]))
+    assert summary["steps"] == 2 and (tmp_path / "run" / "train_summary.json").is_file()
+    assert "tracker tensorboard could not start (ConnectionError: server unreachable)" in caplog.text
+
+
+def test_a_tracker_whose_package_is_missing_is_skipped_with_a_warning(world, tmp_path, caplog):  # noqa: F811
+    from accelerate.tracking import get_available_trackers
+
+    absent = next(t for t in ("wandb", "mlflow", "comet_ml", "aim") if t not in {x.value for x in get_available_trackers()})
+    with caplog.at_level(logging.WARNING, logger="bonbon.train"):
+        train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=1, report_to=[absent]))
+    assert f"the package of tracker(s) ['{absent}'] is not installed" in caplog.text
+    assert not (tmp_path / "run" / "tracker").exists()

@@ -1,0 +1,11 @@
+"""Proxy against judge: every final policy's win rate by the training reward and by the judge, at its KL."""
+
+from bonbon import plots
+from bonbon.jobs import setup_job
+from bonbon.tables import read_table
+
+snakemake = globals()["snakemake"]
+log, _ = setup_job(snakemake)
+summary = read_table(snakemake.input.summary, ["policy", "kind", "kl", "win_rate", "judge_win_rate"])
+plots.plot_judge_vs_proxy(summary, read_table(snakemake.input.theory, ["n", "win_rate", "kl"]), snakemake.output.png)
+log.info("wrote %s", snakemake.output.png)
