@@ -44,12 +44,13 @@ What is aligned, and why (every difference found between the two):
 
 Printed: the equality check (loss and gradient norm of TRL, ours and ours padding-free on the same
 batch with the same weights, at step 0 and after ``--later`` optimizer steps of a trained policy),
-then for every variant (TRL; ours; ours with ``padding_free``; ours from ``--before-src``, another
-checkout, for a before/after figure of a change) optimizer steps/s and real (non-pad) tokens/s over
+then for every variant (TRL; ours; ours with ``padding_free``; ours from another checkout with
+``--extra``, for a before/after figure of a change) optimizer steps/s and real (non-pad) tokens/s over
 the steps after ``--skip``, CPU time per step (process time: less sensitive than wall time to other
-jobs on a shared machine, though spinning threads count), peak RSS of the run, the ratios to TRL
-(of the medians and per round; each round runs every variant once, starting with a different one),
-and the first steps' losses side by side. Models: the toy SFT policy, and a GPT-NeoX of the
+jobs on a shared machine, though spinning threads count), peak RSS up to the last step (ours then
+writes the final model; TRL here writes nothing), the ratios to TRL (of the medians and per round;
+each round runs every variant once, starting with a different one), and the first steps' losses
+side by side. Models: the toy SFT policy, and a GPT-NeoX of the
 Pythia-160M shape (12 layers, d=768, 12 heads, random init, the toy tokenizer's vocabulary: 86M
 parameters) on the first ``--big-pairs`` pairs. Runs unchanged on CUDA (bf16 autocast for both).
 """
@@ -228,12 +229,13 @@ def run_ours(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         def config_from_dict(values: dict[str, Any]) -> Any:
             return TrainConfig(**values)
 
-    times, cpu, losses, norms = [], [], [], []
+    times, cpu, rss, losses, norms = [], [], [], [], []
 
     def record(step: int, row: dict[str, float]) -> None:
         _sync()
         times.append(time.perf_counter())
         cpu.append(time.process_time())
+        rss.append(_peak_rss_mb())
         losses.append(row["loss"])
         norms.append(row["grad_norm"])
 
@@ -259,7 +261,14 @@ def run_ours(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         train(spec["model"], spec["pairs"], spec["ref"], out, cfg, callback=record)
-    return {"started": started, "times": times, "cpu": cpu, "losses": losses, "grad_norms": norms}
+    return {
+        "started": started,
+        "times": times,
+        "cpu": cpu,
+        "rss_steps_mb": rss,
+        "losses": losses,
+        "grad_norms": norms,
+    }
 
 
 def _trl_trainer(spec: dict[str, Any], opts: dict[str, Any], model: Any, out_dir: str, steps: int):
@@ -328,13 +337,14 @@ def _trl_trainer(spec: dict[str, Any], opts: dict[str, Any], model: Any, out_dir
 def run_trl(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    times, cpu, norms = [], [], []
+    times, cpu, rss, norms = [], [], [], []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             _sync()
             times.append(time.perf_counter())
             cpu.append(time.process_time())
+            rss.append(_peak_rss_mb())
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -351,6 +361,7 @@ def run_trl(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         "started": started,
         "times": times,
         "cpu": cpu,
+        "rss_steps_mb": rss,
         "losses": [float(v) for v in trainer.bench_losses],
         "grad_norms_logged": norms,
     }
@@ -493,6 +504,7 @@ def _rates(result: dict[str, Any], spec: dict[str, Any]) -> dict[str, float]:
         "steps_per_s": steps / seconds,
         "tokens_per_s": tokens / seconds,
         "cpu_ms_per_step": 1e3 * (cpu[-1] - cpu[skip - 1]) / steps,
+        "rss_train_mb": result["rss_steps_mb"][-1],  # peak up to the last step: not ours' final save
     }
 
 
@@ -504,8 +516,8 @@ def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     variants = [{"name": "trl", "kind": "trl"}, {"name": "ours", "kind": "ours", "options": {}}]
     if not args.no_padding_free:
         variants.append({"name": "ours padding_free", "kind": "ours", "options": {"padding_free": True}})
-    if args.before_src:
-        variants.append({"name": "ours before", "kind": "ours", "options": {}, "src": args.before_src})
+    for name, src, options in args.extra or []:
+        variants.append({"name": name, "kind": "ours", "options": json.loads(options), "src": src})
     return variants
 
 
@@ -552,7 +564,12 @@ def main() -> None:
     parser.add_argument("--no-equality", action="store_true", help="skip the equality check")
     parser.add_argument("--no-padding-free", action="store_true", help="leave out ours with padding_free")
     parser.add_argument(
-        "--before-src", help="also time ours from this src/ directory (e.g. a checkout before a change)"
+        "--extra",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "SRC", "OPTIONS"),
+        help="also time ours from another src/ directory (e.g. a checkout before a change) with these "
+        "TrainConfig options (JSON); repeatable",
     )
     parser.add_argument(
         "--work-dir", default=str(DEFAULT_WORK), help="cache: aligned pairs, reference log-probs"
@@ -656,19 +673,20 @@ def main() -> None:
                 result.update(_rates(result, spec))
                 results[v["name"]].append(result)
                 print(
-                    f"  run {i + 1} {v['name']:18s} {result['steps_per_s']:7.2f} steps/s {result['tokens_per_s']:8.0f} "
-                    f"tokens/s {result['cpu_ms_per_step']:8.1f} CPU ms/step, peak RSS {result['rss_mb']:5.0f} MB",
+                    f"  run {i + 1} {v['name']:22s} {result['steps_per_s']:7.2f} steps/s {result['tokens_per_s']:8.0f} "
+                    f"tokens/s {result['cpu_ms_per_step']:8.1f} CPU ms/step, peak RSS {result['rss_train_mb']:5.0f} MB "
+                    f"(process {result['rss_mb']:.0f} MB)",
                     flush=True,
                 )
         print(
-            f"{'median (min-max)':18s} {'steps/s':>20s} {'real tokens/s':>22s} {'CPU ms/step':>22s} {'peak RSS MB':>12s}"
+            f"{'median (min-max)':22s} {'steps/s':>20s} {'real tokens/s':>22s} {'CPU ms/step':>22s} {'peak RSS MB':>12s}"
         )
         for name, rs in results.items():
             print(
-                f"{name:18s} {_spread([r['steps_per_s'] for r in rs]):>20s} "
+                f"{name:22s} {_spread([r['steps_per_s'] for r in rs]):>20s} "
                 f"{_spread([r['tokens_per_s'] for r in rs], '{:.0f}'):>22s} "
                 f"{_spread([r['cpu_ms_per_step'] for r in rs], '{:.1f}'):>22s} "
-                f"{statistics.median(r['rss_mb'] for r in rs):12.0f}"
+                f"{statistics.median(r['rss_train_mb'] for r in rs):12.0f}"
             )
         trl_rs = results["trl"]
         for name, rs in results.items():

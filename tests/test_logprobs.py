@@ -206,6 +206,44 @@ def test_padding_free_equals_padded_to_float32_rounding():
         assert packed[row].item() == pytest.approx(hand_logp(packed_model, seq, n_prompt), abs=1e-5)
 
 
+def test_padding_free_computes_a_pairs_prompt_once():
+    """Rows i and i + B/2 with the same prompt (chosen, rejected) share one packed copy of it; a pair
+    whose prompts differ does not; the values are those of the padded batch either way."""
+    prompt, other = [4, 7, 1, 9], [4, 7, 2, 9]
+    ids, att, rsp = pad_batch(
+        [
+            (prompt + [3, 3, 8, 5], 4, "left", 2),  # pair 0, chosen
+            (prompt + [6, 2], 4, "right", 0),  # pair 1, chosen
+            (prompt + [10, 1, 1], 4, "right", 3),  # pair 0, rejected: same prompt
+            (other + [6, 5, 5], 4, "middle", 2),  # pair 1, rejected: another prompt
+        ]
+    )
+    padded_model = tiny_neox(10, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    packed_model = tiny_neox(10, vocab=37, init=0.3, attn="sdpa", layers=2).train()
+    seen = []
+    packed_model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape), with_kwargs=True)
+    weights = torch.tensor([1.0, -0.5, 2.0, 0.25])
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    packed, packed_grads = grads_of(
+        packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
+    )
+    assert seen == [torch.Size([1, 8 + 6 + 3 + 7])]  # pair 0's prompt once, pair 1's twice
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # the chosen response does not see the rejected one it shares a prompt with, nor the reverse
+    changed_rejected, changed_chosen = ids.clone(), ids.clone()
+    changed_rejected[2, 4:7] = torch.tensor([20, 21, 22])
+    changed_chosen[0, 6:10] = torch.tensor([20, 21, 22, 23])  # after 2 left pads
+    with torch.no_grad():
+        before = sequence_logps(packed_model, ids, att, rsp, padding_free=True)
+        after_r = sequence_logps(packed_model, changed_rejected, att, rsp, padding_free=True)
+        after_c = sequence_logps(packed_model, changed_chosen, att, rsp, padding_free=True)
+    assert abs(after_r[2] - before[2]) > 1e-3 and abs(after_c[0] - before[0]) > 1e-3
+    torch.testing.assert_close(after_r[[0, 1, 3]], before[[0, 1, 3]], rtol=0, atol=1e-6)
+    torch.testing.assert_close(after_c[1:], before[1:], rtol=0, atol=1e-6)
+
+
 def test_padding_free_with_gradient_checkpointing():
     """The packed row's layout reaches the attention also when a layer is recomputed in backward."""
     plain = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()

@@ -14,8 +14,10 @@ tensor, so values and gradients are bit-identical to it (tested).
 into one row: every linear layer runs on real tokens only, attention runs per sequence (each
 sequence is put back in its own row for the attention product, so no token attends across
 sequences), positions restart at 0 in every sequence, and the LM head projects only the positions
-that predict a response token. Same values up to float32 rounding (matrix products of other
-shapes), not bit-identical.
+that predict a response token. The chosen and rejected sequence of a pair (rows i and i + B/2, the
+order of ``collate_pairs``) share their prompt: it is packed, and computed, once, both responses
+attending to it. Same values up to float32 rounding (matrix products of other shapes), not
+bit-identical.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ def token_logps(
     # the [N, V] rows that predict response tokens; x[y] - logsumexp(x) = log_softmax(x)[y], without a
     # second [B, T, V] tensor and without exp() over prompt and padding positions
     values = _selected_logps(out.logits[rows, prev[rows, cols]], input_ids[rows, cols])
-    out_shape = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
-    return out_shape.index_put((rows, cols), values)
+    result = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
+    return result.index_put((rows, cols), values)
 
 
 def sequence_logps(
@@ -138,13 +140,13 @@ def sequence_logps(
 
 @dataclass
 class PackedSequences:
-    """Where each token of the packed row sits in the padded layout: sequence ``rows[i]``, position
-    ``cols[i]`` (real tokens only, left-aligned); ``width`` is the longest sequence."""
+    """A packed row of L tokens and the B sequences it holds. ``gather[b, c]`` is the packed index of
+    token c of sequence b (L, a zero slot, past its end): a prompt shared by two sequences is one set
+    of packed tokens that both rows point to. Packed token i is read back from position ``home[i]`` of
+    the flattened [B, W] layout."""
 
-    rows: torch.Tensor
-    cols: torch.Tensor
-    n_rows: int
-    width: int
+    gather: torch.Tensor
+    home: torch.Tensor
 
 
 def _packed_sdpa(
@@ -168,18 +170,23 @@ def _packed_sdpa(
         )
     p = bonbon_packed
 
-    def unpack(x: torch.Tensor) -> torch.Tensor:  # [1, H, L, D] -> [B, H, W, D], right-padded with 0
-        x = x[0].transpose(0, 1)
-        padded = x.new_zeros((p.n_rows, p.width, *x.shape[1:])).index_put((p.rows, p.cols), x)
-        return padded.transpose(1, 2)
+    n_rows, width = p.gather.shape
 
-    q, k, v = unpack(query), unpack(key), unpack(value)
+    def rows(x: torch.Tensor) -> torch.Tensor:  # [1, H, L, D] -> [B, H, W, D], right-padded with 0
+        x = x[0].transpose(0, 1)
+        x = torch.cat([x, x.new_zeros((1, *x.shape[1:]))])
+        # index_select, not x[gather]: its backward is index_add, not a (slow on CPU) accumulating index_put
+        return x.index_select(0, p.gather.flatten()).view(n_rows, width, *x.shape[1:]).transpose(1, 2)
+
+    q, k, v = rows(query), rows(key), rows(value)
     if k.shape[1] != q.shape[1]:  # grouped-query attention
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    # right padding + causal: a real token only sees real tokens of its own sequence
+    # right padding + causal: a real token only sees the real tokens of its own sequence
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
-    return out.transpose(1, 2)[p.rows, p.cols].unsqueeze(0), None
+    heads, head_dim = out.shape[1], out.shape[3]
+    out = out.transpose(1, 2).reshape(n_rows * width, heads, head_dim)  # [B * W, H, D]
+    return out.index_select(0, p.home).unsqueeze(0), None
 
 
 def _packed_mask(*args, attention_mask=None, **kwargs):
@@ -212,33 +219,70 @@ def _use_packed_attention(model: torch.nn.Module) -> None:
     config._attn_implementation = PACKED_ATTENTION  # not saved with the config (transformers drops it)
 
 
+def _pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.Tensor):
+    """The packed row of a padded batch: (ids [L], positions [L], layout, counted tokens in the
+    sequence layout [B, W], token ids in that layout [B, W]).
+
+    Sequences are left-aligned (column c = c-th real token). Rows i and i + B/2 (a pair's chosen and
+    rejected sequence, as ``collate_pairs`` orders them) whose tokens before the first response
+    token are the same ids share one packed copy of them: their prompt is computed once.
+    """
+    n_rows = len(input_ids)
+    device = input_ids.device
+    real = attention_mask.bool()
+    lengths = real.sum(-1)
+    width = int(lengths.max())
+    col = torch.arange(width, device=device).expand(n_rows, width)
+    in_seq = col < lengths.unsqueeze(-1)
+    # the sequences left-aligned: [B, W]
+    ids = torch.zeros((n_rows, width), dtype=input_ids.dtype, device=device).masked_scatter(in_seq, input_ids[real])
+    resp = torch.zeros((n_rows, width), dtype=torch.bool, device=device).masked_scatter(in_seq, counted[real])
+    # prompt length: tokens before the first response token (the whole sequence if it has none)
+    prompt = torch.where(resp, col, lengths.unsqueeze(-1)).min(-1).values
+    own = in_seq.clone()
+    half = n_rows // 2
+    if n_rows % 2 == 0 and half > 0:
+        first, second = slice(0, half), slice(half, n_rows)
+        same_prompt = (prompt[first] == prompt[second]) & (prompt[first] > 0) & resp[second].any(-1)
+        same_prompt &= ~((ids[first] != ids[second]) & (col[first] < prompt[first].unsqueeze(-1))).any(-1)
+        shared = same_prompt.unsqueeze(-1) & (col[second] < prompt[second].unsqueeze(-1))  # [B/2, W]
+        own[second] &= ~shared
+    index = own.flatten().cumsum(0).view(n_rows, width) - 1  # packed index of a sequence's own tokens
+    total = int(own.sum())
+    gather = torch.where(own, index, torch.full_like(index, total))
+    if n_rows % 2 == 0 and half > 0:
+        gather[second] = torch.where(shared, gather[first], gather[second])
+    layout = PackedSequences(gather, own.flatten().nonzero().squeeze(-1))
+    return ids[own], col[own], layout, resp, ids
+
+
 def _packed_token_logps(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.Tensor
 ) -> torch.Tensor:
-    real = attention_mask.bool()
-    lengths = real.sum(-1)
-    rows = torch.arange(len(input_ids), device=input_ids.device).repeat_interleave(lengths)
-    cols = position_ids_from_mask(attention_mask)[real]  # position within its own sequence
-    flat_ids, flat_counted = input_ids[real], counted[real]
-    # a counted token is never first in its sequence, so the packed token before it is its predictor
-    predicts = torch.zeros_like(flat_counted)
-    predicts[:-1] = flat_counted[1:]
+    flat_ids, positions, layout, resp, ids = _pack(input_ids, attention_mask, counted)
+    rows, cols = resp.nonzero(as_tuple=True)  # counted tokens, in the order of counted.nonzero()
+    predictor = layout.gather[rows, cols - 1]  # packed index of the token before (never the first one)
+    keep = torch.zeros(len(flat_ids), dtype=torch.bool, device=flat_ids.device)
+    keep[predictor] = True  # a shared prompt's last token predicts two responses: projected once
     _use_packed_attention(model)
-    pack = PackedSequences(rows, cols, len(input_ids), int(lengths.max()))
     out = model(
         input_ids=flat_ids.unsqueeze(0),
-        position_ids=cols.unsqueeze(0),
-        logits_to_keep=predicts.unsqueeze(0),  # a boolean mask: the LM head runs on these rows only
-        bonbon_packed=pack,
+        position_ids=positions.unsqueeze(0),
+        logits_to_keep=keep.unsqueeze(0),  # a boolean mask: the LM head runs on these positions only
+        bonbon_packed=layout,
         use_cache=False,
     )
-    n_counted = int(flat_counted.sum())
-    if out.logits.shape[:-1] != (n_counted,):
+    n_kept = int(keep.sum())
+    if out.logits.shape[:-1] != (n_kept,):
         raise RuntimeError(
             f"padding_free: the model returned logits of shape {tuple(out.logits.shape)} for a boolean "
-            f"logits_to_keep of {n_counted} positions (needs transformers >= 5.24 semantics)"
+            f"logits_to_keep of {n_kept} positions (needs transformers >= 5.24 semantics)"
         )
-    values = _selected_logps(out.logits, flat_ids[flat_counted])
-    return torch.zeros(counted.shape, dtype=values.dtype, device=values.device).index_put(
-        counted.nonzero(as_tuple=True), values
-    )
+    row_of = keep.cumsum(0) - 1  # packed index -> row of the kept logits
+    lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in out.logits.split(LSE_CHUNK_ROWS)]
+    lse = torch.cat(lse) if lse else out.logits.new_zeros(0, dtype=torch.float32)
+    which = row_of[predictor]
+    picked = out.logits.index_select(0, which).gather(-1, ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+    values = picked.float() - lse.index_select(0, which)
+    result = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
+    return result.index_put(counted.nonzero(as_tuple=True), values)
