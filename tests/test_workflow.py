@@ -90,7 +90,7 @@ def small_run(tmp_path_factory):
     config["runs"].append({"loss": "dpo", "source": "original", "beta": [0.1], "datasets": ["hhlocal"]})
     if HH_PROMPTS.exists():
         config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24, "eval_fraction": 0.25}
-    run_workflow(workdir, config, "--until", "pairs", "gather_samples")
+    run_workflow(workdir, config, "--until", "pairs", "gather_samples", "gather_rewards")
     return workdir
 
 
