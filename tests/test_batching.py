@@ -54,6 +54,20 @@ def build_tokenizer(path):
     return tokenizer
 
 
+def save_tiny_policy(model_dir, **config):
+    """build_tokenizer(model_dir) and a tiny random GPT-NeoX (d=32, 2 layers, 4 heads, torch seed 0) saved
+    beside it, from_pretrained-ready; ``config`` overrides GPTNeoXConfig fields. Returns the tokenizer."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    tokenizer = build_tokenizer(model_dir)
+    torch.manual_seed(0)
+    fields = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+              "max_position_embeddings": 128, **config}
+    GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                     pad_token_id=tokenizer.pad_token_id, **fields)).save_pretrained(model_dir)
+    return tokenizer
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_batching import build_tokenizer, hh_prompt, tokenize_one
-from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+from test_batching import hh_prompt, save_tiny_policy, tokenize_one
+from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from bonbon.batching import collate, tokenize_pairs
 from bonbon.logprobs import sequence_logps
@@ -43,19 +43,7 @@ def world(tmp_path_factory):
     """Tokenizer + tiny policy saved together, 32 pairs (one emptied), their reference log-probs."""
     root = tmp_path_factory.mktemp("world")
     model_dir = root / "base"
-    tokenizer = build_tokenizer(model_dir)
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    GPTNeoXForCausalLM(config).save_pretrained(model_dir)
+    tokenizer = save_tiny_policy(model_dir)
     rng = random.Random(5)
     rows = [
         {

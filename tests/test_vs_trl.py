@@ -22,8 +22,7 @@ except ImportError:
         "TRL is not installed (pip install -e '.[bench]'); CI does not install it", allow_module_level=True
     )
 
-from test_batching import build_tokenizer, hh_prompt, hh_response
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from test_batching import hh_prompt, hh_response, save_tiny_policy
 
 from bonbon.batching import tokenize_pairs
 from bonbon.reference import write_reference_logps
@@ -52,20 +51,7 @@ def world(tmp_path_factory, bench):
     and the spec the benchmark's workers take."""
     root = tmp_path_factory.mktemp("vs_trl")
     model_dir = root / "policy"
-    tokenizer = build_tokenizer(model_dir)
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        initializer_range=0.2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    GPTNeoXForCausalLM(config).save_pretrained(model_dir)
+    tokenizer = save_tiny_policy(model_dir, max_position_embeddings=512, initializer_range=0.2)
     rng = random.Random(3)
     rows = [
         {
