@@ -191,10 +191,14 @@ def runtime(**values):
     return lambda wildcards, threads: values
 
 
+def model_setting(role):
+    """config key models.<role> as written; the judge left unset (null) is the reward model's."""
+    return config["models"][bonbon_config.model_role(config, role)]
+
+
 def model_id(role):
-    """models.<role> as a setting: 'toy', a hub id, or a local directory (whose files are inputs too);
-    the judge left unset (null) is the reward model's."""
-    model = config["models"][bonbon_config.model_role(config, role)]
+    """models.<role> as a setting: 'toy', a hub id, or a local directory (whose files are inputs too)."""
+    model = model_setting(role)
     return (
         os.path.normpath(model)
         if model != TOY and bonbon_config.is_local_path(model)
@@ -221,23 +225,21 @@ def loaded_from(name, role):
     comparison: a changed path is a changed input, and a changed hub id is in the rule's settings.
     """
     return lambda wildcards, input: model_location(
-        getattr(input, name), config["models"][bonbon_config.model_role(config, role)]
+        getattr(input, name), model_setting(role)
     )
 
 
 def model_dir(role):
-    """Where a model is loaded from (a toy directory, a local directory or a hub id); the judge left
-    unset (null) is the reward model."""
-    role = bonbon_config.model_role(config, role)
-    model = config["models"][role]
-    return TOY_MODELS[role] if model == bonbon_config.TOY else model
+    """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
+    model = model_setting(role)
+    return TOY_MODELS[bonbon_config.model_role(config, role)] if model == TOY else model
 
 
 def model_input(role):
     """A model as the input of a job: its files (config.json alone for a directory of the user's),
     nothing for a hub id."""
     path = model_dir(role)
-    if config["models"][bonbon_config.model_role(config, role)] == TOY:
+    if model_setting(role) == TOY:
         return model_files(path)
     return (
         [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
@@ -257,11 +259,6 @@ def policy_tokenizer_input():
     if config["models"]["base"] == TOY:
         return [f"results/toy/tokenizer_policy/{name}" for name in TOY_TOKENIZER_FILES]
     return model_input("base")
-
-
-def reference_model():
-    """The reference model pi_0: the SFT model, or the base model where SFT is switched off."""
-    return "results/models/sft" if config["sft"]["enabled"] else model_dir("base")
 
 
 def reference_model_input():
