@@ -10,10 +10,9 @@ log, _ = setup_job(snakemake)
 p = snakemake.params
 source = ", ".join(snakemake.input.samples)
 reference = read_table(snakemake.input.reference, POLICY_SAMPLE_COLUMNS)
-if p.policy["kind"] == "best_of_n":  # the best of its n candidates per replicate, from the blocks that hold them
-    samples = best_of_n(read_shards(snakemake.input.samples, POLICY_SAMPLE_COLUMNS, source), p.policy["n"], p.k)
-else:
-    samples = read_table(snakemake.input.samples[0], POLICY_SAMPLE_COLUMNS)
+samples = read_shards(snakemake.input.samples, POLICY_SAMPLE_COLUMNS, source)  # best-of-n: its candidate blocks
+if p.policy["kind"] == "best_of_n":  # the best of its n candidates per replicate
+    samples = best_of_n(samples, p.policy["n"], p.k)
 table = pair_with_opponents(samples, reference, p.k, source)
 table = add_judge_wins(table, reference, p.k, source)
 log.info("%s: %d samples on %d prompts, mean win %.3f (proxy), %.3f (judge)", p.policy["name"], len(table),
