@@ -14,6 +14,7 @@ a ``code`` param, :func:`code_version` of its script.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,17 @@ def _package_imports(tree: ast.AST, package: str) -> set[str]:
     return found | {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 1)}
 
 
+@functools.cache
+def _analysed(source: str, package: str) -> tuple[str, frozenset[str]]:
+    """One file's syntax tree without docstrings (as text) and the modules of ``package`` it imports.
+
+    Keyed by the file's text, so a file is parsed once per process however many rules' scripts import
+    it (the workflow computes every rule's code version when it starts), and an edited file anew."""
+    tree = ast.parse(source)
+    imports = frozenset(_package_imports(tree, package))
+    return ast.dump(_without_docstrings(tree)), imports
+
+
 def package_modules(script: str | Path, source_root: str | Path, package: str = "bonbon") -> dict[str, Path]:
     """Every module of ``package`` that ``script`` runs, transitively (``module -> its file``): the
     script's own imports, those of the modules they name, and the packages' ``__init__`` files. New
@@ -99,8 +111,8 @@ def package_modules(script: str | Path, source_root: str | Path, package: str = 
     found: dict[str, Path] = {}
     pending = [Path(script)]
     while pending:
-        tree = ast.parse(pending.pop().read_text())
-        for module in _package_imports(tree, package):
+        _, imports = _analysed(pending.pop().read_text(), package)
+        for module in imports:
             parts = module.split(".")
             for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
                 if candidate.is_file() and module not in found:
@@ -114,8 +126,7 @@ def code_version(script: str | Path, source_root: str | Path, package: str = "bo
     imports, transitively, as syntax trees without docstrings (comments, formatting and docstrings
     change no result). ``source_root`` is the directory that holds the package (``src``)."""
     trees = {"<script>": Path(script), **package_modules(script, source_root, package)}
-    seen = {name: ast.dump(_without_docstrings(ast.parse(path.read_text(), filename=str(path))))
-            for name, path in trees.items()}
+    seen = {name: _analysed(path.read_text(), package)[0] for name, path in trees.items()}
     digest = hashlib.sha256()
     for name in sorted(seen):
         digest.update(f"{name}\0{seen[name]}\0".encode())
