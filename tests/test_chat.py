@@ -210,3 +210,98 @@ def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
     else:
         assert config["toy"]["chat"] and config["models"]["judge"] == "toy"
         assert "toy_judge_model" in result.stdout
+
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+LLAMA3 = ("<|begin_of_text|>{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+          "\n\n{{ message['content'] }}<|eot_id|>{% endfor %}"
+          "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def hub_like(tmp_path_factory):
+    """Tiny byte-level BPEs with a ChatML template (Qwen's, SmolLM2's) and a Llama-3 one, built locally."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = toy.make_corpus(200, seed=2)
+    texts = (corpus["prompt"] + corpus["response"]).tolist()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
+               "<|end_header_id|>", "<|eot_id|>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                             show_progress=False))
+    out = {}
+    for name, template, eos in (("chatml", CHATML, "<|im_end|>"), ("llama3", LLAMA3, "<|endoftext|>")):
+        tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos, pad_token="<|endoftext|>",
+                                      additional_special_tokens=special[1:], model_max_length=64)
+        tok.chat_template = template
+        tok.save_pretrained(tmp_path_factory.mktemp(name))  # no generation config beside it
+        out[name] = tok
+    return out
+
+
+LONG = " Knead the dough for ten minutes, then let it rise in a warm place until it doubles in size."
+
+
+@pytest.mark.parametrize("name", ["reward", "chatml"])
+def test_a_response_too_long_to_fit_keeps_one_token_before_it_then_its_start(tokenizers, hub_like, name):
+    """The cut of a response that alone does not fit: the window starts one token before the response (the
+    comment's promise), for the toy reward template (tail "\\n[SEP]") and ChatML (tail "<|im_end|>\\n").
+    Pins the start computed from a head that already holds the template's tail (kept window began at the
+    response's second token: the "K" of "Knead" lost)."""
+    tok = tokenizers.get(name) or hub_like[name]
+    last = [{"role": "user", "content": "And then?"}, {"role": "assistant", "content": LONG.strip()}]
+    rendered = tok.apply_chat_template(last, tokenize=False)
+    before = rendered[: rendered.index("Knead")]  # "...ASSISTANT: " / "...<|im_start|>assistant\n"
+    ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    # the response's first token: the first whose text reaches past the template's opening; its tail's first
+    # the first past the response's text
+    response_start = next(i for i in range(len(ids)) if len(tok.decode(ids[: i + 1])) > len(before))
+    tail_start = next(i for i in range(len(ids)) if len(tok.decode(ids[: i + 1])) > len(before) + len(LONG) - 1)
+    assert tok.decode(ids[response_start:]).lstrip().startswith("Knead") and response_start > 1
+    assert tok.decode(ids[tail_start:]).startswith("\n[SEP]" if name == "reward" else "<|im_end|>\n")
+    length = tail_start - response_start
+    for max_length in (8, 12, length, len(ids) - tail_start + length - 1):  # the response and its tail do not fit
+        batch, cut = encode_chat_pairs(tok, [DIALOGUE], [LONG], max_length=max_length)
+        row = batch["input_ids"][0].tolist()
+        assert cut == ["prompt+response"] and row == ids[response_start - 1 : response_start - 1 + max_length]
+        assert tok.decode(row[1:]).lstrip().startswith("Knead")
+    # they just fit: the prompt goes, the whole response and the tail stay
+    batch, cut = encode_chat_pairs(tok, [DIALOGUE], [LONG], max_length=len(ids) - response_start)
+    assert cut == ["prompt"] and batch["input_ids"][0].tolist() == ids[response_start:]
+
+
+def test_a_system_message_with_several_user_turns():
+    """The system text joins the first user turn only (HH text), and whole earlier turns go after it while
+    it stays (turn-wise truncation), one user turn at a time."""
+    system = {"role": "system", "content": " Be brief. "}
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+             {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}, {"role": "user", "content": "e"}]
+    assert messages_to_hh([system, *turns]) == \
+        "\n\nHuman: Be brief. a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d\n\nHuman: e\n\nAssistant:"
+    assert hh_to_messages(messages_to_hh([system, *turns]))[1:] == turns[1:]
+
+
+def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_a_time(hub_like):
+    tok = hub_like["chatml"]
+    system = {"role": "system", "content": "Be brief."}
+    turns = [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Warm the oven."},
+             {"role": "user", "content": "And then?"}, {"role": "assistant", "content": "Knead it."},
+             {"role": "user", "content": "How long?"}]
+
+    def length(messages):
+        return len(tok(render_prompt(tok, messages), add_special_tokens=False)["input_ids"])
+
+    full, middle, last = length([system, *turns]), length([system, *turns[2:]]), length([system, *turns[4:]])
+    assert full > middle > last
+    assert drop_earlier_turns(tok, [system, *turns], full) == ([system, *turns], 0)
+    assert drop_earlier_turns(tok, [system, *turns], full - 1) == ([system, *turns[2:]], 2)
+    assert drop_earlier_turns(tok, [system, *turns], middle) == ([system, *turns[2:]], 2)
+    assert drop_earlier_turns(tok, [system, *turns], middle - 1) == ([system, turns[4]], 4)
+    assert drop_earlier_turns(tok, [system, *turns], 1) == ([system, turns[4]], 4)
+    assert drop_earlier_turns(tok, turns, length(turns[2:])) == (turns[2:], 2)  # no system message

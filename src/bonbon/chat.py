@@ -192,6 +192,14 @@ def conversation(prompt: str, response: str, messages: Any = None) -> list[Messa
     return [*turns, {"role": "assistant", "content": response.strip()}]
 
 
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids ``a`` and ``b`` have in common."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def encode_chat_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str],
                       messages: Sequence[Any] | None = None, max_length: int | None = None):
     """``bonbon.score.encode_pairs`` for a reward model with a chat template: each row is
@@ -214,11 +222,14 @@ def encode_chat_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequenc
             continue
         head = ids_of(turns[:-1] + [{"role": "assistant", "content": ""}])
         response_length = len(ids) - len(head)
+        # head ends with the template's tail after the content too ("\n[SEP]", "<|im_end|>\n"): the
+        # response starts where head parts from ids, and that many tokens of the tail follow it
+        tail = len(head) - _shared_prefix(ids, head)
         while len(turns) > 2 and len(ids) > max_length:  # whole earlier turns first, as the policy's prompt
             turns = turns[1:]
             ids = ids_of(turns)
-        if response_length >= max_length:  # one token before the response stays, then its start
-            start = len(ids) - response_length - 1
+        if response_length + tail > max_length:  # one token before the response stays, then its start
+            start = len(ids) - response_length - tail - 1
             rows.append(ids[start : start + max_length])
             cut.append("prompt+response")
         else:
