@@ -276,6 +276,20 @@ def test_a_response_too_long_to_fit_keeps_one_token_before_it_then_its_start(tok
     assert cut == ["prompt"] and batch["input_ids"][0].tolist() == ids[response_start:]
 
 
+def test_end_of_turn_ids_of_hub_templates(hub_like):
+    """ChatML's <|im_end|> is EOS (one id); Llama-3's <|eot_id|> is found in the template beside EOS; a
+    start-of-turn token (<|im_start|>, <|start_header_id|>) never is. Pins the "end"/"eot" name check."""
+    chatml, llama3 = hub_like["chatml"], hub_like["llama3"]
+    assert end_of_turn_ids(chatml) == (chatml.convert_tokens_to_ids("<|im_end|>"),)
+    assert end_of_turn_ids(llama3) == (llama3.convert_tokens_to_ids("<|endoftext|>"),
+                                       llama3.convert_tokens_to_ids("<|eot_id|>"))
+    assert chat_sampling(SamplingConfig(n=2), llama3).stop_token_ids == end_of_turn_ids(llama3)
+    scalar = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=301))  # one id, not a list
+    assert end_of_turn_ids(chatml, scalar) == (chatml.convert_tokens_to_ids("<|im_end|>"), 301)
+    rendered = render_prompt(chatml, [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
+    assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
 def test_a_system_message_with_several_user_turns():
     """The system text joins the first user turn only (HH text), and whole earlier turns go after it while
     it stays (turn-wise truncation), one user turn at a time."""

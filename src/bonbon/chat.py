@@ -169,12 +169,23 @@ def end_of_turn_ids(tokenizer: Any, model: Any = None) -> tuple[int, ...]:
         config = load_generation_config(tokenizer.name_or_path)
     eos = getattr(config, "eos_token_id", None)
     ids += [int(i) for i in (eos if isinstance(eos, list | tuple) else [eos]) if i is not None]
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-    content = template.find("content")
+    after = _after_assistant_content(tokenizer)
     for token in getattr(tokenizer, "all_special_tokens", []):
-        if content >= 0 and token in template[content:] and any(k in token.lower() for k in ("end", "eot")):
+        if after.startswith(token) and any(k in token.lower() for k in ("end", "eot")):
             ids.append(int(tokenizer.convert_tokens_to_ids(token)))
     return tuple(dict.fromkeys(ids))
+
+
+def _after_assistant_content(tokenizer: Any) -> str:
+    """What the template writes right after an assistant message's content ("" without a template): a
+    token merely written after some content in the template's text (Llama-3's <|end_header_id|> in its
+    generation prompt) is no end of turn."""
+    if not has_chat_template(tokenizer):
+        return ""
+    probe = "bonbon probe"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
+                                         tokenize=False)
+    return text[text.rindex(probe) + len(probe):].lstrip() if probe in text else ""
 
 
 def chat_sampling(cfg: Any, tokenizer: Any, model: Any = None) -> Any:
