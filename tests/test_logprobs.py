@@ -244,6 +244,50 @@ def test_padding_free_computes_a_pairs_prompt_once():
     torch.testing.assert_close(after_c[1:], before[1:], rtol=0, atol=1e-6)
 
 
+def tiny_llama_gqa(seed: int, vocab: int = 37):
+    """A tiny Llama-architecture model with grouped-query attention: 4 query heads, 2 key/value heads (the
+    layout of Llama, Qwen, SmolLM2), rotary positions."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=32,
+                      initializer_range=0.3, attn_implementation="sdpa", tie_word_embeddings=False)
+    return LlamaForCausalLM(cfg).train()
+
+
+def test_padding_free_on_a_grouped_query_model_equals_padded():
+    """Padded and padding-free log-probs AND gradients agree on a GQA model (fewer KV heads than heads), with
+    every padding layout and a pair's shared prompt; each row also equals its sequence computed alone.
+    Pins the packed path's head layout for GQA (KV heads repeated as repeat instead of repeat_interleave:
+    query head h must read KV head h // (H / H_kv)), which no GPT-NeoX test can see."""
+    padded_model, packed_model = tiny_llama_gqa(3), tiny_llama_gqa(3)
+    assert packed_model.config.num_key_value_heads < packed_model.config.num_attention_heads
+    prompt = [4, 7, 1, 9]
+    ids, att, rsp = pad_batch(
+        [
+            ([5, 2, 6, 10, 1, 2, 3, 4, 9], 4, "left", 2),
+            (prompt + [3, 3, 8, 5], 4, "right", 0),
+            ([4, 7, 1, 9, 3], 2, "middle", 3),
+            (prompt + [10, 1, 1], 4, "right", 3),  # the second row's rejected: one packed copy of the prompt
+        ]
+    )
+    weights = torch.tensor([1.0, -0.5, 2.0, 0.75])
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    packed, packed_grads = grads_of(
+        packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
+    )
+    assert packed_model.config._attn_implementation == PACKED_ATTENTION  # the packed path really ran
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    for name, grad in padded_grads.items():
+        scale = grad.abs().max().item()  # float32 rounding of sums of terms of this size
+        assert scale > 0, name
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
+    for row, (seq, n_prompt) in enumerate([([5, 2, 6, 10, 1, 2, 3, 4, 9], 4), (prompt + [3, 3, 8, 5], 4),
+                                            ([4, 7, 1, 9, 3], 2), (prompt + [10, 1, 1], 4)]):
+        assert packed[row].item() == pytest.approx(hand_logp(packed_model, seq, n_prompt), abs=1e-5)
+
+
 def test_padding_free_with_gradient_checkpointing():
     """The packed row's layout reaches the attention also when a layer is recomputed in backward."""
     plain = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()
