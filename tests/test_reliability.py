@@ -556,3 +556,41 @@ def test_code_versions_know_the_modules_each_script_runs():
     for script, modules in wanted.items():
         found = set(package_modules(scripts / script, src))
         assert modules <= found, (script, modules - found)
+
+
+def test_code_version_tracks_from_package_import_module_and_import_package_dot_module(tmp_path):
+    """A script that imports a package module as ``from pkg import plots`` or a subpackage's module as
+    ``import pkg.sub.mod`` runs those files (and ``pkg/sub/__init__.py``, and what they import inside a
+    function): each is tracked, a module it does not import is not. Pins dropping the ``from pkg import
+    name`` modules, the ``import a.b`` names, the parent packages' ``__init__`` files, or the walk into a
+    found module's own imports."""
+    from bonbon.rerun import code_version, package_modules
+
+    root = tmp_path / "src"
+    (root / "pkg" / "sub").mkdir(parents=True)
+    files = {"pkg/__init__.py": "", "pkg/plots.py": "def draw():\n    from pkg.helper import h\n    return h()\n",
+             "pkg/helper.py": "def h():\n    return 1\n", "pkg/sub/__init__.py": "Y = 1\n",
+             "pkg/sub/mod.py": "Z = 1\n", "pkg/unused.py": "U = 1\n"}
+    for name, text in files.items():
+        (root / name).write_text(text)
+    script = tmp_path / "script.py"
+    script.write_text("import os\nimport pkg.sub.mod\nfrom pkg import plots\n\nprint(plots.draw(), pkg.sub.mod.Z)\n")
+    found = package_modules(script, root, package="pkg")
+    assert found == {"pkg": root / "pkg/__init__.py", "pkg.plots": root / "pkg/plots.py",
+                     "pkg.helper": root / "pkg/helper.py", "pkg.sub": root / "pkg/sub/__init__.py",
+                     "pkg.sub.mod": root / "pkg/sub/mod.py"}
+    version = code_version(script, root, package="pkg")
+    (root / "pkg/unused.py").write_text("U = 2\n")
+    assert code_version(script, root, package="pkg") == version
+    for name in ("pkg/plots.py", "pkg/helper.py", "pkg/sub/__init__.py", "pkg/sub/mod.py", "pkg/__init__.py"):
+        (root / name).write_text(files[name] + "CHANGED = 1\n")
+        changed = code_version(script, root, package="pkg")
+        assert changed != version, name
+        version = changed
+    # one version in every process, whatever the order Python's string hashing gives the import sets
+    command = ("import sys; from bonbon.rerun import code_version; "
+               f"print(code_version({str(script)!r}, {str(root)!r}, package='pkg'))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    seen = {subprocess.run([sys.executable, "-c", command], env={**env, "PYTHONHASHSEED": str(seed)},
+                           capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
+    assert seen == {version}
