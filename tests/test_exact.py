@@ -352,3 +352,66 @@ def test_summary_table_and_figure(small_study, tmp_path) -> None:
     rows = small_study[(small_study["world"] == "random") & (small_study["n"] == 2) & (small_study["loss"] == "ipo")
                        & (small_study["beta_rule"] == "beta_star")].sort_values("n_pairs", key=lambda c: c.replace(-1, 10**9))
     assert line.get_ydata() == pytest.approx(rows["kl_reverse_to_bon"].to_numpy())
+
+
+def test_policy_metrics_both_kl_directions_by_hand() -> None:
+    """Uniform pi_0 on three responses with distinct rewards: pi_2 = Q^2 - Q(-)^2 = (1, 3, 5) / 9. A policy
+    p = (0.2, 0.3, 0.5): KL(pi_2 || p), KL(p || pi_2), KL(p || pi_0) and the win rate (no ties across
+    distinct responses, same response 1/2) written out. Pins the two KL directions swapped or one of them
+    against pi_0, and the win rate's tie half."""
+    from bonbon.exact import policy_metrics
+
+    world = ExactWorld(logits=[np.zeros(3)], rewards=[np.array([0.0, 1.0, 2.0])])
+    p, bon = np.array([0.2, 0.3, 0.5]), np.array([1.0, 3.0, 5.0]) / 9
+    metrics = policy_metrics(world, [np.log(p)], n=2)
+    assert metrics["kl_to_bon"] == pytest.approx(float(np.sum(bon * np.log(bon / p))), abs=1e-12)
+    assert metrics["kl_reverse_to_bon"] == pytest.approx(float(np.sum(p * np.log(p / bon))), abs=1e-12)
+    assert metrics["kl_from_reference"] == pytest.approx(float(np.sum(p * np.log(3 * p))), abs=1e-12)
+    assert metrics["win_rate"] == pytest.approx(0.2 * (0.5 / 3) + 0.3 * (1 / 3 + 0.5 / 3) + 0.5 * (2 / 3 + 0.5 / 3))
+    assert metrics["kl_to_bon"] != pytest.approx(metrics["kl_reverse_to_bon"], abs=1e-3)  # the two differ here
+    # pi_2 itself: both KLs 0, its win rate sum pi_2 * (Q(-) + q/2)
+    exact = policy_metrics(world, [np.log(bon)], n=2)
+    assert exact["kl_to_bon"] == pytest.approx(0.0, abs=1e-15) and exact["kl_reverse_to_bon"] == pytest.approx(0.0, abs=1e-15)
+    assert exact["win_rate"] == pytest.approx((1 * 0.5 / 3 + 3 * 0.5 + 5 * (2 / 3 + 0.5 / 3)) / 9)
+    assert exact["kl_from_reference"] == pytest.approx(float(np.sum(bon * np.log(3 * bon))))
+    # a second prompt (two responses, the policy = pi_0 there): every metric is the prompt mean
+    two = ExactWorld(logits=[np.zeros(3), np.zeros(2)], rewards=[np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0])])
+    both = policy_metrics(two, [np.log(p), np.log([0.5, 0.5])], n=2)
+    # pi_2 = (3/4, 1/4) there: the first response has the larger reward
+    second = {"kl_to_bon": 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5),
+              "kl_reverse_to_bon": 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25),
+              "kl_from_reference": 0.0, "win_rate": 0.5}
+    for key, value in second.items():
+        assert both[key] == pytest.approx((metrics[key] + value) / 2, abs=1e-12), key
+
+
+def test_discrete_beta_from_pi_ns_own_margin_by_hand() -> None:
+    """The same world, n = 2: log pi_2/pi_0 = log(1/3, 1, 5/3); the pairs (best, worst) = (1,0), (2,0), (2,1)
+    each have probability 2/9 and margins log 3, log 5, log 5/3: 4/9 log 5 over all groups, 2/3 log 5 over
+    the tie-free ones (ties, 3/9, dropped). Pins the margin's sign or normalisation by the tie-free mass."""
+    p0, rewards = np.full(3, 1 / 3), np.array([0.0, 1.0, 2.0])
+    assert bon_margin(p0, rewards, 2, "keep") == pytest.approx(4 / 9 * math.log(5), abs=1e-12)
+    assert bon_margin(p0, rewards, 2, "drop") == pytest.approx(2 / 3 * math.log(5), abs=1e-12)
+    with pytest.raises(ValueError, match="ties must be 'drop' or 'keep'"):
+        bon_margin(p0, rewards, 2, "both")
+
+
+def test_study_rows_carry_the_discrete_beta_and_pi_ns_margins(small_study) -> None:
+    """The IPO row with beta_rule bon_margin is trained at 1 / (2 x pi_n's tie-free mean margin), the
+    column it is reported beside; the margins are prompt means of bon_margin. Pins the discrete beta from
+    the all-groups margin, without the factor 2, or at beta*."""
+    table = small_study[small_study["world"] == "random"]
+    world = make_world(0, 2, 5, 6, 1.0)
+    for n in (2, 4):
+        rows = table[table["n"] == n]
+        drop = float(np.mean([bon_margin(p, r, n, "drop") for p, r in zip(world.p0, world.rewards, strict=True)]))
+        keep = float(np.mean([bon_margin(p, r, n, "keep") for p, r in zip(world.p0, world.rewards, strict=True)]))
+        assert rows["bon_margin"].to_numpy() == pytest.approx(drop) and drop > keep
+        assert rows["bon_margin_all_groups"].to_numpy() == pytest.approx(keep)
+        discrete = rows[rows["beta_rule"] == "bon_margin"]
+        assert set(discrete["loss"]) == {"ipo"} and set(discrete["ties"]) == {"drop"}
+        assert discrete["beta"].to_numpy() == pytest.approx(1 / (2 * drop))
+        star = rows[(rows["loss"] == "ipo") & (rows["beta_rule"] == "beta_star")]
+        assert star["beta"].to_numpy() == pytest.approx(beta_star(n)) and len(star) == len(discrete)
+        assert rows["target_margin"].to_numpy() == pytest.approx(target_margin(n))
+        assert rows["tie_probability"].to_numpy() == pytest.approx(np.mean([np.sum(p**n) for p in world.p0]))
