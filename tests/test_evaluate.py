@@ -85,3 +85,47 @@ def test_summarize_kl_and_its_validity():
     frame = summary_table([row, summarize(table, "ref", "reference", dataset="d")])
     assert frame["policy"].tolist() == ["ref", "run"]
     assert policy_seed(0, "a") != policy_seed(0, "b") and policy_seed(0, "a") == policy_seed(0, "a")
+
+
+def test_best_of_n_with_a_whole_replicate_missing_is_an_error():
+    """k = 2 replicates of n = 2 draws: prompt b lacks every candidate of replicate 1 (samples 3 and 5), so
+    each of its remaining replicates is complete but it has one replicate, not two. Pins checking only the
+    draws per replicate (b would silently be evaluated on half its samples), and the count of positions."""
+    k = 2
+    ref = reference_table({"a": [0.0, 0.0, 0.1, 0.5, 0.3, 0.9], "b": [0.0, 0.0, 0.4, 0.0, 0.2, 0.0]})
+    assert len(best_of_n(ref, 2, k)) == 4
+    with pytest.raises(ValueError, match="do not hold 2 replicates of 2 best-of-n draws"):
+        best_of_n(ref[~((ref["prompt_id"] == "b") & ref["sample_idx"].isin([3, 5]))], 2, k)
+    with pytest.raises(ValueError, match="do not hold 2 replicates of 2"):  # one draw of one replicate missing
+        best_of_n(ref[~((ref["prompt_id"] == "b") & (ref["sample_idx"] == 5))], 2, k)
+    with pytest.raises(ValueError, match="n >= 1"):
+        best_of_n(ref, 0, k)
+
+
+def test_the_judges_win_rate_and_interval_are_the_judges():
+    """The judge's verdicts disagree with the proxy's everywhere here: its win rate, clustered SE and bootstrap
+    interval over prompts are computed from the judge's rewards. Pins the judge interval from the proxy's
+    wins, the judge's opponent not the same reference sample, and the interval not clustered by prompt."""
+    from bonbon.evaluate import add_judge_wins, summarize_judge
+    from bonbon.metrics import bootstrap_ci, win_rate
+
+    ref = reference_table({"a": [1.0, 2.0], "b": [0.5, 0.5], "c": [0.0, 1.0]}).assign(
+        judge_reward=[3.0, 0.0, 1.0, 2.0, 5.0, 5.0])
+    policy = reference_table({"a": [1.5, 2.5], "b": [0.9, 0.1], "c": [1.0, 0.0]}).assign(
+        judge_reward=[2.0, 1.0, 0.0, 2.0, 6.0, 6.0])
+    table = add_judge_wins(pair_with_opponents(policy, ref, 2, "p"), ref, 2, "p")
+    ordered = table.sort_values(["prompt_id", "sample_idx"])
+    assert ordered["opponent_judge_reward"].tolist() == [3.0, 0.0, 1.0, 2.0, 5.0, 5.0]
+    assert ordered["judge_win"].tolist() == [0.0, 1.0, 0.0, 0.5, 1.0, 1.0]
+    assert ordered["win"].tolist() == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]  # the proxy's, unchanged
+    row = summarize_judge(table)
+    assert row["judge_win_rate"] == pytest.approx(3.5 / 6)
+    assert row["judge_win_rate_se"] == pytest.approx(
+        win_rate(table["judge_reward"], table["opponent_judge_reward"], groups=table["prompt_id"])[1])
+    # per-prompt judge means a 0.5, b 0.25, c 1.0: a bootstrap over 3 prompts stays within [0.25, 1.0]
+    low, high = row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]
+    assert (low, high) == pytest.approx(bootstrap_ci(table["judge_win"], table["prompt_id"]))
+    assert 0.25 <= low < 3.5 / 6 < high <= 1.0
+    assert row["mean_judge_reward"] == pytest.approx(17 / 6)  # the policy's, not its opponents' 16 / 6
+    with pytest.raises(ValueError, match="p: prompt 'a' has a sample or opponent without a judge reward"):
+        add_judge_wins(pair_with_opponents(policy, ref, 2, "p"), ref.assign(judge_reward=math.nan), 2, "p")
