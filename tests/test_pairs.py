@@ -66,3 +66,54 @@ def test_errors():
     nan = rewards_table({"a": [0.1, float("nan")]})
     with pytest.raises(ValueError, match="NaN"):
         select_pairs(nan, 2)
+
+
+def test_a_prompt_with_n_minus_1_samples_or_a_gap_is_an_error():
+    """Exactly n - 1 samples, or n samples with one of the first n missing (indices 0, 1, 2, 4 for n = 4), is
+    a best-of-fewer: an error naming the prompt and its count. Pins an off-by-one in the check and counting
+    all of a prompt's samples instead of its first n."""
+    with pytest.raises(ValueError, match=r"1 prompts have fewer than n=4 samples \(e.g. prompt_id 'a' has 3\)"):
+        select_pairs(rewards_table({"a": [0.1, 0.2, 0.3], "b": [0.3, 0.4, 0.5, 0.6]}), 4)
+    gap = rewards_table({"a": [0.1, 0.2, 0.3, 0.9, 0.4], "b": [0.3, 0.4, 0.5, 0.6]})
+    gap = gap[~((gap["prompt_id"] == "a") & (gap["sample_idx"] == 3))]
+    with pytest.raises(ValueError, match=r"prompt_id 'a' has 3"):
+        select_pairs(gap, 4)
+    pairs, counts = select_pairs(gap, 3)  # the first 3 are all there: fine, and sample 4 is not read
+    assert counts == {"prompts": 2, "pairs": 2, "all_tied": 0}
+    assert pairs.set_index("prompt_id").loc["a", "chosen_idx"] == 2
+
+
+def test_the_worst_tie_goes_to_the_lower_index_too():
+    pairs, _ = select_pairs(rewards_table({"w": [0.9, 0.1, 0.1, 0.5]}), 4)
+    assert (pairs["chosen_idx"].iloc[0], pairs["rejected_idx"].iloc[0]) == (0, 1)
+    assert pairs["chosen_reward"].iloc[0] == 0.9 and pairs["rejected_reward"].iloc[0] == 0.1
+
+
+def _shard(path, rows: dict[str, list[int]]):
+    from bonbon.tables import write_parquet
+
+    frame = pd.DataFrame([{"prompt_id": pid, "sample_idx": j, "reward": float(j)} for pid, idx in rows.items()
+                          for j in idx], columns=["prompt_id", "sample_idx", "reward"])
+    write_parquet(frame.astype({"sample_idx": "int64"}), path)
+    return path
+
+
+def test_shards_read_as_one_table_and_overlapping_shards_are_an_error(tmp_path):
+    """Shards (and an empty one) read back as the one table in (prompt_id, sample_idx) order; two shards that
+    hold the same (prompt, sample) are an error naming what is read and the row, as is all shards empty.
+    Pins dropping duplicates silently, checking duplicates on prompt_id alone, and the order."""
+    from bonbon.tables import TableError, read_shards
+
+    columns = ["prompt_id", "sample_idx", "reward"]
+    a = _shard(tmp_path / "a.parquet", {"p2": [1, 0], "p1": [2]})
+    b = _shard(tmp_path / "b.parquet", {"p1": [0, 1]})
+    empty = _shard(tmp_path / "e.parquet", {})
+    table = read_shards([a, empty, b], columns, "rewards.parquet")
+    assert list(zip(table["prompt_id"], table["sample_idx"], strict=True)) == \
+        [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p2", 1)]
+    assert table.index.tolist() == list(range(5))
+    overlap = _shard(tmp_path / "o.parquet", {"p3": [0], "p1": [1]})
+    with pytest.raises(TableError, match=r"pairs\.parquet: the input tables overlap: prompt 'p1' sample 1 appears twice"):
+        read_shards([a, b, overlap], columns, "pairs.parquet")
+    with pytest.raises(TableError, match=r"x: all 2 input tables are empty"):
+        read_shards([empty, empty], columns, "x")
