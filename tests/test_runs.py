@@ -149,3 +149,36 @@ def test_schema_rejects_a_tag_that_reads_as_a_checkpoint():
     config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     config["runs"] = [{"loss": "ipo", "beta": [0.1], "tag": "step20"}]
     assert any(e.startswith("config key runs.0.tag:") for e in schema_errors(config, SCHEMA))
+
+
+def test_checkpoint_requests_at_the_boundaries():
+    """A requested step equal to the final step is the final model (skipped, not an error); fractions alone
+    take the nearest snapshot before the end (a tie to the earlier one, 1.0 to the last intermediate);
+    snapshots at step 0 or the end are no intermediate checkpoints. Pins '<=' against the final step,
+    the tie rule, and snapshots at the end counted."""
+    from bonbon.runs import checkpoint_steps
+
+    assert checkpoint_steps({"steps": [60], "every": 20}, 60, [0, 20, 40, 60]) == [20, 40]
+    assert checkpoint_steps({"steps": [40, 60, 80]}, 60, [20, 40, 60]) == [40]
+    assert checkpoint_steps({"fractions": [0.25, 0.5, 1.0]}, 60, [20, 40, 60]) == [20, 40]
+    assert checkpoint_steps({"fractions": [0.5]}, 60, [20, 40, 60]) == [20]  # 30 is 10 from both
+    assert checkpoint_steps({"fractions": [0.6]}, 60, [20, 40, 60]) == [40]
+    assert checkpoint_steps({"fractions": [0.5]}, 60, [0, 60]) == []  # no intermediate snapshot at all
+    assert checkpoint_steps({"every": 30}, 60, [30, 60]) == [30]
+
+
+def test_fractions_only_need_snapshots_too():
+    """``checkpoints: {fractions: [...]}`` with ``snapshot_every: 0`` is a config error naming the run, like
+    steps; without any request nothing is checked; null snapshot_every means checkpoint_every."""
+    from bonbon.runs import check_checkpoints, snapshot_interval
+
+    runs = {"r": {"training": {"checkpoint_every": 20, "snapshot_every": 0}}}
+    with pytest.raises(ConfigError, match="run r writes no snapshots"):
+        check_checkpoints({"evaluation": {"checkpoints": {"fractions": [0.5]}}}, runs)
+    check_checkpoints({"evaluation": {"checkpoints": {"every": None, "steps": [], "fractions": []}}}, runs)
+    assert snapshot_interval({"checkpoint_every": 20, "snapshot_every": None}) == 20
+    assert snapshot_interval({"checkpoint_every": 20, "snapshot_every": 8}) == 8
+    # a run entry's own checkpoints win over the evaluation block's
+    runs = {"r": {"training": {"checkpoint_every": 20}, "checkpoints": {"steps": [30]}}}
+    with pytest.raises(ConfigError, match=r"checkpoints.steps: 30 is not a multiple of run r's snapshot interval 20"):
+        check_checkpoints({"evaluation": {"checkpoints": {"steps": [40]}}}, runs)
