@@ -168,3 +168,32 @@ def test_vllm_backend_config(tmp_path):
     config["device"] = "auto"
     result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     assert "generate" in result.stdout and "sample" in result.stdout
+
+
+def test_semantic_checks_at_their_boundaries():
+    """Each check at the value where it turns: a generation batch exactly max(n_values) rows is fine, one
+    fewer is not; max_prompt_length one below max_length is fine, equal is not, also when only a run's own
+    training block or sft's sets it; a toy eval share that rounds to zero eval (or zero train) prompts is an
+    error, the smallest that gives one is not. Pins '<=' for '<' in each comparison and a block left out."""
+    gen = DEFAULT["generation"]
+    check_config(filled(generation={**gen, "batch_size": 8}))
+    with pytest.raises(ConfigError, match="generation.batch_size: 7 rows cannot hold the 8 samples"):
+        check_config(filled(generation={**gen, "batch_size": 7}))
+    training = DEFAULT["training"]
+    check_config(filled(training={**training, "max_length": 129, "max_prompt_length": 128}))
+    with pytest.raises(ConfigError, match=r"config key training.max_prompt_length: 128 leaves no room .*max_length 128"):
+        check_config(filled(training={**training, "max_length": 128, "max_prompt_length": 128}))
+    runs = [{**DEFAULT["runs"][0], "training": {"max_prompt_length": 192}}] if DEFAULT.get("runs") else \
+        [{"loss": "ipo", "beta": ["auto"], "n": [8], "training": {"max_prompt_length": 192}}]
+    with pytest.raises(ConfigError, match=r"config key runs\[0\].training.max_prompt_length: 192"):
+        check_config(filled(runs=runs))
+    sft = {**DEFAULT.get("sft", {}), "training": {"max_length": 100, "max_prompt_length": 100}}
+    with pytest.raises(ConfigError, match=r"config key sft.training.max_prompt_length: 100"):
+        check_config(filled(sft=sft))
+    toy = DEFAULT["toy"]
+    check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.25}))  # 1 eval, 3 train
+    check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.75}))  # 3 eval, 1 train
+    with pytest.raises(ConfigError, match=r"toy.eval_fraction: 0.1 of 4 prompts leaves no eval prompts"):
+        check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.1}))
+    with pytest.raises(ConfigError, match=r"toy.eval_fraction: 0.9 of 4 prompts leaves no train prompts"):
+        check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.9}))
