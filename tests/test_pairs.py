@@ -117,3 +117,29 @@ def test_shards_read_as_one_table_and_overlapping_shards_are_an_error(tmp_path):
         read_shards([a, b, overlap], columns, "pairs.parquet")
     with pytest.raises(TableError, match=r"x: all 2 input tables are empty"):
         read_shards([empty, empty], columns, "x")
+
+
+def test_read_table_errors_and_empty_tables_keep_their_types(tmp_path):
+    """A missing file, a file that is not Parquet, an empty table where rows are needed: each an error naming
+    the file; an empty table written by write_parquet reads back with the types a full one has (an empty
+    shard's columns are not null-typed), and no temporary file is left. Pins a dropped check, a type lost."""
+    import pyarrow.parquet as pq
+
+    from bonbon.tables import TableError, read_table, write_parquet
+
+    with pytest.raises(TableError, match=r"nope\.parquet: file does not exist"):
+        read_table(tmp_path / "nope.parquet", ["a"])
+    (tmp_path / "text.parquet").write_text("not parquet")
+    with pytest.raises(TableError, match=r"text\.parquet: not a readable Parquet file"):
+        read_table(tmp_path / "text.parquet", ["a"])
+    empty = pd.DataFrame({"prompt_id": [], "sample_idx": [], "reward": [], "finished": [], "response_ids": []})
+    write_parquet(empty.astype(object), tmp_path / "e.parquet")
+    with pytest.raises(TableError, match=r"e\.parquet: has no rows"):
+        read_table(tmp_path / "e.parquet", ["prompt_id"])
+    assert read_table(tmp_path / "e.parquet", ["prompt_id"], allow_empty=True).empty
+    types = {f.name: str(f.type) for f in pq.read_schema(tmp_path / "e.parquet")}
+    assert types == {"prompt_id": "large_string", "sample_idx": "int64", "reward": "double", "finished": "bool",
+                     "response_ids": "list<element: int64>"}
+    with pytest.raises(TableError, match=r"e\.parquet: missing columns \['chosen'\]"):
+        read_table(tmp_path / "e.parquet", ["prompt_id", "chosen"], allow_empty=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet", "text.parquet"]
