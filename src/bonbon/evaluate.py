@@ -159,38 +159,54 @@ def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss
 CALIBRATION_LIMIT = 3.0
 
 
+def _calibration_z(rate: float, se: float) -> float:
+    """(rate − ½) / se; with se 0: 0 at ½ exactly and ±inf elsewhere; NaN where the SE is undefined."""
+    if se == 0:
+        return 0.0 if rate == 0.5 else math.copysign(math.inf, rate - 0.5)
+    return (rate - 0.5) / se
+
+
+def _calibration_text(rate: float, se: float, z: float) -> str:
+    measured = f"{rate:.3f} ± {se:.3f} ({z:+.1f} SE from ½)"
+    if math.isnan(z):
+        return f"unmeasured: {measured}, the SE needs two prompts or more"
+    if abs(z) > CALIBRATION_LIMIT:
+        return (f"OFF: {measured}, more than {CALIBRATION_LIMIT:g} SE: the opponents are not a fair sample of "
+                f"π_ref and every win rate of this dataset shares the offset")
+    return f"ok: {measured}, within {CALIBRATION_LIMIT:g} SE"
+
+
 def add_calibration(frame: pd.DataFrame) -> pd.DataFrame:
-    """``calibration_z`` (and ``judge_calibration_z`` where the judge's columns are present) on each
-    dataset's reference row: (win rate − ½) / SE of the reference's fresh draws against the opponents,
-    whose expectation is exactly ½ (the two are independent draws of one distribution; ties ½). The
-    ``calibration`` text says "ok" or "OFF" (beyond :data:`CALIBRATION_LIMIT` SEs: the opponents are
-    not a fair sample of π_ref, and every win rate of the dataset shares the offset). Other rows: NaN/None."""
+    """``calibration_z`` and ``calibration`` (and ``judge_calibration_z``, ``judge_calibration`` where the
+    judge's columns are present) on each dataset's reference row: z = (win rate − ½) / SE of the
+    reference's own k samples against the opponents, two independent draws of π_ref whose win rate is ½
+    exactly (h(a, b) + h(b, a) = 1, ties included). The text says "ok", or "OFF" beyond
+    :data:`CALIBRATION_LIMIT` SEs. Other rows: NaN / None."""
     out = frame.copy()
-    reference = out["kind"] == "reference"
-    verdicts = {"win_rate": "proxy", "judge_win_rate": "judge"}
-    texts = pd.Series([None] * len(out), index=out.index, dtype=object)
-    for column in verdicts:
-        if column not in out.columns:
+    for prefix in ("", "judge_"):
+        if f"{prefix}win_rate" not in out.columns:
             continue
-        z = (out[column] - 0.5) / out[f"{column}_se"]
-        out[column.replace("win_rate", "calibration_z")] = z.where(reference)
-    for i in out.index[reference]:
-        parts = [f"{who} {out.at[i, column]:.3f} ± {out.at[i, column + '_se']:.3f} "
-                 f"({out.at[i, column.replace('win_rate', 'calibration_z')]:+.1f} SE)"
-                 for column, who in verdicts.items() if column in out.columns]
-        off = any(not abs(out.at[i, c.replace("win_rate", "calibration_z")]) <= CALIBRATION_LIMIT
-                  for c in verdicts if c in out.columns)
-        texts[i] = ("OFF: more than {:g} SE from ½, every win rate of this dataset shares the offset: " if off
-                    else "ok, within {:g} SE of ½: ").format(CALIBRATION_LIMIT) + ", ".join(parts)
-    out["calibration"] = texts
+        z = pd.Series(math.nan, index=out.index)
+        text = pd.Series(None, index=out.index, dtype=object)
+        for i in out.index[out["kind"] == "reference"]:
+            rate, se = float(out.at[i, f"{prefix}win_rate"]), float(out.at[i, f"{prefix}win_rate_se"])
+            z[i] = _calibration_z(rate, se)
+            text[i] = _calibration_text(rate, se, z[i])
+        out[f"{prefix}calibration_z"], out[f"{prefix}calibration"] = z, text
     return out
 
 
 def calibration_problems(summary: pd.DataFrame) -> list[str]:
-    """One line per dataset whose calibration row is off (:func:`add_calibration`), for the log and the report."""
-    rows = summary[(summary["kind"] == "reference") & summary["calibration"].fillna("").str.startswith("OFF")]
-    return [f"{row.dataset}: the reference's fresh draws against the opponents: {row.calibration}"
-            for row in rows.itertuples()]
+    """One line per dataset and verdict (proxy, judge) whose calibration row is off (:func:`add_calibration`),
+    for the log and the report."""
+    problems = []
+    for prefix, who in (("", "proxy"), ("judge_", "judge")):
+        if f"{prefix}calibration" not in summary.columns:
+            continue
+        rows = summary[(summary["kind"] == "reference") & summary[f"{prefix}calibration"].fillna("").str.startswith("OFF")]
+        problems += [f"{row['dataset']} ({who}): the reference's own samples against the opponents: "
+                     f"{row[f'{prefix}calibration']}" for _, row in rows.iterrows()]
+    return problems
 
 
 def summary_table(rows: Sequence[dict]) -> pd.DataFrame:

@@ -141,21 +141,21 @@ def win_scores_vs_opponents(
     if p_labels.shape != p.shape or r_labels.shape != r.shape:
         raise ValueError(f"win_rate_vs_opponents: groups must be 1-D with one label per reward, got "
                          f"{p_labels.shape} for {p.shape} policy and {r_labels.shape} for {r.shape} opponent rewards")
-    order = np.lexsort((r, r_labels))
-    r_sorted, r_labels_sorted = r[order], r_labels[order]
-    labels, starts = np.unique(r_labels_sorted, return_index=True)
-    stops = np.append(starts[1:], r_sorted.size)
-    where = np.searchsorted(labels, p_labels)
-    where = np.minimum(where, labels.size - 1)
-    missing = labels[where] != p_labels
-    if missing.any():
-        raise ValueError(f"win_rate_vs_opponents: group {p_labels[missing][0]!r} has no opponents")
-    scores = np.empty_like(p)
-    for g in np.unique(where):  # one searchsorted per prompt over its sorted opponents
-        rows, mine = where == g, r_sorted[starts[g]:stops[g]]
-        below = np.searchsorted(mine, p[rows], side="left")
-        not_above = np.searchsorted(mine, p[rows], side="right")
-        scores[rows] = (below + 0.5 * (not_above - below)) / mine.size
+    codes, _ = pd.factorize(np.concatenate([p_labels, r_labels]), use_na_sentinel=True)
+    if (codes < 0).any():
+        raise ValueError("win_rate_vs_opponents: groups contains missing labels")
+    p_codes, r_codes = codes[: p.size], codes[p.size:]
+    counts = np.bincount(r_codes, minlength=int(codes.max()) + 1)
+    if (counts[p_codes] == 0).any():
+        raise ValueError(f"win_rate_vs_opponents: group {p_labels[counts[p_codes] == 0].tolist()[0]!r} has no opponents")
+    # one sorted key (group, rank of the reward) for every opponent: counting those of a sample's group
+    # below it (and tied with it) is two binary searches, without a loop over groups
+    _, ranks = np.unique(np.concatenate([p, r]), return_inverse=True)
+    width = int(ranks.max()) + 1
+    p_keys, r_keys = p_codes * width + ranks[: p.size], np.sort(r_codes * width + ranks[p.size:])
+    below = np.searchsorted(r_keys, p_keys, side="left") - np.searchsorted(r_keys, p_codes * width, side="left")
+    tied = np.searchsorted(r_keys, p_keys, side="right") - np.searchsorted(r_keys, p_keys, side="left")
+    scores = (below + 0.5 * tied) / counts[p_codes]
     return scores
 
 

@@ -45,7 +45,7 @@ FRONTIER_COLUMNS = (
 # columns of bonbon.frontier.run_table measured with them
 JUDGE_SUMMARY_COLUMNS = (
     "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high", "mean_judge_reward",
-    "judge_calibration_z",
+    "judge_calibration_z", "judge_calibration",
 )
 JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
 JUDGE_RUN_COLUMNS = tuple(f"judge_{c}" for c in (
