@@ -130,8 +130,8 @@ def test_calibration_is_half_by_construction_and_flagged_only_when_off():
     assert (np.abs(z) > 3).mean() < 0.01
     # opponents from another distribution (the best of 2 reference draws): every verdict is off, and shows it
     p2, _ = discrete_world(types=30, seed=3, n=2)
-    shifted = (np.abs((monte_carlo(q, p2, 2, 16, prompts=40, reps=200, seed=5)["rate"] - 0.5)) > 3 * mc["se"].mean())
-    assert shifted.mean() > 0.95
+    shifted = monte_carlo(q, p2, 2, 16, prompts=40, reps=200, seed=5)
+    assert (np.abs(shifted["rate"] - 0.5) / shifted["se"] > 3).mean() > 0.95
 
 
 # ------------------------------------------------------------------------------ evaluation tables
