@@ -27,8 +27,8 @@ summary = add_judge_frontier_columns(add_frontier_columns(summary_table(rows)))
 problems = calibration_problems(summary)
 for line in problems:
     log.warning("calibration off: %s", line)
-for row in summary[summary["kind"] == "reference"].itertuples():
-    log.info("calibration %s: %s", row.dataset, row.calibration)
+for _, row in summary[summary["kind"] == "reference"].iterrows():
+    log.info("calibration %s: proxy %s; judge %s", row["dataset"], row["calibration"], row.get("judge_calibration"))
 runs = run_table(summary)
 runs = runs.merge(judge_run_table(summary), on="run", how="left") if len(runs) else runs
 log.info("summary:\n%s", summary.to_string())
@@ -36,9 +36,10 @@ log.info("runs:\n%s", runs.to_string())
 write_parquet(summary, snakemake.output.parquet)
 summary.to_csv(snakemake.output.csv, index=False)
 html = {"float_format": lambda v: f"{v:.4g}", "na_rep": "–", "index": False}
-lines = [f"<p><b>Calibration</b> (the reference's own samples against the {int(row.n_opponents)} opponents per "
-         f"prompt, ½ in expectation), {row.dataset}: {row.calibration}</p>"
-         for row in summary[summary["kind"] == "reference"].itertuples()]
+lines = [f"<p><b>Calibration</b> (the reference's own samples against the {int(row['n_opponents'])} opponents per "
+         f"prompt, ½ in expectation), {row['dataset']}: proxy {row['calibration']}"
+         + (f"; judge {row['judge_calibration']}" if "judge_calibration" in summary.columns else "") + "</p>"
+         for _, row in summary[summary["kind"] == "reference"].iterrows()]
 lines += [f"<p><b>Warning: calibration off.</b> {line}</p>" for line in problems]
 Path(snakemake.output.html).write_text("\n".join(lines) + "\n" + summary.to_html(**html))
 write_parquet(runs, snakemake.output.runs_parquet)
