@@ -128,9 +128,9 @@ def test_calibration_is_half_by_construction_and_flagged_only_when_off():
     z = (mc["rate"] - 0.5) / mc["se"]
     assert 0.93 <= (np.abs(z) <= Z95).mean() <= 0.97
     assert (np.abs(z) > 3).mean() < 0.01
-    # opponents from another distribution (the best of 2 reference draws): every verdict is off, and shows it
+    # opponents from another distribution (the best of 2 reference draws): the verdict is off, and shows it
     p2, _ = discrete_world(types=30, seed=3, n=2)
-    shifted = monte_carlo(q, p2, 2, 16, prompts=40, reps=200, seed=5)
+    shifted = monte_carlo(q, p2, 2, 16, prompts=160, reps=200, seed=5)  # the default run has 160 eval prompts
     assert (np.abs(shifted["rate"] - 0.5) / shifted["se"] > 3).mean() > 0.95
 
 
