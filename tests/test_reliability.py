@@ -473,10 +473,11 @@ def test_raising_the_opponents_draws_only_the_new_block(finished, tmp_path):
     config = yaml.safe_load((run / "test-config.yaml").read_text())
     config["evaluation"]["opponents"] = 32
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 2, "summary": 1,
+    # evaluate: the reference, best-of-2 and the run's final model, each against all 32
+    assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 3, "summary": 1,
                                  "plot_frontier": 1, "plot_distributions": 1}
     kept = {path: path.read_bytes() for path in (run / "results" / "samples").glob("*.parquet")}
-    assert len(kept) == 2 + 4  # the reference's samples, best-of-2's candidates, opponent blocks 0-2 ... 8-16
+    assert len(kept) == 3 + 4  # the reference's and the run's samples, best-of-2's candidates, opponents 0-2 ... 8-16
     run_workflow(run, config)
     for path, content in kept.items():
         assert path.read_bytes() == content, path
