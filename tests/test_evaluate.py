@@ -50,8 +50,9 @@ def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
     rng = np.random.default_rng(0)
     k, n_max, prompts = 4, 8, 2000
     ref = reference_table({f"p{i}": rng.normal(size=candidate_samples((0, n_max), k)[1]).tolist() for i in range(prompts)})
+    opponents = reference_table({f"p{i}": rng.normal(size=16).tolist() for i in range(prompts)})  # their own draws
     for n in (1, 2, 4, 8):
-        table = pair_with_opponents(best_of_n(ref, n, k), ref, k, "test")
+        table = pair_with_opponents(best_of_n(ref, n, k), opponents, k, 16, "test")
         row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n", dataset="d", n=n)
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"]
         assert row["kl"] == pytest.approx(bon_kl(n)) and row["kl_method"] == "analytic"
@@ -60,17 +61,19 @@ def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
 def test_opponents_and_errors():
     ref = reference_table({"a": [1.0, 2.0], "b": [0.5, 0.5]})
     policy = reference_table({"a": [1.5, 2.0], "b": [0.5, 0.1]})
-    table = pair_with_opponents(policy, ref, 2, "policy.parquet")
-    assert table.sort_values(["prompt_id", "sample_idx"])["win"].tolist() == [1.0, 0.5, 0.5, 0.0]
+    table = pair_with_opponents(policy, ref, 2, 2, "policy.parquet")
+    # every sample against both opponents of its prompt (it was: sample j against opponent j only, 1, ½, ½, 0)
+    assert table.sort_values(["prompt_id", "sample_idx"])["win"].tolist() == [0.5, 0.75, 0.5, 0.0]
     with pytest.raises(ValueError, match=r"policy\.parquet: no samples to evaluate \(zero rows\)"):
-        pair_with_opponents(policy.iloc[:0], ref, 2, "policy.parquet")
-    with pytest.raises(ValueError, match=r"policy\.parquet: prompt 'c' has no reference sample"):
-        pair_with_opponents(reference_table({"c": [1.0]}), ref, 2, "policy.parquet")
+        pair_with_opponents(policy.iloc[:0], ref, 2, 2, "policy.parquet")
+    with pytest.raises(ValueError, match=r"policy\.parquet: prompt 'c' has no reference opponents"):
+        pair_with_opponents(reference_table({"c": [1.0]}), ref, 2, 2, "policy.parquet")
 
 
 def test_summarize_kl_and_its_validity():
     table = reference_table({"a": [1.0, 2.0], "b": [0.0, 3.0]})
-    table = table.assign(opponent_reward=[0.0, 2.0, 1.0, 1.0], policy_logp=[-1.0, -2.0, -1.5, -2.5],
+    # each sample's win against an opponent scored 0, 2, 1, 1
+    table = table.assign(win=[1.0, 0.5, 0.0, 1.0], opponents=1, policy_logp=[-1.0, -2.0, -1.5, -2.5],
                          reference_logp=[-2.0, -2.5, -2.0, -3.5])
     row = summarize(table, "run", "trained", dataset="d", loss="bonbon", n=8, beta=0.0275, alpha=0.005,
                     sampling={"temperature": 1.0, "top_k": 0, "top_p": 1.0})

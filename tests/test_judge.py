@@ -91,19 +91,20 @@ def table(rewards: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
 def test_judge_wins_and_win_rate_by_hand():
     reference = table({"a": [(1.0, 0.0), (2.0, 1.0)], "b": [(0.5, 3.0), (0.5, 0.0)]})
     policy = table({"a": [(1.5, -1.0), (2.0, 1.0)], "b": [(0.5, 4.0), (0.1, 0.0)]})
-    evaluated = add_judge_wins(pair_with_opponents(policy, reference, 2, "p"), reference, 2, "p")
+    evaluated = add_judge_wins(pair_with_opponents(policy, reference, 2, 2, "p"), reference, 2, "p")
     evaluated = evaluated.sort_values(["prompt_id", "sample_idx"])
-    assert evaluated["win"].tolist() == [1.0, 0.5, 0.5, 0.0]          # the proxy's verdicts
-    assert evaluated["opponent_judge_reward"].tolist() == [0.0, 1.0, 3.0, 0.0]
-    assert evaluated["judge_win"].tolist() == [0.0, 0.5, 1.0, 0.5]    # the judge disagrees on a/0 and b/1
+    # each sample against both opponents of its prompt (the estimator of issue 21; it was sample j
+    # against opponent j only: proxy 1, ½, ½, 0 and judge 0, ½, 1, ½)
+    assert evaluated["win"].tolist() == [0.5, 0.75, 0.5, 0.0]          # the proxy's verdicts
+    assert evaluated["judge_win"].tolist() == [0.0, 0.75, 1.0, 0.25]   # the judge's: -1 vs {0, 1}, 1 vs {0, 1}, ...
     row = summarize_judge(evaluated)
-    # prompt means 0.25 (a) and 0.75 (b): rate 0.5, clustered SE = sd(0.25, 0.75) / sqrt(2) = 0.25
+    # prompt means 0.375 (a) and 0.625 (b): rate 0.5, clustered SE = sd(0.375, 0.625) / sqrt(2) = 0.125
     assert row["judge_win_rate"] == pytest.approx(0.5)
-    assert row["judge_win_rate_se"] == pytest.approx(0.25)
-    assert (row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]) == pytest.approx((0.25, 0.75))
+    assert row["judge_win_rate_se"] == pytest.approx(0.125)
+    assert (row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]) == pytest.approx((0.375, 0.625))
     assert row["mean_judge_reward"] == pytest.approx((-1.0 + 1.0 + 4.0 + 0.0) / 4)
-    with pytest.raises(ValueError, match=r"p: prompt 'c' has a sample or opponent without a judge reward"):
-        add_judge_wins(pair_with_opponents(table({"c": [(1.0, 1.0)]}), table({"c": [(1.0, math.nan)]}), 1, "p"),
+    with pytest.raises(ValueError, match=r"p: prompt 'c' has an opponent without judge_reward"):
+        add_judge_wins(pair_with_opponents(table({"c": [(1.0, 1.0)]}), table({"c": [(1.0, math.nan)]}), 1, 1, "p"),
                        table({"c": [(1.0, math.nan)]}), 1, "p")
 
 
@@ -115,7 +116,7 @@ def summary_rows(judged: bool) -> list[dict]:
         ("run", "trained", 2, "bonbon", {"a": [(2.0, 2.0), (1.0, 1.0)], "b": [(2.0, 0.0), (1.0, 1.0)]}),
     ]:
         reference = table({"a": [(1.0, 1.0), (0.0, 0.0)], "b": [(1.0, 1.0), (0.0, 0.0)]})
-        t = pair_with_opponents(table(rewards), reference, 2, name)
+        t = pair_with_opponents(table(rewards), reference, 2, 2, name)
         t = add_judge_wins(t, reference, 2, name).assign(policy_logp=-1.0, reference_logp=-1.5)
         row = summarize(t, name, kind, dataset="d", n=n, loss=loss, beta=0.1 if loss else None,
                         sampling={"temperature": 1.0, "top_k": 0, "top_p": 1.0}, run=name if loss else None,
@@ -133,16 +134,19 @@ def test_summary_gets_judge_columns_and_keeps_the_proxy_columns():
         *JUDGE_SUMMARY_COLUMNS, "judge_frontier_gap", "judge_frontier_gap_se", "judge_empirical_frontier_gap",
         "judge_empirical_frontier_gap_se"]
     by = judged.set_index("policy")
-    # proxy: bon-n2 wins 1, 1, 1, 1 -> 1.0; judge: 0 vs 1 (0), 1 vs 0 (1), 2 vs 1 (1), 0 vs 0 (½) -> 0.625
-    assert by.loc["bon-n2", "win_rate"] == 1.0 and by.loc["bon-n2", "judge_win_rate"] == pytest.approx(0.625)
-    # run: proxy 1.0; judge 2 vs 1, 1 vs 0, 0 vs 1, 1 vs 0 -> 0.75, at KL 0.5
-    assert by.loc["run", "judge_win_rate"] == pytest.approx(0.75) and by.loc["run", "kl"] == pytest.approx(0.5)
+    # every sample against both opponents {1, 0} of its prompt (issue 21; it was sample j against opponent j
+    # only: bon-n2 1.0 and 0.625, run 0.75 by the judge)
+    # proxy: bon-n2 wins 1, ¾, 1, ¾ -> 0.875; judge: 0 vs {1, 0} (¼), 1 (¾), 2 (1), 0 (¼) -> 0.5625
+    assert by.loc["bon-n2", "win_rate"] == 0.875 and by.loc["bon-n2", "judge_win_rate"] == pytest.approx(0.5625)
+    # run: proxy 0.875; judge 2, 1, 0, 1 vs {1, 0} -> 1, ¾, ¼, ¾ -> 0.6875, at KL 0.5
+    assert by.loc["run", "judge_win_rate"] == pytest.approx(0.6875) and by.loc["run", "kl"] == pytest.approx(0.5)
     # theory at KL 0.5 is m/(m+1) with log m - (m-1)/m = 0.5 (m = 2.6937...)
-    theory = 1.0 - by.loc["run", "frontier_gap"]
-    assert by.loc["run", "judge_frontier_gap"] == pytest.approx(0.75 - theory)
-    assert by.loc["ref", "judge_frontier_gap"] == pytest.approx(0.0)  # the reference judged against itself: ½
+    theory = 0.875 - by.loc["run", "frontier_gap"]
+    assert by.loc["run", "judge_frontier_gap"] == pytest.approx(0.6875 - theory)
+    # the reference's samples (here equal to the opponents) against the opponents: ½ (1 vs {1, 0}, 0 vs {1, 0})
+    assert by.loc["ref", "judge_frontier_gap"] == pytest.approx(0.0)
     runs = judge_run_table(judged)
-    assert runs["run"].tolist() == ["run"] and runs["judge_final_win_rate"].tolist() == pytest.approx([0.75])
+    assert runs["run"].tolist() == ["run"] and runs["judge_final_win_rate"].tolist() == pytest.approx([0.6875])
     view = judge_view(judged)
     assert view["win_rate"].tolist() == judged["judge_win_rate"].tolist()
     assert view["frontier_gap"].tolist() == judged["judge_frontier_gap"].tolist()
@@ -156,8 +160,8 @@ def test_judge_vs_proxy_figure(tmp_path):
     assert (tmp_path / "judge.png").stat().st_size > 0
     ax = fig.axes[0]
     points = {c.get_gid(): tuple(c.get_offsets()[0]) for c in ax.collections if c.get_gid()}
-    assert points["proxy:run"] == pytest.approx((0.5, 1.0)) and points["judge:run"] == pytest.approx((0.5, 0.75))
-    assert points["judge:bon-n2"] == pytest.approx((math.log(2) - 0.5, 0.625))
+    assert points["proxy:run"] == pytest.approx((0.5, 0.875)) and points["judge:run"] == pytest.approx((0.5, 0.6875))
+    assert points["judge:bon-n2"] == pytest.approx((math.log(2) - 0.5, 0.5625))
     assert points["proxy:ref"] == pytest.approx((0.0, 0.5)) and points["judge:ref"] == pytest.approx((0.0, 0.5))
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['judge_win_rate'\]"):
         plot_judge_vs_proxy(summary.drop(columns="judge_win_rate"), theory, tmp_path / "x.png")

@@ -463,6 +463,32 @@ def test_adding_an_n_computes_only_what_is_new_and_moves_no_estimate(finished, t
     assert sorted(rewards["sample_idx"].unique()) == [0, 1, 2, 3]
 
 
+def test_raising_the_opponents_draws_only_the_new_block(finished, tmp_path):
+    """evaluation.opponents 16 -> 32: one more block of opponents (16-32) is drawn and every policy is
+    evaluated again against all 32; no other sample (the reference's own, best-of-n's candidates, the
+    first 16 opponents) is drawn again."""
+    from conftest import run_workflow
+
+    run = copy_run(finished, tmp_path)
+    config = yaml.safe_load((run / "test-config.yaml").read_text())
+    config["evaluation"]["opponents"] = 32
+    (run / "test-config.yaml").write_text(yaml.safe_dump(config))
+    # evaluate: the reference, best-of-2 and the run's final model, each against all 32
+    assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 3, "summary": 1,
+                                 "plot_frontier": 1, "plot_distributions": 1}
+    kept = {path: path.read_bytes() for path in (run / "results" / "samples").glob("*.parquet")}
+    assert len(kept) == 3 + 4  # the reference's and the run's samples, best-of-2's candidates, opponents 0-2 ... 8-16
+    run_workflow(run, config)
+    for path, content in kept.items():
+        assert path.read_bytes() == content, path
+    new = pd.read_parquet(run / "results/samples/local-opponents16-32.parquet")
+    assert sorted(new["sample_idx"].unique()) == list(range(16, 32))
+    table = pd.read_parquet(run / "results/eval/local-bon-n2.parquet")
+    assert (table["opponents"] == 32).all()
+    summary = pd.read_parquet(run / "results/eval/summary.parquet").set_index("policy")
+    assert (summary["n_opponents"] == 32).all() and summary.loc["local-reference", "calibration"]
+
+
 def repo_copy(tmp_path: Path) -> Path:
     """The workflow's code (Snakefile, workflow/, src/, config/, envs/) in another place, to be changed."""
     import shutil

@@ -227,6 +227,9 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     runs = pd.read_parquet(small_run / "results/eval/runs.parquet").set_index("run")
     assert runs.loc[run, "checkpoints"] == 2 and runs.loc[run, "final_step"] == steps
     assert (summary["n_samples"] == 2 * summary["n_prompts"]).all() and (summary["n_prompts"] == 105).all()
+    # every sample against 16 reference opponents of its prompt; the reference row is the calibration
+    assert (summary["n_opponents"] == 16).all()
+    assert summary.loc["toy-reference", "calibration"].startswith(("ok: ", "OFF: "))
     for n in (2, 4, 8):
         row = summary.loc[f"toy-bon-n{n}"]
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"], (n, row["win_rate"], row["win_rate_se"])

@@ -22,7 +22,9 @@ __all__ = [
     "mean_se",
     "summarize_lengths",
     "win_rate",
+    "win_rate_vs_opponents",
     "win_scores",
+    "win_scores_vs_opponents",
 ]
 
 
@@ -116,6 +118,89 @@ def win_rate(
     scores = win_scores(policy_rewards, reference_rewards)
     codes = None if groups is None else _group_codes(groups, scores.size, "win_rate")
     return _mean_se(scores, codes)
+
+
+def win_scores_vs_opponents(
+    policy_rewards: npt.ArrayLike,
+    policy_groups: npt.ArrayLike,
+    opponent_rewards: npt.ArrayLike,
+    opponent_groups: npt.ArrayLike,
+) -> np.ndarray:
+    """Each policy sample's mean win score against *all* the opponents of its group (prompt):
+
+        s_j = (1/M_g) sum_l h(x_j, y_l),   h(x, y) = 1[x > y] + 1/2 * 1[x == y],
+
+    the M_g opponents y_l being the rewards of the reference samples of the same prompt (any number
+    per prompt, at least one). The mean of s over the samples of a prompt is the two-sample U-statistic
+    U_g of :func:`win_rate_vs_opponents`. Raises ValueError on NaN, mismatched lengths, or a policy
+    group without opponents (named).
+    """
+    p = _as_1d_float(policy_rewards, "policy_rewards", "win_rate_vs_opponents")
+    r = _as_1d_float(opponent_rewards, "opponent_rewards", "win_rate_vs_opponents")
+    p_labels, r_labels = np.asarray(policy_groups), np.asarray(opponent_groups)
+    if p_labels.shape != p.shape or r_labels.shape != r.shape:
+        raise ValueError(f"win_rate_vs_opponents: groups must be 1-D with one label per reward, got "
+                         f"{p_labels.shape} for {p.shape} policy and {r_labels.shape} for {r.shape} opponent rewards")
+    codes, _ = pd.factorize(np.concatenate([p_labels, r_labels]), use_na_sentinel=True)
+    if (codes < 0).any():
+        raise ValueError("win_rate_vs_opponents: groups contains missing labels")
+    p_codes, r_codes = codes[: p.size], codes[p.size:]
+    counts = np.bincount(r_codes, minlength=int(codes.max()) + 1)
+    if (counts[p_codes] == 0).any():
+        raise ValueError(f"win_rate_vs_opponents: group {p_labels[counts[p_codes] == 0].tolist()[0]!r} has no opponents")
+    # one sorted key (group, rank of the reward) for every opponent: counting those of a sample's group
+    # below it (and tied with it) is two binary searches, without a loop over groups
+    _, ranks = np.unique(np.concatenate([p, r]), return_inverse=True)
+    width = int(ranks.max()) + 1
+    p_keys, r_keys = p_codes * width + ranks[: p.size], np.sort(r_codes * width + ranks[p.size:])
+    below = np.searchsorted(r_keys, p_keys, side="left") - np.searchsorted(r_keys, p_codes * width, side="left")
+    tied = np.searchsorted(r_keys, p_keys, side="right") - np.searchsorted(r_keys, p_keys, side="left")
+    scores = (below + 0.5 * tied) / counts[p_codes]
+    return scores
+
+
+def win_rate_vs_opponents(
+    policy_rewards: npt.ArrayLike,
+    policy_groups: npt.ArrayLike,
+    opponent_rewards: npt.ArrayLike,
+    opponent_groups: npt.ArrayLike,
+) -> tuple[float, float]:
+    """Win rate of policy samples against every reference opponent of their prompt, with its SE.
+
+    Setting: prompts g = 1..G drawn from the prompt distribution; on prompt g, k policy samples
+    X_gj ~ pi(.|x_g) and M reference opponents Y_gl ~ pi_ref(.|x_g), all independent given x_g (the
+    opponents are drawn for this purpose, per prompt: disjoint from every other draw). The target is
+
+        theta = E_x[theta_x],  theta_x = P(X > Y | x) + 1/2 P(X = Y | x),
+
+    estimated by the mean over prompts of the two-sample U-statistics (ties 1/2)
+
+        U_g = 1/(k M) sum_j sum_l h(X_gj, Y_gl),    theta_hat = (1/G) sum_g U_g.
+
+    Variance (Hoeffding decomposition of the (1, 1) kernel h given x): with
+    zeta_10 = Var_X(E_Y h), zeta_01 = Var_Y(E_X h), zeta_11 = Var h, counting the pairs of terms of U_g
+    that share X, Y, both or neither,
+
+        Var(U_g | x) = [zeta_11 + (M - 1) zeta_10 + (k - 1) zeta_01] / (k M),
+
+    so the opponents' own randomness enters through (k - 1) zeta_01 / (k M): the k samples of a prompt
+    share its opponents, and their verdicts are correlated through them. Because the opponents are
+    drawn per prompt, the U_g are independent across prompts and
+
+        Var(theta_hat) = [Var_x(theta_x) + E_x Var(U_g | x)] / G,
+
+    which the sample variance of the U_g estimates without bias: SE = std(U_g, ddof=1) / sqrt(G), the
+    prompt-clustered SE of :func:`mean_se` on the per-sample scores of :func:`win_scores_vs_opponents`
+    (rows weighted equally, the same thing when every prompt has k samples). It covers both samples'
+    variance (policy draws and opponents) and the prompts'. For a fixed prompt set it is conservative
+    by Var_x(theta_x) / G, which is zero where theta_x is the same on every prompt (best-of-n with
+    untied rewards, a fresh reference draw). A naive SE that treats the k G samples as independent,
+    std(s, ddof=1) / sqrt(k G), misses the shared-opponent covariance: with few opponents per prompt
+    it undercovers badly (tests/test_metrics.py, a Monte Carlo of a discrete world). docs/win-rate.md
+    has the derivation at length.
+    """
+    scores = win_scores_vs_opponents(policy_rewards, policy_groups, opponent_rewards, opponent_groups)
+    return _mean_se(scores, _group_codes(policy_groups, scores.size, "win_rate_vs_opponents"))
 
 
 def kl_estimate(

@@ -31,6 +31,9 @@ SUMMARY_COLUMNS = (
     "policy", "dataset", "kind", "run", "step", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl",
     "kl_se", "kl_method", "win_rate_ci_low", "win_rate_ci_high", "kl_ci_low", "kl_ci_high", "mean_reward",
     "mean_length", "median_length", "p90_length", "unfinished_share", "n_prompts", "n_samples",
+    # win rates are against n_opponents reference draws per prompt; the reference row is the calibration
+    # (bonbon.evaluate.add_calibration)
+    "n_opponents", "calibration_z", "calibration",
 )
 # what bonbon.frontier adds to every summary row: the distance to best-of-n
 FRONTIER_COLUMNS = (
@@ -42,6 +45,7 @@ FRONTIER_COLUMNS = (
 # columns of bonbon.frontier.run_table measured with them
 JUDGE_SUMMARY_COLUMNS = (
     "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high", "mean_judge_reward",
+    "judge_calibration_z", "judge_calibration",
 )
 JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
 JUDGE_RUN_COLUMNS = tuple(f"judge_{c}" for c in (
@@ -71,7 +75,7 @@ def _column_types() -> dict:
     types.update({c: flag for c in ("finished", "prompt_cut", "chosen_finished", "rejected_finished")})
     types.update({c: pa.float64() for c in ("reward", "policy_logp", "reference_logp", "chosen_reward",
                                             "rejected_reward", "chosen_ref_logp", "rejected_ref_logp",
-                                            "opponent_reward", "win")})
+                                            "win", "judge_win")})
     types["response_ids"] = pa.list_(count)
     return types
 

@@ -108,6 +108,18 @@ CANDIDATES = {
     for _dataset in DATASETS
     for _block in BLOCKS
 }
+# the opponents of every evaluated sample: M = evaluation.opponents more reference draws per eval prompt,
+# samples 0 ... M-1 of their own stream (sampling_stream), disjoint from the reference's own k samples
+# and from best-of-n's candidates, in blocks of sample indices so that raising M draws only new blocks
+OPPONENTS = {
+    f"{_dataset}-opponents{_block}": {
+        "dataset": _dataset,
+        "kind": "opponents",
+        "samples": block_range(_block),
+    }
+    for _dataset in DATASETS
+    for _block in block_names(config["evaluation"]["opponents"])
+}
 for _run, _spec in RUNS.items():
     POLICIES[_run] = {
         "dataset": _spec["dataset"],
@@ -153,7 +165,7 @@ wildcard_constraints:
     run="|".join(RUNS) or "no-runs",
     # the final policies, best-of-n's candidate blocks, and a run's evaluated checkpoints {run}-step{S}
     policy="|".join(
-        [re.escape(p) for p in [*POLICIES, *CANDIDATES]]
+        [re.escape(p) for p in [*POLICIES, *CANDIDATES, *OPPONENTS]]
         + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
     ),
 
@@ -302,6 +314,8 @@ def policy_spec(policy):
         return POLICIES[policy]
     if policy in CANDIDATES:
         return CANDIDATES[policy]
+    if policy in OPPONENTS:
+        return OPPONENTS[policy]
     match = CHECKPOINT_POLICY.match(policy)
     if not match or match["run"] not in RUNS:
         raise WorkflowError(f"unknown policy {policy!r}")
@@ -353,22 +367,28 @@ def policy_model(policy):
 
 
 def samples_from_reference(policy):
-    """Whether a policy's samples are the reference's: its own, or best-of-n's candidates."""
-    return policy_spec(policy)["kind"] in ("reference", "candidates")
+    """Whether a policy's samples are the reference's: its own, best-of-n's candidates or the opponents."""
+    return policy_spec(policy)["kind"] in ("reference", "candidates", "opponents")
 
 
 def sample_range(wildcards):
     """(first, stop): the sample indices drawn on every eval prompt; k = samples_per_prompt for each
-    policy, best-of-n's candidates after the reference's k (bonbon.evaluate.candidate_samples).
+    policy, best-of-n's candidates after the reference's k (bonbon.evaluate.candidate_samples), the
+    opponents' block in their own stream.
     """
     spec, k = policy_spec(wildcards.policy), config["evaluation"]["samples_per_prompt"]
+    if "samples" in spec:  # a block of the opponents
+        return spec["samples"]
     return candidate_samples(spec["positions"], k) if "positions" in spec else (0, k)
 
 
 def sampling_stream(wildcards):
     """Whose random numbers a policy's samples use (bonbon.sampling.policy_seed): the candidates are
-    more draws of the reference's stream, at other sample indices."""
+    more draws of the reference's stream, at other sample indices; the opponents' blocks share a stream
+    of their own, {dataset}-opponents."""
     spec = policy_spec(wildcards.policy)
+    if spec["kind"] == "opponents":
+        return "{}-opponents".format(spec["dataset"])
     return (
         "{}-reference".format(spec["dataset"])
         if spec["kind"] == "candidates"
@@ -405,6 +425,16 @@ def policy_samples(wildcards):
             for block in block_names(spec["n"])
         ]
     return [f"results/samples/{wildcards.policy}.parquet"]
+
+
+def opponent_samples(wildcards):
+    """The blocks of the opponents that every sample of a policy is compared with (its dataset's)."""
+    dataset = policy_spec(wildcards.policy)["dataset"]
+    return [
+        f"results/samples/{name}.parquet"
+        for name, spec in OPPONENTS.items()
+        if spec["dataset"] == dataset
+    ]
 
 
 def all_outputs():
@@ -453,7 +483,7 @@ def all_outputs():
         outputs += model_files(f"results/models/{run}") + [
             f"results/models/{run}/train_summary.json"
         ]
-    for policy, spec in {**POLICIES, **CANDIDATES}.items():
+    for policy, spec in {**POLICIES, **CANDIDATES, **OPPONENTS}.items():
         if (
             spec["kind"] != "best_of_n"
         ):  # best-of-n is built from the reference's candidates
@@ -463,6 +493,6 @@ def all_outputs():
                     f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
                 ),
             ]
-        if spec["kind"] != "candidates":
+        if spec["kind"] not in ("candidates", "opponents"):
             outputs.append(f"results/eval/{policy}.parquet")
     return list(dict.fromkeys(outputs))

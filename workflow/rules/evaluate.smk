@@ -1,5 +1,5 @@
-# Sampling from every policy on the eval prompts (and best-of-n's candidates from the reference, in
-# blocks), best-of-n baselines, win rate and KL, the theory.
+# Sampling from every policy on the eval prompts (and best-of-n's candidates and the opponents from the
+# reference, in blocks), best-of-n baselines, win rate against the opponents and KL, the theory.
 
 
 rule sample:
@@ -80,9 +80,7 @@ rule gather_policy_samples:
 rule evaluate:
     input:
         samples=policy_samples,
-        reference=lambda wc: "results/samples/{}-reference.parquet".format(
-            policy_spec(wc.policy)["dataset"]
-        ),
+        opponents=opponent_samples,
     output:
         table="results/eval/{policy}.parquet",
     log:
@@ -98,6 +96,7 @@ rule evaluate:
     params:
         policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
         k=config["evaluation"]["samples_per_prompt"],
+        opponents=config["evaluation"]["opponents"],
         code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"
