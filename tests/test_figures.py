@@ -28,6 +28,7 @@ RUNS = [
     {"loss": "bonbon", "n": [2], "beta": ["auto"], "alpha": [0.005]},
     {"loss": "dpo", "n": [4], "beta": [0.1], "training": {"learning_rate": 3e-4}},
 ]
+FIGURES = ("frontier", "judge_vs_proxy", "training", "rewards", "lengths")
 NAMES = ["toy-n4-ipo-betaauto", "toy-n2-bonbon-betaauto-alpha0.005", "toy-n4-dpo-beta0.1"]
 
 
@@ -35,7 +36,7 @@ NAMES = ["toy-n4-ipo-betaauto", "toy-n2-bonbon-betaauto-alpha0.005", "toy-n4-dpo
 def figures_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("figures")
     config = copy.deepcopy(SMALL)
-    config.update(n_values=[2, 4], runs=RUNS)
+    config.update(n_values=[2, 4], runs=RUNS, models={"base": "toy", "reward": "toy", "judge": "toy"})
     config["toy"].update(n_dialogues=600, n_prompts=96, base_model={"steps": 60, "batch_size": 16},
                          reward_model={"steps": 30, "batch_size": 32},
                          judge_model={"n_dialogues": 300, "steps": 30, "batch_size": 32})
@@ -43,7 +44,8 @@ def figures_run(tmp_path_factory) -> Path:
     config["sft"]["training"]["max_steps"] = 4
     config["training"].update(max_steps=6, snapshot_every=2, checkpoint_every=100)
     config["evaluation"] = {"checkpoints": {}}
-    run_workflow(workdir, config)
+    # the figures and what they draw from, not the rest of the DAG (the exact world)
+    run_workflow(workdir, config, *(f"results/plots/{f}.json" for f in FIGURES))
     return workdir
 
 
