@@ -21,7 +21,8 @@ def _fmt(value: object, digits: int = 3) -> str:
     return "–" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-COUNTS = {"n", "step", "best_step", "final_step", "checkpoints"}
+COUNTS = {"n", "step", "best_gap_within_matched_kl_step", "final_step", "checkpoints", "bracket_from_step",
+          "bracket_to_step"}
 
 
 def markdown(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -41,11 +42,17 @@ def main(results: Path) -> None:
     judge = [c for c in ("judge_win_rate", "judge_frontier_gap") if c in summary.columns]
     print("## Every evaluated policy\n")
     print(markdown(summary, points + judge))
-    at_matched = ["run", "n", "matched_kl", "win_rate_at_matched_kl", "gap_at_matched_kl",
-                  "empirical_gap_at_matched_kl", "length_at_matched_kl", "bon_n_length", "final_kl",
-                  "final_win_rate", "best_frontier_gap", "best_step"]
+    at_matched = ["run", "n", "matched_kl", "bracket_from_step", "bracket_to_step", "win_rate_at_matched_kl",
+                  "win_rate_at_matched_kl_se", "gap_at_matched_kl", "empirical_gap_at_matched_kl",
+                  "length_at_matched_kl", "bon_n_length", "best_gap_within_matched_kl",
+                  "best_gap_within_matched_kl_step", "final_kl", "final_win_rate"]
     print("\n## Each run at best-of-n's KL for its n\n")
     print(markdown(runs, at_matched + [c for c in runs.columns if c.startswith("judge_")]))
+    empty = runs[runs["matched_kl_reason"].notna()] if "matched_kl_reason" in runs else runs.iloc[:0]
+    if len(empty):
+        print("\nNot read at best-of-n's KL:\n")
+        for row in empty.itertuples(index=False):
+            print(f"- {row.run}: {row.matched_kl_reason}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonbon.frontier import add_frontier_columns, run_table, theory_n_at_kl, theory_win_rate_at_kl
+from bonbon.frontier import (
+    add_frontier_columns,
+    bracket_limit,
+    run_table,
+    theory_n_at_kl,
+    theory_win_rate_at_kl,
+)
 from bonbon.theory import bon_kl
 
 
@@ -67,14 +73,16 @@ def test_frontier_columns_by_hand():
 
 
 def test_run_table_matched_kl_by_hand():
-    summary = add_frontier_columns(_summary())
+    summary = _summary()
+    summary.loc[summary["policy"] == "r", "kl"] = 1.0  # 0.59 nats past step 10: within max(0.5, KL(4) = 0.636)
+    summary = add_frontier_columns(summary)
     table = run_table(summary).set_index("run")
     row = table.loc["r"]
     kl2, kl4 = math.log(2) - 0.5, math.log(4) - 0.75
     mid = (kl2 + kl4) / 2
-    # the path reference (0, 0.5) -> step 10 (mid, 0.75) -> step 20 (2.0, 0.80) crosses KL(4) on its
-    # second segment: 0.75 + (kl4 - mid) / (2 - mid) * 0.05
-    w = (kl4 - mid) / (2.0 - mid)
+    # the path reference (0, 0.5) -> step 10 (mid, 0.75) -> step 20 (1.0, 0.80) crosses KL(4) on its
+    # second segment: 0.75 + (kl4 - mid) / (1 - mid) * 0.05
+    w = (kl4 - mid) / (1.0 - mid)
     assert row["matched_kl"] == pytest.approx(kl4)
     assert row["win_rate_at_matched_kl"] == pytest.approx(0.75 + w * 0.05)
     assert row["gap_at_matched_kl"] == pytest.approx(0.75 + w * 0.05 - 0.8)
@@ -82,8 +90,98 @@ def test_run_table_matched_kl_by_hand():
     assert row["length_at_matched_kl"] == pytest.approx(40 + w * 10)
     assert row["bon_n_length"] == 35.0
     assert row["checkpoints"] == 2 and row["final_step"] == 20
+    # the bracket: steps 10 and 20, 1 - mid nats apart; no reason given
+    assert (row["bracket_from_step"], row["bracket_to_step"]) == (10, 20)
+    assert row["bracket_kl_width"] == pytest.approx(1.0 - mid)
+    assert row["matched_kl_reason"] is None
+    # SE: both points have 0.03, so any weighted mean's SE bound is 0.03; best-of-4's 0.02 in quadrature
+    assert row["win_rate_at_matched_kl_se"] == pytest.approx(0.03) and row["gap_at_matched_kl_se"] == pytest.approx(0.03)
+    assert row["empirical_gap_at_matched_kl_se"] == pytest.approx(math.hypot(0.03, 0.02))
+    # only step 10 spent no more KL than best-of-4: the final point (past it) does not count
     gaps = summary.set_index("policy")["frontier_gap"]
-    assert row["best_frontier_gap"] == pytest.approx(max(gaps["r@10"], gaps["r"]))
+    assert row["best_gap_within_matched_kl"] == pytest.approx(gaps["r@10"])
+    assert row["best_gap_within_matched_kl_step"] == 10
+
+
+def _path(kls, rates=None, ses=None, n: int = 8) -> pd.Series:
+    """The runs-table row of one run of n at these KLs (steps 1, 2, ...), beside the reference and best-of-n."""
+    k = len(kls)
+    rates = rates if rates is not None else list(np.linspace(0.6, 0.9, k))
+    ses = ses if ses is not None else [0.02] * k
+    rows = [dict(policy="t-reference", kind="reference", n=None, kl=0.0, win_rate=0.5, win_rate_se=0.01,
+                 mean_length=30.0),
+            dict(policy=f"t-bon-n{n}", kind="best_of_n", n=n, kl=bon_kl(n), win_rate=0.85, win_rate_se=0.02,
+                 mean_length=40.0)]
+    for i, (kl, rate, se) in enumerate(zip(kls, rates, ses, strict=True)):
+        rows.append(dict(policy="r" if i == k - 1 else f"r-step{i + 1}", run="r", step=i + 1, kind="trained", n=n,
+                         kl=kl, win_rate=rate, win_rate_se=se, mean_length=30.0 + 10 * i))
+    frame = pd.DataFrame(rows).assign(dataset="t", loss=lambda f: np.where(f["kind"] == "trained", "ipo", None),
+                                      beta=None, alpha=None)
+    return run_table(add_frontier_columns(frame)).iloc[0]
+
+
+def test_matched_kl_read_within_a_bracket_from_the_reference():
+    # target KL(8) = 1.204; the limit is max(0.5, 1.204): pi_ref (KL 0) -> step 1 (1.1) -> step 2 (2.0)
+    row = _path([1.1, 2.0], rates=[0.8, 0.9], ses=[0.02, 0.04])
+    w = (bon_kl(8) - 1.1) / 0.9
+    assert row["win_rate_at_matched_kl"] == pytest.approx(0.8 + w * 0.1)
+    assert row["win_rate_at_matched_kl_se"] == pytest.approx((1 - w) * 0.02 + w * 0.04)
+    assert row["length_at_matched_kl"] == pytest.approx(30 + w * 10)
+    assert (row["bracket_from_step"], row["bracket_to_step"]) == (1, 2)
+    # at n = 2 (KL 0.193, limit 0.5) a first checkpoint within 0.5 nats of pi_ref brackets from pi_ref itself
+    row = _path([0.4, 3.0], rates=[0.8, 0.9], n=2)
+    w = bon_kl(2) / 0.4
+    assert row["win_rate_at_matched_kl"] == pytest.approx(0.5 + w * 0.3)
+    assert row["win_rate_at_matched_kl_se"] == pytest.approx((1 - w) * 0.01 + w * 0.02)
+    assert (row["bracket_from_step"], row["bracket_to_step"]) == (0, 1) and row["matched_kl_reason"] is None
+
+
+def test_matched_kl_empty_where_the_bracket_is_too_wide():
+    # step 1 at 0.5, step 2 at 1.8: 1.3 nats apart > 1.204: nothing measured near the target
+    row = _path([0.5, 1.8])
+    for column in ("win_rate_at_matched_kl", "gap_at_matched_kl", "empirical_gap_at_matched_kl",
+                   "length_at_matched_kl", "win_rate_at_matched_kl_se", "bracket_from_step"):
+        assert math.isnan(row[column]), column
+    assert row["matched_kl_reason"].startswith("bracket too wide: KL 0.5 (step 1) to 1.8 (step 2) spans 1.3 nats")
+    # at n = 2 the limit is 0.5 nats (its KL is 0.193): a path 0.45 -> 0.9 is read only through 0.45
+    assert _path([0.45, 0.9])["matched_kl_reason"] is not None  # n = 8's KL lies past 0.9: never reached
+    assert bracket_limit(bon_kl(2)) == 0.5 and bracket_limit(bon_kl(8)) == pytest.approx(bon_kl(8))
+
+
+def test_matched_kl_read_where_the_path_falls_back_through_the_target():
+    # up past the target in one wide jump (0.2 -> 2.6), then back down through it: 1.7 -> 1.0 is narrow
+    row = _path([0.2, 2.6, 1.7, 1.0], rates=[0.6, 0.95, 0.85, 0.8])
+    w = (bon_kl(8) - 1.7) / (1.0 - 1.7)
+    assert (row["bracket_from_step"], row["bracket_to_step"]) == (3, 4)
+    assert row["win_rate_at_matched_kl"] == pytest.approx(0.85 + w * (0.8 - 0.85))
+    assert row["bracket_kl_width"] == pytest.approx(0.7)
+    # only the wide crossing: empty, and the reason names it
+    row = _path([0.2, 2.6, 2.0])
+    assert math.isnan(row["win_rate_at_matched_kl"])
+    assert "KL 0.2 (step 1) to 2.6 (step 2)" in row["matched_kl_reason"]
+    # best gap: the points at KL <= 1.204 are steps 1 (0.2) and 4 (1.0), whichever is closer to theory
+    row = _path([0.2, 2.6, 1.7, 1.0], rates=[0.6, 0.99, 0.85, 0.8])
+    gap = {kl: rate - theory_win_rate_at_kl(kl)[0] for kl, rate in ((0.2, 0.6), (1.0, 0.8))}
+    assert row["best_gap_within_matched_kl"] == pytest.approx(max(gap.values()))
+    assert row["best_gap_within_matched_kl_step"] == (1 if gap[0.2] > gap[1.0] else 4)
+
+
+def test_matched_kl_empty_where_the_first_checkpoint_is_already_past_the_target():
+    row = _path([4.3, 9.0, 20.0], rates=[0.9, 0.95, 0.99])
+    assert math.isnan(row["win_rate_at_matched_kl"]) and math.isnan(row["gap_at_matched_kl"])
+    assert row["matched_kl_reason"].startswith("the first evaluated step (1, KL 4.3) is already past KL 1.2")
+    # and no point spent as little KL as best-of-8: no best gap either, however close to theory far out
+    assert math.isnan(row["best_gap_within_matched_kl"]) and math.isnan(row["best_gap_within_matched_kl_step"])
+
+
+def test_best_gap_does_not_reward_spending_kl():
+    # far out (KL 20) a win rate of 0.97 is only 0.03 under theory; at KL 1.0 a win rate of 0.75 is
+    # further below: the old best-gap-anywhere would pick the far point, the new measure cannot
+    row = _path([1.0, 20.0], rates=[0.75, 0.97])
+    assert theory_win_rate_at_kl(20.0)[0] - 0.97 < theory_win_rate_at_kl(1.0)[0] - 0.75
+    assert row["best_gap_within_matched_kl"] == pytest.approx(0.75 - theory_win_rate_at_kl(1.0)[0])
+    assert row["best_gap_within_matched_kl_step"] == 1
+    assert row["final_frontier_gap"] == pytest.approx(0.97 - theory_win_rate_at_kl(20.0)[0])
 
 
 def test_run_table_path_that_never_reaches_matched_kl():
@@ -91,6 +189,7 @@ def test_run_table_path_that_never_reaches_matched_kl():
     summary.loc[summary["kind"] == "trained", "kl"] = [0.1, 0.2]  # below best-of-4's KL of 0.636
     table = run_table(add_frontier_columns(summary))
     assert math.isnan(table["win_rate_at_matched_kl"].iloc[0])
+    assert table["matched_kl_reason"].iloc[0] == "never reaches KL 0.636: the largest is 0.2 (step 20)"
 
 
 def test_frontier_edges_of_the_measured_curve_and_non_monotone_win_rates():
@@ -114,43 +213,3 @@ def test_frontier_edges_of_the_measured_curve_and_non_monotone_win_rates():
     # the reference's length change is 0; the theory gap SE is the policy's own
     assert out.loc["t-reference", "length_change"] == 0.0 and out.loc["r", "frontier_gap_se"] == 0.03
 
-
-def _path(points: list[tuple[float, float, float]]) -> pd.DataFrame:
-    """_summary() with the trained run's checkpoints replaced by (kl, win_rate, mean_length) at steps 10, 20, ..."""
-    summary = _summary()
-    base = summary[summary["kind"] != "trained"]
-    template = summary[summary["kind"] == "trained"].iloc[0]
-    rows = [template.to_dict() | dict(policy=f"r@{10 * (j + 1)}", step=10 * (j + 1), kl=kl, win_rate=rate,
-                                      mean_length=length) for j, (kl, rate, length) in enumerate(points)]
-    return add_frontier_columns(pd.concat([base, pd.DataFrame(rows)], ignore_index=True))
-
-
-def test_run_table_first_checkpoint_already_past_the_matched_kl():
-    """The crossing lies between the reference (KL 0, 0.5, 30 tokens) and the first checkpoint: the path
-    starts at the reference. Pins leaving the reference out of the path (NaN) and the wrong end weighted."""
-    kl4 = math.log(4) - 0.75
-    row = run_table(_path([(1.0, 0.9, 50.0), (1.5, 0.95, 60.0)])).iloc[0]
-    assert row["win_rate_at_matched_kl"] == pytest.approx(0.5 + kl4 / 1.0 * 0.4)
-    assert row["length_at_matched_kl"] == pytest.approx(30 + kl4 * 20)
-    assert row["gap_at_matched_kl"] == pytest.approx(0.5 + kl4 * 0.4 - 0.8)
-    assert row["final_step"] == 20 and row["final_kl"] == 1.5 and row["final_win_rate"] == 0.95
-    assert row["checkpoints"] == 2
-
-
-def test_run_table_path_falling_back_through_the_matched_kl_takes_the_first_crossing():
-    """KL goes 0 -> 1.0 -> 0.3 -> 1.2 (checkpoints out of step order in the table): the first crossing in
-    step order, on the first segment, is the one reported. Pins the last crossing, the table's row
-    order instead of the steps', and a crossing found only on a rising segment after the first."""
-    kl4 = math.log(4) - 0.75
-    frame = _path([(1.0, 0.8, 40.0), (0.3, 0.7, 36.0), (1.2, 0.9, 44.0)])
-    frame = frame.iloc[::-1].reset_index(drop=True)  # rows in reverse step order
-    row = run_table(frame).iloc[0]
-    assert row["win_rate_at_matched_kl"] == pytest.approx(0.5 + kl4 / 1.0 * 0.3)
-    assert row["length_at_matched_kl"] == pytest.approx(30 + kl4 * 10)
-    assert row["final_step"] == 30 and row["final_kl"] == 1.2
-    gaps = frame[frame["kind"] == "trained"].set_index("step")["frontier_gap"]
-    assert row["best_step"] == gaps.idxmax() and row["best_frontier_gap"] == pytest.approx(gaps.max())
-    # without a reference row the path starts at its first checkpoint, and its first crossing falls
-    no_reference = run_table(frame[frame["kind"] != "reference"]).iloc[0]
-    w = (kl4 - 1.0) / (0.3 - 1.0)
-    assert no_reference["win_rate_at_matched_kl"] == pytest.approx(0.8 + w * (0.7 - 0.8))

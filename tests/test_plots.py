@@ -63,6 +63,21 @@ def make_summary() -> pd.DataFrame:
     return frame
 
 
+def panels(fig, x: str = "KL") -> dict[int | None, object]:
+    """The frontier figure's panels over ``x`` (KL or length) by their n, read from their titles."""
+    found = {}
+    for ax in fig.axes:
+        title = ax.get_title()
+        if f"vs {x}" in title:
+            n = int(title.split(":")[0].removeprefix("n = ")) if title.startswith("n = ") else None
+            found[n] = ax
+    return found
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 @pytest.fixture(scope="module")
 def frontier(tmp_path_factory):
     path = tmp_path_factory.mktemp("plots") / "sub" / "frontier.png"
@@ -74,7 +89,7 @@ def frontier(tmp_path_factory):
 def test_frontier_png_written(frontier):
     _, _, _, path = frontier
     width, height = png_size(path)
-    assert (width, height) == (1920, 720)  # two 8 x 6 inch panels (KL, length) at 120 dpi
+    assert (width, height) == (1440, 1560)  # n = 2 and 8: two columns of 6 x 6.5 inch panels (KL, length), 120 dpi
     assert path.stat().st_size > 20_000  # markers, text and a legend, not a blank canvas
 
 
@@ -95,32 +110,63 @@ def test_frontier_theory_curve(frontier):
     np.testing.assert_allclose(chance.get_ydata(), [0.5, 0.5])
 
 
-def test_frontier_one_point_per_policy_in_place(frontier):
+def test_frontier_one_panel_per_n_one_point_per_policy_in_place(frontier):
     fig, summary, _, _ = frontier
-    ax = fig.axes[0]
-    points = by_gid(ax, "policy:")
-    assert set(points) == set(summary["policy"])
-    for row in summary.itertuples():
-        offsets = points[row.policy].get_offsets()
-        assert offsets.shape == (1, 2)
-        np.testing.assert_allclose(offsets[0], [row.kl, row.win_rate])
-    # markers tell the kinds and losses apart, colours the n
+    kl_panels = panels(fig)
+    assert set(kl_panels) == {2, 8} and set(panels(fig, "length")) == {2, 8}
+    for n, ax in kl_panels.items():
+        points = by_gid(ax, "policy:")
+        # the reference in every panel, the rest in the panel of its n
+        assert set(points) == {"reference"} | set(summary.loc[summary["n"] == n, "policy"])
+        for row in summary[summary["policy"].isin(points)].itertuples():
+            offsets = points[row.policy].get_offsets()
+            assert offsets.shape == (1, 2)
+            np.testing.assert_allclose(offsets[0], [row.kl, row.win_rate])
+        # best-of-n's KL at the panel's n
+        np.testing.assert_allclose(by_gid(ax, "matched-kl")[""].get_xdata(), [bon_kl(n)] * 2)
+        assert ax.get_title() == f"n = {n}: win rate by the proxy reward model (models.reward) vs KL"
+        assert "proxy reward model" in ax.get_ylabel()
+    points = by_gid(kl_panels[8], "policy:")
+    # markers tell the kinds and losses apart, colours the runs of one panel
     marker_paths = {p: points[p].get_paths()[0].vertices.shape for p in points}
     assert marker_paths["toy-n8-ipo-betaauto"] != marker_paths["toy-n8-bonbon-betaauto-alpha0.005"]
     assert marker_paths["bon-n8"] != marker_paths["toy-n8-ipo-betaauto"]
     colour = {p: tuple(points[p].get_facecolor()[0]) for p in points}
-    assert colour["bon-n8"] == colour["toy-n8-ipo-betaauto"] == colour["toy-n8-bonbon-betaauto-alpha0.005"]
-    assert colour["bon-n2"] != colour["bon-n8"]
-    texts = {t.get_text() for t in ax.texts}
-    assert "n=8 β=0.0275" in texts
-    assert "n=2 β=0.1" in texts
-    assert fig.axes[0].get_title() == "Win rate vs KL: the alignment frontier"
+    assert colour["toy-n8-ipo-betaauto"] != colour["toy-n8-bonbon-betaauto-alpha0.005"]
+    # every point named in the legend below the panel (no label drawn on the data)
+    assert {p: points[p].get_label() for p in points} == {
+        "reference": "π_ref", "bon-n8": "best-of-8", "toy-n8-bonbon-betaauto-alpha0.005": "bonbon n=8 β=0.0275",
+        "toy-n8-ipo-betaauto": "ipo n=8 β=0.0275"}
+    assert {"π_ref", "best-of-8", "bonbon n=8 β=0.0275", "ipo n=8 β=0.0275"} <= set(legend_texts(kl_panels[8]))
+    assert "dpo n=2 β=0.1" in legend_texts(kl_panels[2])
+    assert fig.get_suptitle().endswith("judged by the proxy reward model (models.reward)")
+
+
+def test_frontier_labels_do_not_overlap(frontier):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, _, _, _ = frontier
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # the layout of the saved PNG
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()  # below the data
+        boxes = [t.get_window_extent(renderer) for t in ax.get_legend().get_texts()]
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1:]), ax.get_title()
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    legends = [ax.get_legend().get_window_extent(renderer) for ax in fig.axes]
+    for i, a in enumerate(titles):
+        assert not any(a.overlaps(b) for b in legends), i
 
 
 def test_frontier_error_bars_only_for_finite_se(frontier):
     fig, summary, _, _ = frontier
-    ax = fig.axes[0]
-    xerr, yerr = by_gid(ax, "xerr:"), by_gid(ax, "yerr:")
+    xerr, yerr = {}, {}
+    for ax in panels(fig).values():
+        xerr |= by_gid(ax, "xerr:")
+        yerr |= by_gid(ax, "yerr:")
     finite_kl = set(summary.loc[summary["kl_se"].notna(), "policy"])
     finite_wr = set(summary.loc[summary["win_rate_se"].notna(), "policy"])
     assert set(xerr) == finite_kl == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n8-ipo-betaauto", "toy-n2-dpo-beta0.1"}
@@ -284,11 +330,11 @@ def test_frontier_one_panel_per_dataset(tmp_path):
     hh = hh[hh["kind"] != "trained"]  # hh has only the reference and best-of-n
     path = tmp_path / "f.png"
     fig = plot_frontier(pd.concat([toy, hh], ignore_index=True), bon_curve(4), path)
-    assert png_size(path) == (1920, 1440)  # one row of two 8 x 6 inch panels per dataset
-    hh_ax, _, toy_ax, _ = fig.axes  # sorted by dataset name; KL panel then length panel
+    assert png_size(path) == (1440, 3120)  # two rows (KL, length) per dataset, a column per n
+    hh_ax, _, _, _, toy_ax = fig.axes[:5]  # sorted by dataset name; KL panels then length panels
     assert hh_ax.get_title().endswith("(hh)") and toy_ax.get_title().endswith("(toy)")
-    assert set(by_gid(hh_ax, "policy:")) == set(hh["policy"])
-    assert set(by_gid(toy_ax, "policy:")) == set(toy["policy"])
+    assert set(by_gid(hh_ax, "policy:")) == {"hh-reference", "hh-bon-n2"}
+    assert set(by_gid(toy_ax, "policy:")) == set(toy.loc[toy["n"].isna() | (toy["n"] == 2), "policy"])
     for ax in (hh_ax, toy_ax):
         assert set(by_gid(ax, "theory")) == {""}  # the theory curve is the same in every KL panel
 
@@ -304,7 +350,8 @@ def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
     ])
     summary.loc[summary["kind"] == "best_of_n", "mean_length"] = [32.0, 36.0]
     fig = plot_frontier(pd.concat([summary, checkpoints], ignore_index=True), bon_curve(8), tmp_path / "f.png")
-    kl_ax, length_ax = fig.axes
+    kl_ax, length_ax = panels(fig)[8], panels(fig, "length")[8]
+    summary = summary[summary["n"].isna() | (summary["n"] == 8)]
     # checkpoints are not final points: small markers on the run's path, which starts at the reference
     assert set(by_gid(kl_ax, "policy:")) == set(summary["policy"])
     assert set(by_gid(kl_ax, "checkpoint:")) == {f"{run}-step10", f"{run}-step20"}
@@ -340,7 +387,7 @@ def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
     summary = make_summary()
     summary.loc[summary["policy"] == "toy-n2-dpo-beta0.1", "kl"] = 20.0  # far past best-of-16's 1.83 nats
     fig = plot_frontier(summary, bon_curve(16), tmp_path / "f.png")
-    ax = fig.axes[0]
+    ax = panels(fig)[2]
     extended = by_gid(ax, "extended-theory")[""]
     kls = extended.get_xdata()
     assert kls[0] == pytest.approx(float(bon_kl(16))) and kls[-1] == pytest.approx(20.0)
@@ -349,13 +396,15 @@ def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
     assert extended.get_ydata()[-1] == pytest.approx(m / (m + 1), abs=1e-6)
     assert ax.get_xscale() == "symlog"
     assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
-    assert plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png").axes[0].get_xscale() == "linear"
+    assert panels(plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png"))[2].get_xscale() == "linear"
+    assert panels(fig)[8].get_xscale() == "linear"  # only the panel with the far point
 
 
 def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
     summary = make_summary()
     lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
     fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
-    texts = [t.get_text() for t in fig.axes[0].texts]
+    texts = legend_texts(panels(fig)[8])
     # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs
-    assert texts.count("n=8 β=0.0275 LoRA") == 1 and texts.count("n=8 β=0.0275") == 2
+    assert texts.count("ipo n=8 β=0.0275 LoRA") == 1 and texts.count("ipo n=8 β=0.0275") == 1
+    assert texts.count("bonbon n=8 β=0.0275") == 1

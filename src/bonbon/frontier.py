@@ -103,63 +103,154 @@ def add_frontier_columns(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _crossing(path: pd.DataFrame, x: str, y: str, target: float) -> float:
-    """y where the path (rows in step order) first reaches x = target, linearly between checkpoints.
+# The widest stretch of KL between two evaluated points across which a value "at matched KL" is read:
+# max(MIN_BRACKET, the target KL) nats. A wider one is a straight line across a path never measured.
+MIN_BRACKET = 0.5
 
-    The path starts at the reference (x = 0 for KL); NaN when it never reaches the target."""
-    xs, ys = path[x].to_numpy(dtype=float), path[y].to_numpy(dtype=float)
-    for j in range(1, len(xs)):
-        a, b = xs[j - 1], xs[j]
-        if min(a, b) <= target <= max(a, b) and np.isfinite([a, b, ys[j - 1], ys[j]]).all():
-            w = 0.0 if a == b else (target - a) / (b - a)
-            return float(ys[j - 1] + w * (ys[j] - ys[j - 1]))
-    return math.nan
+
+def bracket_limit(target: float) -> float:
+    """The widest KL bracket, max(0.5 nats, target), a reading at KL ``target`` may interpolate across."""
+    return max(MIN_BRACKET, float(target))
+
+
+def _bracket(path: pd.DataFrame, target: float) -> tuple[int | None, str | None]:
+    """Where a path (rows in step order, reference first, every KL finite) is read at KL = ``target``.
+
+    The first pair of consecutive points whose KLs bracket the target and differ by at most
+    :func:`bracket_limit`: (the position of its second point in ``path``, None). Where there is none,
+    (None, the reason), naming the steps and KLs of the first crossing that is too wide, or the
+    largest KL the path reached. A path that falls back through the target after a too-wide first
+    crossing is read where it falls back, if that bracket is narrow enough (its steps are reported)."""
+    kls, steps = path["kl"].to_numpy(dtype=float), path["step"].to_numpy(dtype=float)
+    limit, wide = bracket_limit(target), None
+    for j in range(1, len(kls)):
+        a, b = kls[j - 1], kls[j]
+        if min(a, b) <= target <= max(a, b):
+            if abs(b - a) <= limit:
+                return j, None
+            wide = wide or (steps[j - 1], a, steps[j], b)
+    if wide:
+        s0, a, s1, b = wide
+        if s0 == 0:
+            return None, (f"the first evaluated step ({s1:g}, KL {b:.3g}) is already past KL {target:.3g}, more than "
+                          f"max({MIN_BRACKET}, {target:.3g}) nats from π_ref: evaluate earlier checkpoints")
+        return None, (f"bracket too wide: KL {a:.3g} (step {s0:g}) to {b:.3g} (step {s1:g}) spans {abs(b - a):.3g} "
+                      f"nats > max({MIN_BRACKET}, {target:.3g}): evaluate checkpoints between them")
+    if len(kls) == 0:
+        return None, "no evaluated point with a finite KL"
+    top = int(np.argmax(kls))
+    if kls[top] < target:
+        return None, f"never reaches KL {target:.3g}: the largest is {kls[top]:.3g} (step {steps[top]:g})"
+    return None, f"the first evaluated point (step {steps[0]:g}, KL {kls[0]:.3g}) is already past KL {target:.3g}"
+
+
+def _read_at(path: pd.DataFrame, j: int, target: float, column: str) -> tuple[float, float]:
+    """``column`` (and the weight w of point j) at KL ``target``, linearly between rows j-1 and j."""
+    a, b = float(path["kl"].iloc[j - 1]), float(path["kl"].iloc[j])
+    w = 0.0 if a == b else (target - a) / (b - a)
+    y0, y1 = float(path[column].iloc[j - 1]), float(path[column].iloc[j])
+    return y0 + w * (y1 - y0), w
+
+
+def matched_reading(path: pd.DataFrame, target: float) -> dict[str, float | str | None]:
+    """A run's path read at KL = ``target``, only across a bracket of :func:`_bracket`.
+
+    ``path``: the reference (step 0, KL 0) then the run's evaluated points in step order, with kl,
+    win_rate, win_rate_se, mean_length. The win rate and length are linear in KL between the two
+    bracketing points; the win rate's SE is (1-w) se_0 + w se_1, the largest the SE of that weighted
+    mean can be whatever the two estimates' correlation (they share the reference's opponents), so
+    it holds also where the points are not independent. Everything is NaN where there is no
+    bracket, and ``matched_kl_reason`` says why (None where there is one).
+    """
+    path = path[np.isfinite(path["kl"].to_numpy(dtype=float))]
+    j, reason = _bracket(path, target)
+    if j is None:
+        return {"win_rate_at_matched_kl": math.nan, "win_rate_at_matched_kl_se": math.nan,
+                "length_at_matched_kl": math.nan, "bracket_from_step": math.nan, "bracket_to_step": math.nan,
+                "bracket_kl_width": math.nan, "matched_kl_reason": reason}
+    rate, w = _read_at(path, j, target, "win_rate")
+    ses = path["win_rate_se"].to_numpy(dtype=float)
+    steps, kls = path["step"].to_numpy(dtype=float), path["kl"].to_numpy(dtype=float)
+    return {"win_rate_at_matched_kl": rate, "win_rate_at_matched_kl_se": (1 - w) * ses[j - 1] + w * ses[j],
+            "length_at_matched_kl": _read_at(path, j, target, "mean_length")[0],
+            "bracket_from_step": steps[j - 1], "bracket_to_step": steps[j],
+            "bracket_kl_width": abs(kls[j] - kls[j - 1]), "matched_kl_reason": None}
+
+
+def best_gap_within(path: pd.DataFrame, target: float) -> dict[str, float]:
+    """The largest theory gap (``frontier_gap``, with SE and step) among a run's evaluated points whose
+    KL is at most ``target``: the closest the run came to best-of-n without spending more KL than
+    best-of-n does. NaN where no point is that close to the reference. The maximum of noisy
+    estimates is biased upwards (more checkpoints, more chances); read it beside the matched-KL gap."""
+    within = path[path["kl"].to_numpy(dtype=float) <= target]
+    within = within[within["frontier_gap"].notna()]
+    if within.empty:
+        return {"best_gap_within_matched_kl": math.nan, "best_gap_within_matched_kl_se": math.nan,
+                "best_gap_within_matched_kl_step": math.nan}
+    best = within.loc[within["frontier_gap"].idxmax()]
+    return {"best_gap_within_matched_kl": float(best["frontier_gap"]),
+            "best_gap_within_matched_kl_se": float(best["frontier_gap_se"]),
+            "best_gap_within_matched_kl_step": float(best["step"])}
+
+
+def _path_from_reference(summary: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
+    """The reference row of the run's dataset as step 0 (KL 0), then the run's points in step order."""
+    columns = ["step", "kl", "win_rate", "win_rate_se", "mean_length"]
+    path = path.sort_values("step")[columns]
+    dataset = summary.loc[path.index[0], "dataset"]
+    ref = summary[(summary["dataset"] == dataset) & (summary["kind"] == "reference")]
+    if ref.empty:
+        return path.astype(float)
+    start = ref.iloc[:1][columns].assign(step=0.0, kl=0.0)
+    return pd.concat([start, path]).astype(float)
 
 
 def run_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per trained run, over its trajectory of evaluated checkpoints (``run``, ``step``):
 
-    * ``best_frontier_gap`` (and its ``best_step``, SE): the largest theory gap on the path;
-    * ``matched_kl`` = log n - (n-1)/n, best-of-n's KL at the run's n, and at that KL, reached by
-      linear interpolation along the path from the reference (KL 0) through the checkpoints in step
-      order: ``win_rate_at_matched_kl``, its gap to theory n/(n+1) and to the measured best-of-n
-      win rate, and ``length_at_matched_kl`` beside best-of-n's measured ``bon_n_length``;
-      NaN where the path never reaches best-of-n's KL;
-    * the final point's gap and KL.
+    * ``matched_kl`` = log n - (n-1)/n, best-of-n's KL at the run's n, and there, read along the path
+      from the reference (KL 0) through the checkpoints in step order (:func:`matched_reading`: only
+      where two consecutive evaluated points bracket it no more than max(0.5, matched_kl) nats apart,
+      ``bracket_from_step``/``bracket_to_step``; else NaN and ``matched_kl_reason``):
+      ``win_rate_at_matched_kl`` (SE), its gap to theory n/(n+1) (SE) and to the measured best-of-n
+      win rate (SE, best-of-n's in quadrature), and ``length_at_matched_kl`` beside best-of-n's
+      measured ``bon_n_length``;
+    * ``best_gap_within_matched_kl`` (SE, step): :func:`best_gap_within`, the largest theory gap
+      among the points that spent no more KL than best-of-n;
+    * the final point's KL, win rate and gap (which reward spending KL: not a ranking).
 
     ``summary`` must carry :func:`add_frontier_columns`' columns.
     """
     trained = summary[summary["kind"] == "trained"]
     rows = []
-    for run, path in trained.groupby("run", sort=False):
-        path = path.sort_values("step")
-        first = path.iloc[0]
+    for run, points in trained.groupby("run", sort=False):
+        points = points.sort_values("step")
+        first, final = points.iloc[0], points.iloc[-1]
         dataset, n = first["dataset"], first["n"]
-        ref = summary[(summary["dataset"] == dataset) & (summary["kind"] == "reference")]
-        start = ref[["kl", "win_rate", "mean_length"]].iloc[:1] if len(ref) else None
-        full = pd.concat([start, path[["kl", "win_rate", "mean_length"]]]) if start is not None else path
-        best = path.loc[path["frontier_gap"].idxmax()] if path["frontier_gap"].notna().any() else path.iloc[-1]
-        final = path.iloc[-1]
         row = {
             "run": run, "dataset": dataset, "loss": first["loss"], "n": n, "beta": first["beta"],
-            "alpha": first["alpha"], "checkpoints": len(path), "final_step": final["step"],
+            "alpha": first["alpha"], "checkpoints": len(points), "final_step": final["step"],
             "final_kl": final["kl"], "final_win_rate": final["win_rate"],
             "final_frontier_gap": final["frontier_gap"],
-            "best_frontier_gap": best["frontier_gap"], "best_frontier_gap_se": best["frontier_gap_se"],
-            "best_step": best["step"],
         }
-        matched = math.nan
         if pd.notna(n):
             matched = float(bon_kl(float(n)))
             bon = summary[(summary["dataset"] == dataset) & (summary["kind"] == "best_of_n") & (summary["n"] == n)]
-            rate = _crossing(full, "kl", "win_rate", matched)
+            bon_rate = float(bon["win_rate"].iloc[0]) if len(bon) else math.nan
+            bon_se = float(bon["win_rate_se"].iloc[0]) if len(bon) else math.nan
+            reading = matched_reading(_path_from_reference(summary, points), matched)
+            rate, se = reading.pop("win_rate_at_matched_kl"), reading.pop("win_rate_at_matched_kl_se")
             row.update(
-                matched_kl=matched, win_rate_at_matched_kl=rate,
-                gap_at_matched_kl=rate - float(bon_win_rate(float(n))),
-                empirical_gap_at_matched_kl=rate - float(bon["win_rate"].iloc[0]) if len(bon) else math.nan,
-                length_at_matched_kl=_crossing(full, "kl", "mean_length", matched),
+                matched_kl=matched, win_rate_at_matched_kl=rate, win_rate_at_matched_kl_se=se,
+                gap_at_matched_kl=rate - float(bon_win_rate(float(n))), gap_at_matched_kl_se=se,
+                empirical_gap_at_matched_kl=rate - bon_rate,
+                empirical_gap_at_matched_kl_se=math.hypot(se, bon_se),
+                length_at_matched_kl=reading.pop("length_at_matched_kl"),
                 bon_n_length=float(bon["mean_length"].iloc[0]) if len(bon) else math.nan,
+                **reading, **best_gap_within(points, matched),
             )
+        else:
+            row["matched_kl_reason"] = "no n: pairs not drawn by best-of-n (source original), no best-of-n KL to match"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -6,11 +6,16 @@ plotted data back from the Axes. Artists that carry data are tagged with a ``gid
 
 - frontier: ``"theory"`` (the best-of-n curve), ``"chance"`` (win rate 1/2),
   ``"policy:{name}"`` (one scatter point per summary row), ``"xerr:{name}"`` / ``"yerr:{name}"``
-  (the error bars, where the standard error is finite);
-- lengths: ``"box:{name}"`` (one box per policy);
-- rewards: ``"violin:{name}"`` (one violin per policy);
+  (the error bars, where the standard error is finite), each point labelled (:func:`frontier_label`);
+- frontier, per n panel also: ``"path:{run}"`` (a run's path from the reference through its checkpoints),
+  ``"checkpoint:{policy}"`` (its checkpoints), ``"matched-kl"`` (best-of-n's KL at the panel's n);
+- lengths: ``"box:{name}"`` (one box per policy), ``"mean:{name}"`` and ``"median:{name}"``;
+- rewards: ``"violin:{name}"`` (one violin per policy), ``"mean:{name}"`` (its mean reward);
 - training: ``"run:{run}"`` (one line per run on every panel), ``"target:{run}"`` (1/(2 beta) on the
   margin panel, ipo and bonbon runs only).
+
+:func:`write_series` writes what those artists draw beside the PNG, so the figure can be checked
+against the table rows its labels name (tests/test_figures.py).
 """
 
 from __future__ import annotations
@@ -28,17 +33,25 @@ from matplotlib.lines import Line2D
 
 from bonbon.frontier import theory_win_rate_at_kl
 from bonbon.runs import is_lora_run
+from bonbon.theory import bon_kl
 
 __all__ = [
     "LOSS_MARKERS",
+    "JUDGE_LABEL",
+    "JUDGE_WHO",
+    "PROXY_LABEL",
+    "PROXY_WHO",
     "plot_frontier",
     "plot_judge_vs_proxy",
     "plot_length_distributions",
     "plot_reward_distributions",
     "plot_training_curves",
+    "drawn_series",
+    "frontier_label",
     "is_reference",
     "policy_order",
     "target_beta",
+    "write_series",
 ]
 
 DPI = 120
@@ -47,6 +60,56 @@ BEST_OF_N_MARKER = "*"
 REFERENCE_MARKER = "D"
 THEORY_LABEL = "best-of-n theory n/(n+1) vs log n − (n−1)/n"
 _OTHER_MARKER = "P"  # a trained policy with an unknown loss
+
+
+def drawn_series(fig: Figure) -> list[dict[str, Any]]:
+    """What every tagged artist of ``fig`` draws, in data coordinates: one dict per artist with a
+    ``gid``, its axes (``axes``: index, ``title``), ``label`` and ``kind``, and its data: ``x``/``y``
+    (lines), ``offsets`` (scatter points), ``segments`` (error bars), ``vertices`` (patches, violins).
+    Written beside each figure (:func:`write_series`) so a test can check the figure against its tables."""
+    from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+    from matplotlib.patches import Patch
+
+    out = []
+    for i, ax in enumerate(fig.axes):
+        for artist in ax.get_children():
+            gid = artist.get_gid()
+            if not gid:
+                continue
+            entry: dict[str, Any] = {"gid": gid, "axes": i, "title": ax.get_title(), "label": artist.get_label()}
+            if isinstance(artist, Line2D):
+                entry.update(kind="line", x=np.asarray(artist.get_xdata(), float).tolist(),
+                             y=np.asarray(artist.get_ydata(), float).tolist())
+            elif isinstance(artist, PathCollection):
+                entry.update(kind="points", offsets=np.asarray(artist.get_offsets(), float).tolist())
+            elif isinstance(artist, LineCollection):
+                entry.update(kind="segments", segments=[np.asarray(s, float).tolist() for s in artist.get_segments()])
+            elif isinstance(artist, PolyCollection):
+                entry.update(kind="polygons", vertices=[p.vertices.tolist() for p in artist.get_paths()])
+            elif isinstance(artist, Patch):
+                entry.update(kind="patch", vertices=artist.get_path().vertices.tolist())
+            else:
+                entry.update(kind=type(artist).__name__)
+            out.append(entry)
+    return out
+
+
+def write_series(fig: Figure, path: str | Path) -> None:
+    """:func:`drawn_series` of ``fig`` as JSON (NaN as null)."""
+    import json
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(drawn_series(fig)), indent=1))
 
 
 def _save(fig: Figure, path: str | Path) -> Figure:
@@ -104,46 +167,78 @@ def _fmt_beta(beta: float) -> str:
 # frontier
 
 
-PROXY_LABEL = "win rate vs reference (reward-model judge, ties ½)"
-JUDGE_LABEL = "win rate vs reference (judge, models.judge; ties ½)"
+PROXY_WHO = "the proxy reward model (models.reward)"
+JUDGE_WHO = "the judge (models.judge)"
+PROXY_LABEL = "win rate vs π_ref judged by the proxy reward model (models.reward; ties ½)"
+JUDGE_LABEL = "win rate vs π_ref judged by the judge (models.judge; ties ½)"
+
+
+def _panels(rows: pd.DataFrame) -> list[tuple[int | None, pd.DataFrame]]:
+    """One panel per n of one dataset's rows: its reference, its best-of-n and the runs of that n (final
+    points and checkpoints); runs without an n (pairs from the dataset) share one last panel."""
+    kinds = rows["kind"]
+    has_n = rows["n"].notna() if "n" in rows.columns else pd.Series(False, index=rows.index)
+    ns = sorted({int(n) for n in rows.loc[(kinds != "reference") & has_n, "n"]})
+    reference = rows[kinds == "reference"]
+    panels: list[tuple[int | None, pd.DataFrame]] = [
+        (n, pd.concat([reference, rows[(kinds != "reference") & has_n & (rows["n"] == n)]])) for n in ns]
+    if ((kinds == "trained") & ~has_n).any():
+        panels.append((None, pd.concat([reference, rows[(kinds == "trained") & ~has_n]])))
+    return panels or [(None, rows)]
 
 
 def plot_frontier(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path,
-                  win_label: str = PROXY_LABEL) -> Figure:
-    """Win rate against the reference vs KL(pi || pi_ref) with the best-of-n theory curve (left), and
-    win rate vs mean response length with best-of-n's measured points (right: the off-target view).
+                  win_label: str = PROXY_LABEL, whose: str = PROXY_WHO) -> Figure:
+    """Win rate against the reference vs KL(pi || pi_ref), one panel per n (the paper's figure is n = 8
+    alone), with the best-of-n theory curve and best-of-n's KL at that n marked; below each, win rate vs
+    mean response length with best-of-n's measured points (the off-target view).
 
     ``summary``: one row per policy (columns policy, kind, loss, n, beta, alpha, win_rate,
     win_rate_se, kl, kl_se, mean_length, ..., ``dataset`` when there are several, and ``run``/``step``
     where runs were evaluated at checkpoints). ``theory``: :func:`bonbon.theory.bon_curve` (n,
-    win_rate, kl). Each final policy is one scatter point: trained policies with a marker per loss,
-    best-of-n policies as stars, both coloured by n; the reference as a diamond at its (kl, win_rate),
-    or at (0, 1/2) where those are missing. A run evaluated at checkpoints is drawn as a path from the
-    reference through its checkpoints (small markers) to its final point. Error bars where the SE is
-    finite (the analytic best-of-n KL has none). Several datasets get one row of panels each.
-    ``win_label``: the y axis label, saying who judged the wins (pass :func:`bonbon.frontier.judge_view`'s
-    summary with :data:`JUDGE_LABEL` to draw the judge's win rates).
+    win_rate, kl). A panel holds the reference (a diamond at its (kl, win_rate), or at (0, 1/2) where
+    those are missing), best-of-n at its n (a star) and every run of that n: its final point (a marker
+    per loss, one colour per run) and, where it was evaluated at checkpoints, its path from the
+    reference through them (small markers). Error bars where the SE is finite (the analytic best-of-n
+    KL has none). Every point is named in the panel's legend, below the panel, never on the data, so
+    no two labels overlap. Runs without an n (pairs from the dataset) get a panel of their own;
+    several datasets one pair of rows each. ``win_label`` (the y axis) and ``whose`` (the titles) say
+    who judged the wins: pass :func:`bonbon.frontier.judge_view`'s summary with :data:`JUDGE_LABEL`
+    and :data:`JUDGE_WHO` to draw the judge's.
     """
     missing = [c for c in ("policy", "kind", "win_rate", "kl") if c not in summary.columns]
     if missing:
         raise ValueError(f"summary lacks column(s) {missing} (columns: {list(summary.columns)})")
+    if "n" not in summary.columns:
+        summary = summary.assign(n=np.nan)
     datasets = sorted(summary["dataset"].astype(str).unique()) if "dataset" in summary.columns else []
-    panels = [(d, summary[summary["dataset"].astype(str) == d]) for d in datasets] if len(datasets) > 1 else [
+    groups = [(d, summary[summary["dataset"].astype(str) == d]) for d in datasets] if len(datasets) > 1 else [
         (None, summary)]
     lengths = "mean_length" in summary.columns
-    cols = 2 if lengths else 1
-    fig = Figure(figsize=(8.0 * cols, 6.0 * len(panels)), layout="constrained")
-    for i, (dataset, rows) in enumerate(panels):
-        ax = fig.add_subplot(len(panels), cols, i * cols + 1)
-        _draw_theory(ax, theory)
-        _draw_policies(ax, rows, "kl", win_label)
-        ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
-        ax.set_title("Win rate vs KL: the alignment frontier" + (f" ({dataset})" if dataset else ""))
-        if lengths:
-            ax = fig.add_subplot(len(panels), cols, i * cols + 2)
-            _draw_policies(ax, rows, "mean_length", win_label)
-            ax.set_xlabel("mean response length  [tokens]")
-            ax.set_title("Win rate vs length: off-target change" + (f" ({dataset})" if dataset else ""))
+    layout = [(dataset, _panels(rows)) for dataset, rows in groups]
+    cols = max(len(panels) for _, panels in layout)
+    per_dataset = 2 if lengths else 1
+    fig = Figure(figsize=(6.0 * cols, 6.5 * per_dataset * len(layout)), layout="constrained")
+    grid = fig.add_gridspec(per_dataset * len(layout), cols)
+    for i, (dataset, panels) in enumerate(layout):
+        where = f" ({dataset})" if dataset else ""
+        for j, (n, rows) in enumerate(panels):
+            name = f"n = {n}" if n is not None else "pairs from the dataset"
+            ax = fig.add_subplot(grid[per_dataset * i, j])
+            _draw_theory(ax, theory)
+            if n is not None:
+                ax.axvline(float(bon_kl(n)), color="0.55", linestyle="--", linewidth=0.8, gid="matched-kl",
+                           label=f"best-of-{n}'s KL log n − (n−1)/n", zorder=1)
+            _draw_policies(ax, rows, "kl", win_label)
+            ax.set_xlabel("KL(π ‖ π_ref)  [nats]")
+            ax.set_title(f"{name}: win rate by {whose} vs KL{where}", fontsize=10)
+            if lengths:
+                ax = fig.add_subplot(grid[per_dataset * i + 1, j])
+                bon = groups[i][1]
+                _draw_policies(ax, rows, "mean_length", win_label, bon[bon["kind"] == "best_of_n"])
+                ax.set_xlabel("mean response length  [tokens]")
+                ax.set_title(f"{name}: win rate by {whose} vs length{where}", fontsize=10)
+    fig.suptitle(f"The best-of-n frontier, one panel per n; every win rate judged by {whose}")
     return _save(fig, path)
 
 
@@ -175,37 +270,48 @@ def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any], alphas: set[
         return REFERENCE_MARKER, "black", 45, "reference"
     if kind == "best_of_n":
         return BEST_OF_N_MARKER, colour, 140, f"BoN n={int(n)}" if not _is_missing(n) else "BoN"
-    loss = d.get("loss")
-    parts = [] if _is_missing(n) else [f"n={int(n)}"]
+    return LOSS_MARKERS.get(d.get("loss"), _OTHER_MARKER), colour, 55, _trained_label(d, alphas)
+
+
+def _trained_label(d: Mapping[str, Any], alphas: set[float]) -> str:
+    """n, beta, (bonbon, where the alphas differ) alpha and LoRA of a trained row; its name without them."""
+    parts = [] if _is_missing(d.get("n")) else [f"n={int(d['n'])}"]
     if _finite(d.get("beta")):
         parts.append(f"β={_fmt_beta(float(d['beta']))}")
-    if loss == "bonbon" and len(alphas) > 1 and _finite(d.get("alpha")):
+    if d.get("loss") == "bonbon" and len(alphas) > 1 and _finite(d.get("alpha")):
         parts.append(f"α={float(d['alpha']):g}")
     if is_lora_run(str(d["policy"])):  # beside the full-weight run of the same n, beta, alpha
         parts.append("LoRA")
-    return LOSS_MARKERS.get(loss, _OTHER_MARKER), colour, 55, " ".join(parts) or str(d["policy"])
+    return " ".join(parts) or str(d["policy"])
+
+
+def frontier_label(d: Mapping[str, Any], alphas: set[float]) -> str:
+    """The legend label of a frontier point: ``π_ref``, ``best-of-{n}``, or ``{loss} n=.. β=.. [α=..]``."""
+    if d["kind"] == "reference":
+        return "π_ref"
+    if d["kind"] == "best_of_n":
+        return f"best-of-{int(d['n'])}" if not _is_missing(d.get("n")) else "best-of-n"
+    loss = d.get("loss")
+    return f"{loss} {_trained_label(d, alphas)}" if not _is_missing(loss) else _trained_label(d, alphas)
 
 
 def _draw_paths(ax: Any, summary: pd.DataFrame, x: str, start: tuple[float, float],
-                colours: Mapping[int, Any]) -> list[float]:
+                colours: Mapping[str, Any]) -> list[float]:
     """Each run evaluated at checkpoints as a line from the reference through them to its final point."""
     checkpoint = _is_checkpoint(summary)
     if not checkpoint.any():
         return []
-    runs = summary.loc[checkpoint, "run"].unique()
     xs: list[float] = []
-    styles = ["-", "--", ":", "-."]
-    for i, run in enumerate(sorted(runs, key=_natural_key)):
+    for run in sorted(summary.loc[checkpoint, "run"].unique(), key=_natural_key):
         path = summary[(summary["run"] == run)].sort_values("step")
         path = path[path[x].notna() & path["win_rate"].notna()]
         if path.empty:
             continue
         first = path.iloc[0]
-        colour = colours.get(int(first["n"]), "C1") if not _is_missing(first["n"]) else "C1"
+        colour = colours.get(run, "C1")
         px = [start[0], *path[x].astype(float)]
         py = [start[1], *path["win_rate"].astype(float)]
-        ax.plot(px, py, color=colour, linestyle=styles[i % len(styles)], linewidth=1, alpha=0.8, zorder=3,
-                gid=f"path:{run}", label="_nolegend_")
+        ax.plot(px, py, color=colour, linewidth=1, alpha=0.8, zorder=3, gid=f"path:{run}", label="_nolegend_")
         marker = LOSS_MARKERS.get(first["loss"], _OTHER_MARKER)
         for row in path[_is_checkpoint(path)].itertuples(index=False):
             ax.scatter([getattr(row, x)], [row.win_rate], marker=marker, s=18, color=colour, edgecolors="black",
@@ -214,14 +320,18 @@ def _draw_paths(ax: Any, summary: pd.DataFrame, x: str, start: tuple[float, floa
     return xs
 
 
-def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROXY_LABEL) -> None:
-    """Every final policy as a point at (x, win rate), runs' checkpoint paths, and the legend."""
-    ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1)
-    colours = _n_colours(summary.loc[summary["kind"] != "reference", "n"] if "n" in summary else [])
-    bonbon_alphas = set()
+def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROXY_LABEL,
+                   best_of_n: pd.DataFrame | None = None) -> None:
+    """Every final policy as a point at (x, win rate), runs' checkpoint paths, and the legend below;
+    on the length panel best-of-n's measured curve through every n of ``best_of_n``."""
+    ax.axhline(0.5, color="0.55", linestyle=":", linewidth=1, gid="chance", zorder=1, label="_nolegend_")
+    alphas = set()
     if {"loss", "alpha"} <= set(summary.columns):
-        bonbon_alphas = {float(a) for a in summary.loc[summary["loss"] == "bonbon", "alpha"] if _finite(a)}
+        alphas = {float(a) for a in summary.loc[summary["loss"] == "bonbon", "alpha"] if _finite(a)}
     finals = summary[~_is_checkpoint(summary)]
+    trained = sorted(finals.loc[finals["kind"] == "trained", "policy"].astype(str), key=_natural_key)
+    cycle = [f"C{i}" for i in range(10) if i != 7]  # C7 is grey: the theory's colour
+    colours = {name: cycle[i % len(cycle)] for i, name in enumerate(trained)}
     reference = finals[finals["kind"] == "reference"]
     start = (0.0, 0.5)
     if len(reference):
@@ -229,14 +339,21 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROX
         start = (float(ref[x]) if _finite(ref[x]) else 0.0, float(ref["win_rate"]) if _finite(ref["win_rate"]) else 0.5)
     xs = [start[0], *_draw_paths(ax, summary, x, start, colours)]
     if x == "mean_length":  # best-of-n's own length curve, from the reference through its n
-        bon = finals[finals["kind"] == "best_of_n"].sort_values("n")
+        bon = (best_of_n if best_of_n is not None else finals[finals["kind"] == "best_of_n"]).sort_values("n")
+        bon = bon[bon[x].notna() & bon["win_rate"].notna()]
         if len(bon):
             ax.plot([start[0], *bon[x].astype(float)], [start[1], *bon["win_rate"].astype(float)], color="0.25",
-                    linewidth=1.2, gid="bon-length", label="best-of-n (measured)", zorder=2)
-    for row in finals.itertuples(index=False):
+                    linewidth=1.2, gid="bon-length", label="best-of-n (measured), from π_ref", zorder=2)
+    order = {"reference": 0, "best_of_n": 1}
+    for row in sorted(finals.itertuples(index=False), key=lambda r: (order.get(r.kind, 2), _natural_key(str(r.policy)))):
         d = row._asdict()
         name = str(d["policy"])
-        marker, colour, size, text = _policy_style(d, colours, bonbon_alphas)
+        marker, size = LOSS_MARKERS.get(d.get("loss"), _OTHER_MARKER), 55
+        colour = colours.get(name, "C1")
+        if d["kind"] == "reference":
+            marker, size, colour = REFERENCE_MARKER, 45, "black"
+        elif d["kind"] == "best_of_n":
+            marker, size, colour = BEST_OF_N_MARKER, 160, "gold"
         px, wr = d.get(x), d["win_rate"]
         if d["kind"] == "reference":
             px, wr = start
@@ -245,7 +362,7 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROX
         px, wr = float(px), float(wr)
         xs.append(px)
         ax.scatter([px], [wr], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
-                   zorder=5, gid=f"policy:{name}", label="_nolegend_")
+                   zorder=5, gid=f"policy:{name}", label=frontier_label(d, alphas))
         se_x = d.get("kl_se") if x == "kl" else None
         for axis, se in (("x", se_x), ("y", d.get("win_rate_se"))):
             if _finite(se) and float(se) > 0:
@@ -254,45 +371,33 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROX
                                         capsize=2, zorder=3, label="_nolegend_")
                 for collection in container.lines[2]:
                     collection.set_gid(f"{axis}err:{name}")
-        ax.annotate(text, (px, wr), xytext=(5, -9 if d["kind"] == "best_of_n" else 4), textcoords="offset points",
-                    fontsize=7)
-    _frontier_legend(ax, summary, colours)
-    finite = [v for v in xs if math.isfinite(v)]
-    if x == "kl":
-        theory_max = max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"), default=0.0)
-        xmax = max(finite + [theory_max])
-        if xmax > theory_max > 0:  # the curve goes on past n_max: continuous in n, up to the farthest point
-            kls = np.geomspace(theory_max, xmax, 50)
-            ax.plot(kls, theory_win_rate_at_kl(kls), color="0.25", linewidth=1, linestyle="--", zorder=2,
-                    gid="extended-theory", label="_nolegend_")
-        if xmax > 5:  # a run far out in KL would squash best-of-n's region: log scale past 1 nat
-            ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
-            ax.set_xlim(-0.02, xmax * 1.3)
-        else:
-            ax.set_xlim(-0.04 * max(xmax, 0.1), None)
-    ax.set_ylabel(win_label)
+    _frontier_axes(ax, x, xs)
+    ax.set_ylabel(win_label, fontsize=8)
     ax.grid(True, alpha=0.3)
-
-
-def _frontier_legend(ax: Any, summary: pd.DataFrame, colours: Mapping[int, Any]) -> None:
-    """What the markers mean, then what the colours mean."""
-    handles: list[Any] = [h for h in ax.lines if h.get_gid() in ("theory", "bon-length")]
-    handles.append(Line2D([], [], linestyle="none", marker=REFERENCE_MARKER, color="black", label="reference π_ref"))
-    kinds = set(summary["kind"])
-    if "best_of_n" in kinds:
-        handles.append(Line2D([], [], linestyle="none", marker=BEST_OF_N_MARKER, markersize=11, color="0.6",
-                              markeredgecolor="black", label="best-of-n sampling"))
-    losses = summary.loc[summary["kind"] == "trained", "loss"] if "loss" in summary else pd.Series([], dtype=object)
-    for loss in [x for x in ("bonbon", "ipo", "dpo") if x in set(losses)] + sorted(
-            {str(x) for x in losses if x not in LOSS_MARKERS and not _is_missing(x)}):
-        handles.append(Line2D([], [], linestyle="none", marker=LOSS_MARKERS.get(loss, _OTHER_MARKER), color="0.6",
-                              markeredgecolor="black", label=f"{loss} (trained)"))
+    handles = [a for a in (*ax.lines, *ax.collections) if a.get_gid() and not a.get_label().startswith("_")]
     if _is_checkpoint(summary).any():
         handles.append(Line2D([], [], color="0.4", marker="o", markersize=4, linewidth=1,
-                              label="run's path: π_ref → checkpoints → final"))
-    for n, colour in colours.items():
-        handles.append(Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour, label=f"n = {n}"))
-    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+                              label="a run's path: π_ref → checkpoints → final"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize=7,
+              framealpha=0.9)
+
+
+def _frontier_axes(ax: Any, x: str, xs: list[float]) -> None:
+    """On the KL panel: the theory past n_max where points lie further out, and a log scale far out."""
+    finite = [v for v in xs if math.isfinite(v)]
+    if x != "kl":
+        return
+    theory_max = max((line.get_xdata().max() for line in ax.lines if line.get_gid() == "theory"), default=0.0)
+    xmax = max(finite + [theory_max])
+    if xmax > theory_max > 0:  # the curve goes on past n_max: continuous in n, up to the farthest point
+        kls = np.geomspace(theory_max, xmax, 50)
+        ax.plot(kls, theory_win_rate_at_kl(kls), color="0.25", linewidth=1, linestyle="--", zorder=2,
+                gid="extended-theory", label="_nolegend_")
+    if xmax > 5:  # a run far out in KL would squash best-of-n's region: log scale past 1 nat
+        ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+        ax.set_xlim(-0.02, xmax * 1.3)
+    else:
+        ax.set_xlim(-0.04 * max(xmax, 0.1), None)
 
 
 def plot_judge_vs_proxy(summary: pd.DataFrame, theory: pd.DataFrame, path: str | Path) -> Figure:
@@ -380,7 +485,7 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
         elif len(values):
             ax.scatter(values, np.full(len(values), pos), color=colour, s=12, gid=f"violin:{name}")
         if len(values):
-            ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3)
+            ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3, gid=f"mean:{name}")
     if is_reference(order[0], reference) and len(data[0]):
         ax.axvline(float(np.median(data[0])), color="0.45", linestyle=":", linewidth=1)
     ax.set_yticks(positions, [f"{p}  (N={len(v)})" for p, v in zip(order, data, strict=True)], fontsize=8)
@@ -410,10 +515,12 @@ def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
                        meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
                                   "markersize": 4},
                        medianprops={"color": "black"}, flierprops={"markersize": 2, "alpha": 0.4})
-    for box, name in zip(parts["boxes"], order, strict=True):
+    for box, mean, median, name in zip(parts["boxes"], parts["means"], parts["medians"], order, strict=True):
         box.set_facecolor("0.75" if is_reference(name, reference) else "C0")
         box.set_alpha(0.7)
         box.set_gid(f"box:{name}")
+        mean.set_gid(f"mean:{name}")
+        median.set_gid(f"median:{name}")
     ax.set_yticks(positions, order, fontsize=8)
     for pos, share in zip(positions, unfinished, strict=True):
         if math.isfinite(share):

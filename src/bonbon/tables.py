@@ -49,8 +49,9 @@ JUDGE_SUMMARY_COLUMNS = (
 )
 JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
 JUDGE_RUN_COLUMNS = tuple(f"judge_{c}" for c in (
-    "final_win_rate", "final_frontier_gap", "win_rate_at_matched_kl", "gap_at_matched_kl",
-    "empirical_gap_at_matched_kl",
+    "final_win_rate", "final_frontier_gap", "win_rate_at_matched_kl", "win_rate_at_matched_kl_se",
+    "gap_at_matched_kl", "gap_at_matched_kl_se", "empirical_gap_at_matched_kl", "empirical_gap_at_matched_kl_se",
+    "best_gap_within_matched_kl", "best_gap_within_matched_kl_se", "best_gap_within_matched_kl_step",
 ))
 # a run's metrics.csv: the loss and the batch means of the metrics the losses return (bonbon.losses),
 # NaN where a loss has none, and the held-out pairs' every eval_every steps

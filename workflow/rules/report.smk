@@ -12,6 +12,8 @@ rule plot_frontier:
             category="1. Frontier",
             labels={"figure": "win rate vs KL"},
         ),
+        # what each artist draws, in data coordinates (bonbon.plots.drawn_series): checked against the tables
+        series="results/plots/frontier.json",
     log:
         "logs/plots/frontier.log",
     benchmark:
@@ -25,6 +27,7 @@ rule plot_frontier:
     params:
         # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
         win_rate=config["evaluation"]["frontier_win_rate"],
+        separate_judge=model_dir("judge") != model_dir("reward"),
         code=code("plot_frontier.py"),
     script:
         "../scripts/plot_frontier.py"
@@ -40,12 +43,14 @@ rule plot_distributions:
             category="2. Evaluation",
             labels={"figure": "reward distributions"},
         ),
+        rewards_series="results/plots/rewards.json",
         lengths=report(
             "results/plots/lengths.png",
             caption="../report/lengths.rst",
             category="2. Evaluation",
             labels={"figure": "length distributions"},
         ),
+        lengths_series="results/plots/lengths.json",
     log:
         "logs/plots/distributions.log",
     benchmark:
@@ -73,6 +78,7 @@ rule plot_judge:
             category="1. Frontier",
             labels={"figure": "proxy vs judge win rate"},
         ),
+        series="results/plots/judge_vs_proxy.json",
     log:
         "logs/plots/judge_vs_proxy.log",
     benchmark:
@@ -99,6 +105,7 @@ rule plot_training:
             category="4. Training",
             labels={"figure": "training curves"},
         ),
+        series="results/plots/training.json",
     log:
         "logs/plots/training.log",
     benchmark:

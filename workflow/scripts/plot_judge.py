@@ -7,5 +7,7 @@ from bonbon.tables import read_table
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 summary = read_table(snakemake.input.summary, ["policy", "kind", "kl", "win_rate", "judge_win_rate"])
-plots.plot_judge_vs_proxy(summary, read_table(snakemake.input.theory, ["n", "win_rate", "kl"]), snakemake.output.png)
-log.info("wrote %s", snakemake.output.png)
+fig = plots.plot_judge_vs_proxy(summary, read_table(snakemake.input.theory, ["n", "win_rate", "kl"]),
+                                snakemake.output.png)
+plots.write_series(fig, snakemake.output.series)
+log.info("wrote %s and %s", snakemake.output.png, snakemake.output.series)

@@ -33,6 +33,8 @@ runs = run_table(summary)
 runs = runs.merge(judge_run_table(summary), on="run", how="left") if len(runs) else runs
 log.info("summary:\n%s", summary.to_string())
 log.info("runs:\n%s", runs.to_string())
+for row in runs[runs["matched_kl_reason"].notna()].itertuples(index=False) if "matched_kl_reason" in runs else []:
+    log.warning("run %s has no value at best-of-n's KL: %s", row.run, row.matched_kl_reason)
 write_parquet(summary, snakemake.output.parquet)
 summary.to_csv(snakemake.output.csv, index=False)
 html = {"float_format": lambda v: f"{v:.4g}", "na_rep": "–", "index": False}
