@@ -106,29 +106,30 @@ def test_best_of_n_with_a_whole_replicate_missing_is_an_error():
 
 
 def test_the_judges_win_rate_and_interval_are_the_judges():
-    """The judge's verdicts disagree with the proxy's everywhere here: its win rate, clustered SE and bootstrap
-    interval over prompts are computed from the judge's rewards. Pins the judge interval from the proxy's
-    wins, the judge's opponent not the same reference sample, and the interval not clustered by prompt."""
+    """The judge's verdicts disagree with the proxy's everywhere here: its win rate against every opponent
+    of the prompt, clustered SE and bootstrap interval over prompts are computed from the judge's rewards.
+    Pins the judge interval from the proxy's wins, the judge's opponents not the same reference samples,
+    and the interval not clustered by prompt. (Ported to the all-opponents comparison of issue 21.)"""
     from bonbon.evaluate import add_judge_wins, summarize_judge
-    from bonbon.metrics import bootstrap_ci, win_rate
+    from bonbon.metrics import bootstrap_ci, win_rate_vs_opponents
 
     ref = reference_table({"a": [1.0, 2.0], "b": [0.5, 0.5], "c": [0.0, 1.0]}).assign(
         judge_reward=[3.0, 0.0, 1.0, 2.0, 5.0, 5.0])
     policy = reference_table({"a": [1.5, 2.5], "b": [0.9, 0.1], "c": [1.0, 0.0]}).assign(
         judge_reward=[2.0, 1.0, 0.0, 2.0, 6.0, 6.0])
-    table = add_judge_wins(pair_with_opponents(policy, ref, 2, "p"), ref, 2, "p")
+    table = add_judge_wins(pair_with_opponents(policy, ref, 2, 2, "p"), ref, 2, "p")
     ordered = table.sort_values(["prompt_id", "sample_idx"])
-    assert ordered["opponent_judge_reward"].tolist() == [3.0, 0.0, 1.0, 2.0, 5.0, 5.0]
-    assert ordered["judge_win"].tolist() == [0.0, 1.0, 0.0, 0.5, 1.0, 1.0]
-    assert ordered["win"].tolist() == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]  # the proxy's, unchanged
+    # a: 2 and 1 against {3, 0}; b: 0 and 2 against {1, 2}; c: 6 and 6 against {5, 5}
+    assert ordered["judge_win"].tolist() == [0.5, 0.5, 0.0, 0.75, 1.0, 1.0]
+    assert ordered["win"].tolist() == [0.5, 1.0, 1.0, 0.0, 0.75, 0.25]  # the proxy's, unchanged
     row = summarize_judge(table)
-    assert row["judge_win_rate"] == pytest.approx(3.5 / 6)
+    assert row["judge_win_rate"] == pytest.approx(3.75 / 6)
     assert row["judge_win_rate_se"] == pytest.approx(
-        win_rate(table["judge_reward"], table["opponent_judge_reward"], groups=table["prompt_id"])[1])
-    # per-prompt judge means a 0.5, b 0.25, c 1.0: a bootstrap over 3 prompts stays within [0.25, 1.0]
+        win_rate_vs_opponents(table["judge_reward"], table["prompt_id"], ref["judge_reward"], ref["prompt_id"])[1])
+    # per-prompt judge means a 0.5, b 0.375, c 1.0: a bootstrap over 3 prompts stays within [0.375, 1.0]
     low, high = row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]
     assert (low, high) == pytest.approx(bootstrap_ci(table["judge_win"], table["prompt_id"]))
-    assert 0.25 <= low < 3.5 / 6 < high <= 1.0
+    assert 0.375 <= low < 3.75 / 6 < high <= 1.0
     assert row["mean_judge_reward"] == pytest.approx(17 / 6)  # the policy's, not its opponents' 16 / 6
-    with pytest.raises(ValueError, match="p: prompt 'a' has a sample or opponent without a judge reward"):
-        add_judge_wins(pair_with_opponents(policy, ref, 2, "p"), ref.assign(judge_reward=math.nan), 2, "p")
+    with pytest.raises(ValueError, match="p: prompt 'a' has an opponent without judge_reward"):
+        add_judge_wins(pair_with_opponents(policy, ref, 2, 2, "p"), ref.assign(judge_reward=math.nan), 2, "p")

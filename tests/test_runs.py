@@ -5,7 +5,7 @@ import yaml
 from snakemake.utils import validate
 
 from bonbon.config import ConfigError, schema_errors
-from bonbon.runs import expand_runs, is_lora_run, run_name
+from bonbon.runs import expand_runs, is_lora_run, replicates, run_name
 from bonbon.theory import beta_star
 
 from conftest import REPO
@@ -182,3 +182,68 @@ def test_fractions_only_need_snapshots_too():
     runs = {"r": {"training": {"checkpoint_every": 20}, "checkpoints": {"steps": [30]}}}
     with pytest.raises(ConfigError, match=r"checkpoints.steps: 30 is not a multiple of run r's snapshot interval 20"):
         check_checkpoints({"evaluation": {"checkpoints": {"steps": [40]}}}, runs)
+
+
+def test_a_list_of_seeds_replicates_every_run_of_its_entry():
+    runs = expand_runs(base(training={"learning_rate": 1e-4, "max_length": 192, "seed": [0, 1, 2]}, runs=[
+        {"loss": "ipo", "beta": ["auto"], "datasets": ["toy"], "n": [8]},
+        {"loss": "dpo", "beta": [0.1], "datasets": ["toy"], "n": [8], "training": {"seed": 5}},
+    ]))
+    assert list(runs) == [f"toy-n8-ipo-betaauto-seed{s}" for s in (0, 1, 2)] + ["toy-n8-dpo-beta0.1"]
+    for s in (0, 1, 2):
+        run = runs[f"toy-n8-ipo-betaauto-seed{s}"]
+        assert run["seed"] == s and run["training"]["seed"] == s and run["base_run"] == "toy-n8-ipo-betaauto"
+        assert run["training"]["beta"] == beta_star(8)
+    # an entry's own single seed keeps the plain name (nothing of a one-seed config is renamed)
+    assert runs["toy-n8-dpo-beta0.1"]["training"]["seed"] == 5 and runs["toy-n8-dpo-beta0.1"]["seed"] == 5
+    assert replicates(runs)["toy-n8-ipo-betaauto-seed2"] == {"base_run": "toy-n8-ipo-betaauto", "seed": 2}
+    one = expand_runs(base(training={"seed": [7]}, runs=[{"loss": "ipo", "beta": [0.1], "datasets": ["toy"],
+                                                          "n": [2]}]))
+    assert list(one) == ["toy-n2-ipo-beta0.1"] and one["toy-n2-ipo-beta0.1"]["training"]["seed"] == 7
+
+
+def test_default_runs_keep_their_names_and_seed():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(config, str(SCHEMA))
+    runs = expand_runs(config)
+    assert all("seed" not in name for name in runs) and len(runs) == 11
+    assert {run["training"]["seed"] for run in runs.values()} == {0}
+    assert all(run["base_run"] == name for name, run in runs.items())
+
+
+def test_seeds_overlay_trains_three_seeds_of_the_n8_runs():
+    from snakemake.utils import update_config
+
+    # as `--configfile config/config.yaml config/seeds-n8.yaml` merges them
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "seeds-n8.yaml").read_text()))
+    validate(config, str(SCHEMA))
+    runs = expand_runs(config)
+    assert len(runs) == 15 and {run["n"] for run in runs.values()} == {8}
+    assert sorted({run["seed"] for run in runs.values()}) == [0, 1, 2]
+    grid = {run["base_run"] for run in runs.values()}
+    assert grid == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n8-bonbon-betaauto-alpha0.2",
+                    "toy-n8-bonbon-betaauto-alpha1", "toy-n8-ipo-betaauto", "toy-n8-dpo-beta0.1"}
+    dpo = runs["toy-n8-dpo-beta0.1-seed1"]["training"]
+    assert dpo["learning_rate"] == 3e-4 and dpo["max_steps"] == 24 and dpo["seed"] == 1
+    # everything else is the default's: the same world, samples and evaluation
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(default, str(SCHEMA))
+    assert {k: v for k, v in config.items() if k not in ("training", "runs")} == \
+        {k: v for k, v in default.items() if k not in ("training", "runs")}
+    assert {**config["training"], "seed": 0} == default["training"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "message"),
+    [
+        ({"training": {"seed": [1, 1]}}, "training.seed", "is not valid under any of the given schemas"),
+        ({"training": {"seed": []}}, "training.seed", "is not valid under any of the given schemas"),
+        ({"sft": {"training": {"seed": [0, 1]}}}, "sft.training.seed", "is not of type 'integer'"),
+    ],
+)
+def test_schema_checks_seed_lists(change, key, message):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(change)
+    errors = schema_errors(config, SCHEMA)
+    assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors

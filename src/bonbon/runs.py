@@ -35,9 +35,28 @@ def is_lora_run(name: str) -> bool:
     return bool(_LORA_NAME.search(name))
 
 
+SEED_PART = "seed"
+
+
+def seed_list(seed: int | list[int]) -> list[int]:
+    """``training.seed`` as a list: one seed, or the seeds a run is replicated over."""
+    return list(seed) if isinstance(seed, list) else [seed]
+
+
+def replicate_name(name: str, seed: int, seeds: list[int]) -> str:
+    """The name of a run's replicate with ``seed``: the run's own name where it has one seed (so a
+    config of one seed names its runs as before seeds could be lists), else ``{name}-seed{seed}``."""
+    return name if len(seeds) == 1 else f"{name}-{SEED_PART}{seed}"
+
+
 def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every run of a validated config's ``runs`` as ``name -> {dataset, n, loss, beta, beta_auto,
-    alpha, training, pairs}``, ``pairs`` naming the pair file (``n{n}`` or ``original``).
+    alpha, training, pairs, seed, base_run}``, ``pairs`` naming the pair file (``n{n}`` or ``original``).
+
+    ``training.seed`` (the shared block's or the entry's) may be a list: each grid point is then trained
+    once per seed, as runs named ``{name}-seed{s}`` (:func:`replicate_name`) whose ``training.seed`` is
+    that seed; ``base_run`` is the grid point's name without the suffix (the replicates' common name),
+    ``seed`` the replicate's seed. One seed (a number, or a list of one) keeps the name unsuffixed.
 
     ``beta: auto`` is resolved here, once: ``beta`` is beta*(n) and ``beta_auto`` True (the name keeps
     ``betaauto``). ``training`` is the TrainConfig mapping: the shared ``training`` block, the run's
@@ -52,13 +71,15 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         datasets, ns = _grid(config, spec, key)
         alphas = spec["alpha"] if spec["loss"] == "bonbon" else [None]
         shared = _merged_training(config["training"], spec["training"])
-        for dataset, n, beta, alpha in itertools.product(datasets, ns, spec["beta"], alphas):
-            name = run_name(dataset, n, spec["loss"], beta, alpha, lora=shared["lora"]["enabled"], tag=spec.get("tag"))
+        seeds = seed_list(shared["seed"])
+        for dataset, n, beta, alpha, seed in itertools.product(datasets, ns, spec["beta"], alphas, seeds):
+            base = run_name(dataset, n, spec["loss"], beta, alpha, lora=shared["lora"]["enabled"], tag=spec.get("tag"))
+            name = replicate_name(base, seed, seeds)
             if name in runs:
                 raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' tells runs of the "
                                   "same grid point apart)")
             value = beta_star(n) if beta == "auto" else float(beta)
-            training = {**shared, "loss": spec["loss"], "beta": value}
+            training = {**shared, "seed": seed, "loss": spec["loss"], "beta": value}
             if alpha is not None:
                 training["alpha"] = float(alpha)
             if spec["loss"] == "dpo":
@@ -66,8 +87,13 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value, "beta_auto": beta == "auto",
                           "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}",
                           "checkpoints": spec["checkpoints"] if "checkpoints" in spec
-                          else config["evaluation"]["checkpoints"]}
+                          else config["evaluation"]["checkpoints"], "seed": seed, "base_run": base}
     return runs
+
+
+def replicates(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``run -> {base_run, seed}`` of :func:`expand_runs`' runs: which runs are seeds of one grid point."""
+    return {name: {"base_run": run["base_run"], "seed": run["seed"]} for name, run in runs.items()}
 
 
 def _merged_training(shared: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import bonbon.config as bonbon_config
 from bonbon.config import TOY
 from bonbon.evaluate import candidate_samples
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
-from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs
+from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
 from bonbon.sampling import sample_blocks
 
 SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
@@ -444,6 +444,7 @@ def all_outputs():
     outputs = [
         "results/eval/summary.parquet",
         "results/eval/runs.parquet",
+        "results/eval/seeds.parquet",
         "results/eval/theory.parquet",
         *PLOTS,
     ]

@@ -123,6 +123,13 @@ rule summary:
             labels={"table": "distance to best-of-n per run"},
         ),
         runs_parquet="results/eval/runs.parquet",
+        seeds=report(
+            "results/eval/seeds.html",
+            caption="../report/seeds.rst",
+            category="2. Evaluation",
+            labels={"table": "mean over seeds"},
+        ),
+        seeds_parquet="results/eval/seeds.parquet",
     log:
         "logs/evaluate/summary.log",
     benchmark:
@@ -135,6 +142,8 @@ rule summary:
         runtime=10,
     params:
         policies=lambda wc: canonical(summary_specs(wc)),
+        # which runs are seeds of one grid point (training.seed a list)
+        replicates=canonical(replicates(RUNS)),
         sampling=canonical(
             {k: config["generation"][k] for k in ("temperature", "top_k", "top_p")}
         ),

@@ -19,7 +19,13 @@ rule toy_corpus:
         toy=canonical(
             {
                 k: config["toy"][k]
-                for k in ("seed", "n_dialogues", "n_prompts", "eval_fraction")
+                for k in (
+                    "seed",
+                    "n_dialogues",
+                    "n_prompts",
+                    "eval_fraction",
+                    "filler",
+                )
             }
         ),
         code=code("toy_corpus.py"),
@@ -120,7 +126,8 @@ rule toy_reward_model:
         "../scripts/toy_reward_model.py"
 
 
-# The judge: a second reward model, trained on its own held-out corpus from its own seed (bonbon.toy).
+# The judge: a second reward model, trained on its own held-out corpus from its own seed, on the gold
+# labels that penalise the filler the proxy's labels reward (toy.filler, bonbon.toy).
 # It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
 rule toy_judge_model:
     input:
@@ -144,7 +151,7 @@ rule toy_judge_model:
         mem_mb=2000,
         runtime=30,
     params:
-        toy=canonical({k: config["toy"][k] for k in ("seed", "judge_model")}),
+        toy=canonical({k: config["toy"][k] for k in ("seed", "judge_model", "filler")}),
         code=code("toy_judge_model.py"),
     script:
         "../scripts/toy_judge_model.py"

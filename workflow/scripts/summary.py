@@ -3,6 +3,9 @@ table (one row per trained run, over its trajectory of checkpoints)."""
 
 from pathlib import Path
 
+import pandas as pd
+
+from bonbon.aggregate import RUN_SEED_METRICS, SUMMARY_SEED_METRICS, reward_agreement, seed_table
 from bonbon.evaluate import calibration_problems, summarize, summarize_judge, summary_table
 from bonbon.frontier import add_frontier_columns, add_judge_frontier_columns, judge_run_table, run_table
 from bonbon.jobs import setup_job
@@ -11,7 +14,7 @@ from bonbon.tables import read_table, write_parquet
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 p = snakemake.params
-rows = []
+rows, agreement = [], {}
 for path in snakemake.input.tables:
     name = Path(path).stem
     spec = p.policies[name]
@@ -21,8 +24,10 @@ for path in snakemake.input.tables:
                     beta=spec.get("beta"), alpha=spec.get("alpha"),
                     sampling=p.sampling, run=spec.get("run"), step=spec.get("step"))
     rows.append({**row, **summarize_judge(table)})
+    agreement[name] = reward_agreement(table)
 # the judge's columns come after every proxy column, which stay as they were without a judge
 summary = add_judge_frontier_columns(add_frontier_columns(summary_table(rows)))
+summary = summary.join(pd.DataFrame.from_dict(agreement, orient="index"), on="policy")  # proxy-judge agreement
 # the reference's fresh draws against the opponents: ½ within its SE, or every win rate is off
 problems = calibration_problems(summary)
 for line in problems:
@@ -46,3 +51,9 @@ lines += [f"<p><b>Warning: calibration off.</b> {line}</p>" for line in problems
 Path(snakemake.output.html).write_text("\n".join(lines) + "\n" + summary.to_html(**html))
 write_parquet(runs, snakemake.output.runs_parquet)
 Path(snakemake.output.runs).write_text(runs.to_html(**html))
+# every trained run's grid point over its seeds (training.seed a list; one seed: n_seeds 1, no seed SE)
+seeds = pd.concat([seed_table(summary, p.replicates, SUMMARY_SEED_METRICS, keys=["step"]),
+                   seed_table(runs, p.replicates, RUN_SEED_METRICS, name="runs")], ignore_index=True)
+log.info("seeds:\n%s", seeds.to_string())
+write_parquet(seeds, snakemake.output.seeds_parquet)
+Path(snakemake.output.seeds).write_text(seeds.to_html(**html))
