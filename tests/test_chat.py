@@ -117,11 +117,11 @@ class ScriptedModel(torch.nn.Module):
         def batch_select_indices(self, index):
             pass
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, logits_to_keep=0):
         logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e4)
         logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 1e4
         self.calls += 1
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values or self.Cache())
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:], cache=cache or self.Cache())
 
 
 def test_sampling_stops_at_the_end_of_turn_token(tokenizers):
