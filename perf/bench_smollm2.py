@@ -15,7 +15,10 @@ against the plain transformers way, side by side in one process, rounds alternat
 The model is a plain directory (a GGUF imported by hand: ``from_pretrained(folder, gguf_file=...)``,
 rebuilt from its config without ``quantization_config``, ``save_pretrained``).
 
-    python perf/bench_smollm2.py --model /tmp/smollm2/model --what sample prefill logps
+* ``padding_free``: training's log-probs padded and packed on the same pairs: equal values on a
+  grouped-query model, and a forward + backward of each timed.
+
+    python perf/bench_smollm2.py --model /tmp/smollm2/model --what sample prefill logps padding_free
 """
 
 from __future__ import annotations
@@ -170,10 +173,45 @@ def bench_logps(model, tokenizer, args) -> None:
           f"{statistics.median(cpus['plain']) / statistics.median(cpus['ours']):.2f}x; max |diff| {diff:.1e} nats")
 
 
+def bench_padding_free(model, tokenizer, args) -> None:
+    """Training's log-probs padded and ``padding_free`` on the same pairs (a grouped-query model: the
+    packed attention repeats key/value heads itself): the values, and a forward + backward timed."""
+    from bonbon.batching import collate_pairs, pad_id, tokenize_pairs
+    from bonbon.logprobs import sequence_logps
+    from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
+
+    frame = read_table(args.pairs, PAIR_TEXT_COLUMNS).head(args.pairs_per_batch)
+    examples, _ = tokenize_pairs(frame, tokenizer, 128, 192)
+    batch = collate_pairs(examples, pad_id(tokenizer))
+    inputs = [batch[k] for k in ("input_ids", "attention_mask", "response_mask")]
+    real = int(batch["attention_mask"].sum())
+    print(f"padding_free: {len(examples)} pairs, {real} real tokens in a padded [{', '.join(map(str, inputs[0].shape))}] "
+          f"batch; heads {model.config.num_attention_heads}, key/value heads {model.config.num_key_value_heads}")
+    model.train()
+    values, times = {}, {False: [], True: []}
+    for r in range(args.rounds):
+        for packed in ([False, True] if r % 2 == 0 else [True, False]):
+            model.zero_grad(set_to_none=True)
+            started = time.perf_counter()
+            logps = sequence_logps(model, *inputs, padding_free=packed)
+            logps.sum().backward()
+            times[packed].append(time.perf_counter() - started)
+            values[packed] = logps.detach()
+            print(f"  round {r + 1} {'padding_free' if packed else 'padded':12s} forward+backward {times[packed][-1]:6.1f} s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    model.eval()
+    diff = (values[True] - values[False]).abs().max().item()
+    print(f"padding_free: log-probs max |padded - padding_free| {diff:.1e} nats (of {values[False].abs().max():.1f}); "
+          f"speed {statistics.median(times[False]) / statistics.median(times[True]):.2f}x; real tokens/s padded "
+          f"{real / statistics.median(times[False]):.0f}, padding_free {real / statistics.median(times[True]):.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="/tmp/smollm2/model")
-    parser.add_argument("--what", nargs="+", default=["sample", "prefill", "logps"], choices=["sample", "prefill", "logps"])
+    parser.add_argument("--what", nargs="+", default=["sample", "prefill", "logps"], choices=["sample", "prefill", "logps", "padding_free"])
+    parser.add_argument("--pairs", default="results/pairs/toy/n2.parquet", help="padding_free: a pair file")
+    parser.add_argument("--pairs-per-batch", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32, help="rows per forward, both sides")
@@ -190,7 +228,8 @@ def main() -> None:
           f"vocab {model.config.vocab_size}; torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{args.threads} threads, load {os.getloadavg()[0]:.1f}")
     for what in args.what:
-        {"sample": bench_sample, "prefill": bench_prefill, "logps": bench_logps}[what](model, tokenizer, args)
+        {"sample": bench_sample, "prefill": bench_prefill, "logps": bench_logps,
+         "padding_free": bench_padding_free}[what](model, tokenizer, args)
 
 
 if __name__ == "__main__":
