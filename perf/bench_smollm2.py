@@ -35,7 +35,7 @@ from bonbon.chat import chat_sampling, hh_to_messages, render_prompt
 from bonbon.generate import generate_samples, sample_logps
 from bonbon.models import load_policy
 from bonbon.sampling import SamplingConfig, end_token_ids
-from bonbon.toy import make_prompt_set
+from bonbon.toy import make_corpus, make_prompt_set
 
 
 def chat_prompts(tokenizer, count: int, seed: int) -> pd.DataFrame:
@@ -146,10 +146,13 @@ def plain_logps(model, tokenizer, samples: pd.DataFrame, batch_size: int) -> lis
 
 
 def bench_logps(model, tokenizer, args) -> None:
-    prompts = chat_prompts(tokenizer, args.prompts, args.seed)
-    cfg = chat_sampling(SamplingConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
-                        tokenizer, model)
-    samples, _ = generate_samples(model, tokenizer, prompts, cfg)
+    prompts = chat_prompts(tokenizer, args.prompts * args.n, args.seed)
+    cfg = SamplingConfig(n=1, max_prompt_length=256)
+    # responses: the toy corpus's, ended by EOS (what is scored does not change what a pass costs; no sampling)
+    corpus = make_corpus(len(prompts), seed=args.seed)
+    eos = tokenizer.eos_token_id
+    samples = prompts.assign(response_ids=[tokenizer(r.strip(), add_special_tokens=False)["input_ids"][: args.max_new_tokens] + [eos]
+                                           for r in corpus["response"]])
     tokens = sum(len(r) for r in samples["response_ids"])
     print(f"logps: {len(samples)} samples ({tokens} response tokens), batches of {args.batch_size}")
     times: dict[str, list[float]] = {"ours": [], "plain": []}
