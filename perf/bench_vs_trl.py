@@ -134,8 +134,8 @@ def prepare(args: argparse.Namespace) -> list[dict[str, Any]]:
             model_dir, rows = Path(args.sft), frame
             steps, skip, runs = args.steps, args.skip, args.runs
         else:
-            model_dir = work / "neox-pythia160m-shape"
-            if not (model_dir / "config.json").is_file():
+            model_dir = work / "neox-pythia160m-shape" if name == "neox86m" else Path(args.smollm2)
+            if name == "neox86m" and not (model_dir / "config.json").is_file():
                 big_model(Path(args.sft), model_dir)
             rows = frame.iloc[: args.big_pairs]
             steps, skip, runs = args.big_steps, args.big_skip, args.big_runs
@@ -527,7 +527,11 @@ def main() -> None:
         "--sft", default="results/models/sft", help="toy policy (and reference) model directory"
     )
     parser.add_argument("--pairs", default="results/pairs/toy/n8.parquet", help="pair file")
-    parser.add_argument("--models", nargs="+", default=["toy", "neox86m"], choices=["toy", "neox86m"])
+    parser.add_argument("--models", nargs="+", default=["toy", "neox86m"], choices=["toy", "neox86m", "smollm2"])
+    parser.add_argument(
+        "--smollm2", default="/tmp/smollm2/model",
+        help="model 'smollm2': a plain directory of SmolLM2-135M-Instruct (its GGUF imported); runs with the --big-* sizes",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per implementation, toy model")
     parser.add_argument(
         "--steps", type=int, default=60, help="optimizer steps per run, toy model (<= 1 epoch)"
@@ -635,7 +639,7 @@ def main() -> None:
         with torch.device("meta"):
             params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
         print(
-            f"\n== {spec['name']}: GPT-NeoX {config.num_hidden_layers} layers, d={config.hidden_size}, "
+            f"\n== {spec['name']}: {config.model_type} {config.num_hidden_layers} layers, d={config.hidden_size}, "
             f"vocab {config.vocab_size}, {params / 1e6:.1f}M params; {spec['steps']} steps of "
             f"{args.batch_size} pairs, {sum(spec['tokens'])} real tokens, longest sequence {spec['longest']}"
         )

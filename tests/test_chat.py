@@ -117,11 +117,11 @@ class ScriptedModel(torch.nn.Module):
         def batch_select_indices(self, index):
             pass
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, logits_to_keep=0):
         logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e4)
         logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 1e4
         self.calls += 1
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values or self.Cache())
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:], cache=cache or self.Cache())
 
 
 def test_sampling_stops_at_the_end_of_turn_token(tokenizers):
@@ -319,3 +319,93 @@ def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_
     assert drop_earlier_turns(tok, [system, *turns], middle - 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, [system, *turns], 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, turns, length(turns[2:])) == (turns[2:], 2)  # no system message
+
+
+# SmolLM2-135M-Instruct's template (from its GGUF file): a default system prompt where none is given
+CHATML_DEFAULT_SYSTEM = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chatml(tmp_path_factory):
+    """A tiny ChatML tokenizer built here (the toy BPE with <|im_start|>/<|im_end|>) whose template inserts
+    SmolLM2's default system prompt."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = toy.make_corpus(100, seed=3)
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.train_from_iterator((corpus["prompt"] + corpus["response"]).tolist(),
+                                trainers.BpeTrainer(vocab_size=300, special_tokens=["<|im_start|>", "<|im_end|>"]))
+    from tokenizers import decoders
+
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                  bos_token="<|im_start|>")
+    tok.chat_template = CHATML_DEFAULT_SYSTEM
+    return tok
+
+
+SMOL_DEFAULT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def test_system_prompt_is_an_explicit_choice(chatml, tokenizers):
+    from bonbon.chat import chat_texts, template_system_prompt
+
+    hi = [{"role": "user", "content": "Hi"}]
+    ask = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert template_system_prompt(chatml) == SMOL_DEFAULT
+    assert render_prompt(chatml, hi) == render_prompt(chatml, hi, "template") == \
+        f"<|im_start|>system\n{SMOL_DEFAULT}<|im_end|>\n" + ask
+    # none: no system turn at all (the BOS-named <|im_start|> of ChatML is not a BOS the template writes)
+    assert render_prompt(chatml, hi, "none") == ask
+    assert render_prompt(chatml, hi, "Be brief.") == "<|im_start|>system\nBe brief.<|im_end|>\n" + ask
+    # a conversation's own system message is kept whatever the choice
+    own = [{"role": "system", "content": "Rhyme."}, *hi]
+    for choice in ("template", "none", "Be brief."):
+        assert render_prompt(chatml, own, choice) == "<|im_start|>system\nRhyme.<|im_end|>\n" + ask
+    # several turns: only the system turn goes
+    dialogue = render_prompt(chatml, hh_to_messages(DIALOGUE), "none")
+    assert dialogue.startswith("<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\nSure!")
+    assert "system" not in dialogue and dialogue.endswith("<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n")
+    # the toy template inserts no default: template and none are the same text, a string adds a system turn
+    policy = tokenizers["policy"]
+    assert template_system_prompt(policy) is None
+    assert render_prompt(policy, hi, "none") == render_prompt(policy, hi, "template") == "<|user|>\nHi<|end|>\n<|assistant|>\n"
+    assert render_prompt(policy, hi, "Be brief.") == "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n"
+    # the prompts stage and SFT targets render with the choice; the stored conversation stays as given
+    table = pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"]})
+    rendered, _ = render_prompt_table(table, chatml, 256, "none")
+    assert rendered["prompt"][0] == ask and json.loads(rendered["messages"][0]) == hi
+    sft = chat_texts(chatml, pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"], "response": [" Hello"]}), "Be brief.")
+    assert sft["prompt"][0] == "<|im_start|>system\nBe brief.<|im_end|>\n" + ask
+
+
+def test_system_prompt_counts_in_the_prompt_length(chatml):
+    """Dropping earlier turns to fit max_length counts the system prompt the choice renders."""
+    messages = hh_to_messages(DIALOGUE)
+    full = len(chatml(render_prompt(chatml, messages, "none"), add_special_tokens=False)["input_ids"])
+    kept, dropped = drop_earlier_turns(chatml, messages, full, "none")
+    assert dropped == 0 and kept == messages
+    kept, dropped = drop_earlier_turns(chatml, messages, full, "template")  # the default system prompt is longer
+    assert dropped == 2 and kept == messages[2:]
+
+
+def test_system_prompt_none_refuses_a_template_it_cannot_strip(chatml):
+    import copy
+
+    odd = copy.deepcopy(chatml)  # the system text folded into the first user turn (Llama 2 style) plus a default
+    odd.chat_template = ("{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+                         "{% set rest = messages[1:] %}{% else %}{% set sys = 'Default.' %}{% set rest = messages %}"
+                         "{% endif %}{% for m in rest %}<|im_start|>{{ m['role'] }}\n{% if loop.first %}{{ sys }} "
+                         "{% endif %}{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    hi = [{"role": "user", "content": "Hi"}]
+    assert render_prompt(odd, hi) == "<|im_start|>user\nDefault. Hi<|im_end|>\n<|im_start|>assistant\n"
+    with pytest.raises(ConversationError, match="chat.system_prompt"):
+        render_prompt(odd, hi, "none")

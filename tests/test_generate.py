@@ -272,3 +272,66 @@ def test_evaluation_log_probs_of_long_prompts_use_the_prompt_generation_saw(rota
         assert len(seen) <= cfg.max_prompt_length
         assert value == pytest.approx(forward_logps(model, seen, ids).sum().item(), abs=1e-4)
         assert value == pytest.approx(recorder.logps[(row.prompt_id, row.sample_idx)].sum().item(), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def gqa_model(policy):
+    """A tiny Llama with grouped-query attention (4 query heads, 2 key/value heads): SmolLM2's family."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = policy
+    torch.manual_seed(1)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=128, max_position_embeddings=512, initializer_range=0.2,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("which", ["rotary_model", "gqa_model"])
+def test_kv_cache_sampler_uses_the_current_cache_api(which, request, monkeypatch):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name is removed in 5.40): the
+    sampler passes and reads ``cache`` and warns nothing, neither the keyword's FutureWarning nor the
+    output attribute's logged deprecation; its prefill asks for the last position's logits only; and its
+    log-probs still equal a full forward pass (GPT-NeoX and a grouped-query Llama)."""
+    import warnings
+
+    from transformers.utils import generic
+
+    model, tokenizer = request.getfixturevalue(which)
+    logged: list[str] = []
+    # warning_once is cached per message: an instance attribute sees every call, also after an earlier one
+    monkeypatch.setattr(generic.logger, "warning_once", lambda msg, *a, **k: logged.append(str(msg)))
+    prefill_shapes = []
+    hook = model.register_forward_hook(lambda m, a, out: prefill_shapes.append(tuple(out.logits.shape)))
+    texts = make_prompt_set(4, 0.0, seed=7)["prompt"].tolist()
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    recorder = RecordingSampler()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            recorder(model, tokenizer, prompt_ids, [f"q{i}" for i in range(4)],
+                     SamplingConfig(n=2, max_new_tokens=8, seed=1))
+    finally:
+        hook.remove()
+    assert not [m for m in logged if "past_key_values" in m or "cache" in m], logged
+    assert prefill_shapes[0] == (4, 1, len(tokenizer))  # logits_to_keep=1: one row per prompt
+    assert len(prefill_shapes) > 2
+    for key, ids in recorder.drawn.items():
+        expected = forward_logps(model, recorder.prompt_ids[key[0]], ids)
+        torch.testing.assert_close(recorder.logps[key], expected, atol=1e-4, rtol=0)
+
+
+def test_the_deprecation_check_fails_on_the_old_api(rotary_model, monkeypatch):
+    """The check above can fail: passing ``past_key_values`` raises under it."""
+    import warnings
+
+    model, tokenizer = rotary_model
+    ids = torch.tensor([tokenizer("Hello there", add_special_tokens=False)["input_ids"]])
+    out = model(input_ids=ids, use_cache=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        with pytest.raises(FutureWarning, match="past_key_values"):
+            model(input_ids=ids[:, -1:], past_key_values=out.cache, use_cache=True)

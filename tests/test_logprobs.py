@@ -408,3 +408,26 @@ def test_kl_estimate_matches_exact_enumeration(kl_setup):
     assert 0.35 <= se_4m / se_m <= 0.7, (se_m, se_4m)
     # precise enough that "within 3 se" is a real constraint (it excludes KL = 0)
     assert se_m < 0.2 * exact
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_no_grad_passes_project_only_the_predicting_positions(attn):
+    """Reference and evaluation passes (no gradients) ask the model for the logits of the positions that
+    predict a response token only: the LM head sees N rows, not B x T, and the values are those of the
+    training path (every padding layout), which a wrong row order would not give."""
+    model = tiny_neox(9, vocab=37, init=0.3, attn=attn, layers=2).eval()
+    ids, att, rsp = mixed_batch()
+    head_rows = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, out: head_rows.append(a[0].shape))
+    try:
+        with torch.no_grad():
+            fast = token_logps(model, ids, att, rsp)
+        slow = token_logps(model, ids, att, rsp).detach()  # with gradients: the full-position forward
+    finally:
+        hook.remove()
+    counted = int((rsp.bool() & att.bool()).sum())
+    assert head_rows[0][:-1] == (counted,) and head_rows[1][:-1] == tuple(ids.shape)
+    assert counted < ids.numel() / 2
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast, full_vocabulary_token_logps(model, ids, att, rsp).detach(), atol=1e-6, rtol=0)
+    assert (fast != 0).sum() == counted

@@ -117,16 +117,70 @@ def read_messages_file(path: str | Path) -> pd.DataFrame:
     return out
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """The text the policy continues: the conversation with the template's assistant opening."""
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+# chat.system_prompt: "template" (what the template does without a system message: SmolLM2's inserts "You
+# are a helpful AI assistant named SmolLM, ..."), "none" (no system turn), or the text of a system message
+SYSTEM_PROMPT_DEFAULT = "template"
+_PROBE = "\u2063bonbon-probe\u2063"  # text no conversation holds: marks where a message's content goes
 
 
-def _prompt_length(tokenizer: Any, messages: Sequence[Message]) -> int:
-    return len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
+def _apply(tokenizer: Any, messages: Sequence[Message], generation: bool = True) -> str:
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation, tokenize=False)
 
 
-def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: int) -> tuple[list[Message], int]:
+def template_system_prompt(tokenizer: Any) -> str | None:
+    """The system prompt the policy's chat template inserts into a conversation that has none (SmolLM2's:
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face"), or None where it inserts
+    none. Found by rendering a probe conversation without and with a system message: a template with a
+    default renders both alike but for the system content."""
+    user = [{"role": "user", "content": _PROBE}]
+    try:
+        bare = _apply(tokenizer, user)
+        head, found, tail = _apply(tokenizer, [{"role": "system", "content": _PROBE + "s"}, *user]).partition(_PROBE + "s")
+    except Exception:  # a template without a system role: it inserts none either
+        return None
+    if not found or not bare.startswith(head) or not bare.endswith(tail) or len(bare) < len(head) + len(tail):
+        return None
+    return bare[len(head) : len(bare) - len(tail)]
+
+
+def _without_system_turn(tokenizer: Any, messages: list[Message]) -> str:
+    """The conversation rendered with no system turn by a template that inserts a default one: rendered
+    with a probe system message, whose whole turn (as the template renders it alone) is then cut off."""
+    system = {"role": "system", "content": _PROBE}
+    full, turn = _apply(tokenizer, [system, *messages]), _apply(tokenizer, [system], generation=False)
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    bos = tokenizer.bos_token if tokenizer.bos_token and "bos_token" in template else ""
+    keep = bos if bos and turn.startswith(bos) else ""  # a BOS the template writes first stays
+    if not full.startswith(turn) or turn.count(_PROBE) != 1:
+        raise ConversationError(
+            "config key chat.system_prompt: 'none' needs a template that renders the system message as its "
+            "own leading turn; this one does not (set chat.system_prompt to 'template' or to a text)")
+    return keep + full[len(turn) :]
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[Message], system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> str:
+    """The text the policy continues: the conversation with the template's assistant opening.
+
+    ``system_prompt`` (``chat.system_prompt``) applies to a conversation without a system message of its
+    own (one that has one keeps it): ``"template"`` renders it as the template does (with the template's
+    default system prompt where it has one, see :func:`template_system_prompt`), ``"none"`` with no
+    system turn, any other text as the content of a system message put first."""
+    messages = list(messages)
+    if system_prompt == "template" or (messages and messages[0]["role"] == "system"):
+        return _apply(tokenizer, messages)
+    if system_prompt != "none":
+        return _apply(tokenizer, [{"role": "system", "content": system_prompt}, *messages])
+    if template_system_prompt(tokenizer) is None:
+        return _apply(tokenizer, messages)
+    return _without_system_turn(tokenizer, messages)
+
+
+def _prompt_length(tokenizer: Any, messages: Sequence[Message], system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> int:
+    return len(tokenizer(render_prompt(tokenizer, messages, system_prompt), add_special_tokens=False)["input_ids"])
+
+
+def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: int,
+                       system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> tuple[list[Message], int]:
     """Drop whole turns from the start (system messages stay) until the rendered prompt has at most
     ``max_length`` tokens or only the last user turn is left; returns the kept turns and how many were
     dropped. A last turn still too long is then cut inside, from the left, by generation's token cut."""
@@ -134,7 +188,7 @@ def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: 
     system = [m for m in messages if m["role"] == "system"][:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system):]
     dropped = 0
-    while len(turns) > 1 and _prompt_length(tokenizer, system + turns) > max_length:
+    while len(turns) > 1 and _prompt_length(tokenizer, system + turns, system_prompt) > max_length:
         turns.pop(0)
         dropped += 1
         while len(turns) > 1 and turns[0]["role"] != "user":  # a conversation restarts at a user turn
@@ -143,17 +197,19 @@ def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: 
     return system + turns, dropped
 
 
-def render_prompt_table(prompts: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[pd.DataFrame, dict[str, int]]:
+def render_prompt_table(prompts: pd.DataFrame, tokenizer: Any, max_length: int,
+                        system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> tuple[pd.DataFrame, dict[str, int]]:
     """A prompt table (``prompt`` HH text, optional ``messages``) rendered for a chat-template policy:
-    ``messages`` (JSON) holds the whole conversation, ``prompt`` the rendered prompt after dropping whole
+    ``messages`` (JSON) holds the whole conversation (as given: without the added system prompt),
+    ``prompt`` the rendered prompt (``system_prompt``: see :func:`render_prompt`) after dropping whole
     earlier turns to fit ``max_length`` tokens, ``turns_dropped`` how many were dropped."""
     out = prompts.copy()
     conversations = [parse_messages(m, f"row {i + 1}") for i, m in enumerate(out["messages"])] \
         if "messages" in out.columns else [hh_to_messages(p) for p in out["prompt"]]
     rendered, dropped = [], []
     for conversation in conversations:
-        kept, n = drop_earlier_turns(tokenizer, conversation, max_length)
-        rendered.append(render_prompt(tokenizer, kept))
+        kept, n = drop_earlier_turns(tokenizer, conversation, max_length, system_prompt)
+        rendered.append(render_prompt(tokenizer, kept, system_prompt))
         dropped.append(n)
     out["prompt"], out["messages"], out["turns_dropped"] = rendered, [to_json(c) for c in conversations], dropped
     return out, {"rendered_with_chat_template": len(out), "prompts_with_turns_dropped": sum(d > 0 for d in dropped)}
@@ -251,10 +307,11 @@ def encode_chat_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequenc
     return batch, cut
 
 
-def chat_texts(tokenizer: Any, frame: pd.DataFrame) -> pd.DataFrame:
+def chat_texts(tokenizer: Any, frame: pd.DataFrame, system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> pd.DataFrame:
     """SFT targets (``prompt`` HH text, ``response``) for a chat-template policy: the prompt rendered with
-    the template, the response stripped (EOS, the end-of-turn token, is appended by training)."""
+    the template (and ``system_prompt``, as the prompts stage renders), the response stripped (EOS, the
+    end-of-turn token, is appended by training)."""
     if not has_chat_template(tokenizer):
         return frame
-    return frame.assign(prompt=[render_prompt(tokenizer, hh_to_messages(p)) for p in frame["prompt"]],
+    return frame.assign(prompt=[render_prompt(tokenizer, hh_to_messages(p), system_prompt) for p in frame["prompt"]],
                         response=[r.strip() for r in frame["response"]])

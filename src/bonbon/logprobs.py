@@ -6,7 +6,8 @@ Conventions: ``input_ids``, ``attention_mask`` and ``response_mask`` are [B, T] 
 marks real tokens. Padding may sit on the left, the right, or in between prompt and response.
 
 Only the positions that predict a response token need a log-normaliser: ``logsumexp`` over the
-vocabulary runs on those rows of the logits alone (in chunks of :data:`LSE_CHUNK_ROWS`), never on the
+vocabulary runs on those rows of the logits alone (and without gradients, in the reference and
+evaluation passes, the LM head projects only those positions: a boolean ``logits_to_keep``) (in chunks of :data:`LSE_CHUNK_ROWS`), never on the
 prompt or padding positions. Row by row it is the same computation as over the whole [B, T, V]
 tensor, so values and gradients are bit-identical to it (tested).
 
@@ -79,6 +80,32 @@ def _selected_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return picked - (torch.cat(lse) if lse else picked.new_zeros(0))
 
 
+def _predicting_logits(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+    sources: torch.Tensor,
+) -> torch.Tensor:
+    """The [N, V] logits at (rows, sources), the positions that predict the response tokens, from a
+    forward whose LM head projects only those positions (a boolean ``logits_to_keep``): with a 49k
+    vocabulary the full [B, T, V] float32 logits of 32 sequences of 240 tokens are 1.5 GB. Each
+    source position predicts one token and they increase along a row, so the kept rows, in row-major
+    order, are the (rows, sources) pairs in order."""
+    keep = torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+    keep[rows, sources] = True
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask.long(),
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+        logits_to_keep=keep,
+    )
+    if out.logits.shape[:-1] != (len(rows),):
+        raise RuntimeError(
+            f"token_logps: the model returned logits of shape {tuple(out.logits.shape)} for a boolean "
+            f"logits_to_keep of {len(rows)} positions (needs transformers >= 5.24 semantics)"
+        )
+    return out.logits
+
+
 def token_logps(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -104,16 +131,20 @@ def token_logps(
     counted, prev = _counted_and_predictors(input_ids, attention_mask, response_mask)
     if padding_free:
         return _packed_token_logps(model, input_ids, attention_mask, counted)
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask.long(),
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-    )
     rows, cols = counted.nonzero(as_tuple=True)
-    # the [N, V] rows that predict response tokens; x[y] - logsumexp(x) = log_softmax(x)[y], without a
-    # second [B, T, V] tensor and without exp() over prompt and padding positions
-    values = _selected_logps(out.logits[rows, prev[rows, cols]], input_ids[rows, cols])
+    if torch.is_grad_enabled():  # training: the LM head on every position (its gradient as it always was)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask.long(),
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        )
+        # the [N, V] rows that predict response tokens; x[y] - logsumexp(x) = log_softmax(x)[y], without a
+        # second [B, T, V] tensor and without exp() over prompt and padding positions
+        predicting = out.logits[rows, prev[rows, cols]]
+    else:  # reference and evaluation passes: the LM head only on the positions that predict a response token
+        predicting = _predicting_logits(model, input_ids, attention_mask, rows, prev[rows, cols])
+    values = _selected_logps(predicting, input_ids[rows, cols])
     result = torch.zeros(counted.shape, dtype=values.dtype, device=values.device)
     return result.index_put((rows, cols), values)
 

@@ -23,6 +23,7 @@ rule prompts:
         tokenizer=loaded_from("tokenizer", "base"),
         tokenizer_id=model_id("base"),
         max_prompt_length=config["generation"]["max_prompt_length"],
+        system_prompt=config["chat"]["system_prompt"],
         code=code("prompts.py"),
     script:
         "../scripts/prompts.py"

@@ -24,6 +24,7 @@ rule sft:
         base=loaded_from("model", "base"),
         base_id=model_id("base"),
         data=config["sft"]["data"],
+        system_prompt=config["chat"]["system_prompt"],
         dataset=canonical(config["datasets"].get(config["sft"]["data"])),
         out=lambda wildcards, output: os.path.dirname(output.summary),
         training=result_training(config["sft"]["training"]),

@@ -1,7 +1,7 @@
 """Prompts: read the source, check the HH format (or the conversations), assign ids and splits, and
 render them with the policy's chat template where it has one."""
 
-from bonbon.chat import has_chat_template, read_messages_file, render_prompt_table
+from bonbon.chat import has_chat_template, read_messages_file, render_prompt_table, template_system_prompt
 from bonbon.jobs import setup_job
 from bonbon.models import load_tokenizer
 from bonbon.prompts import build_prompt_table, read_prompt_file
@@ -21,7 +21,11 @@ else:
 table, counts = build_prompt_table(source, dataset["eval_fraction"], dataset["seed"], dataset["max_prompts"])
 tokenizer = load_tokenizer(snakemake.params.tokenizer)
 if has_chat_template(tokenizer):  # ids and splits stay those of the HH text; the prompt is rendered
-    table, rendered = render_prompt_table(table, tokenizer, snakemake.params.max_prompt_length)
+    choice = snakemake.params.system_prompt
+    default = template_system_prompt(tokenizer)
+    log.info("chat.system_prompt: %s (the template's default system prompt: %s)", choice,
+             "none" if default is None else repr(default))
+    table, rendered = render_prompt_table(table, tokenizer, snakemake.params.max_prompt_length, choice)
     counts.update(rendered)
 counts["blank_rows_dropped"] = source.attrs.get("blank_rows", 0)
 if not (table["split"] == "train").any():
