@@ -1,13 +1,14 @@
 # GGUF models (models.<role>: {gguf: ...}): each file imported once into a plain model directory that
-# every later rule loads with from_pretrained (bonbon.gguf_import).
+# every later rule loads with from_pretrained (bonbon.gguf_import; bonbon.gguf_import.IMPORTED is this
+# folder, which model_dir in common.smk reads).
 
 
 rule import_gguf:
     input:
         gguf=lambda wc: str(gguf_file(GGUF_IMPORTS[wc.name])),
     output:
-        model=model_files(IMPORTED + "/{name}"),
-        summary=IMPORTED + "/{name}/import_summary.json",
+        model=model_files("results/models/imported/{name}"),
+        summary="results/models/imported/{name}/import_summary.json",
     log:
         "logs/models/imported/{name}.log",
     benchmark:
