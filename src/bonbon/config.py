@@ -185,10 +185,10 @@ def check_config(config: dict[str, Any]) -> None:
     problems: list[str] = []
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
-        if dataset["source"] == "file":
+        if dataset["source"] in ("file", "templates"):
             path = dataset.get("path")
             if not path:
-                problems.append(f"config key {key}.path: required when source is 'file'")
+                problems.append(f"config key {key}.path: required when source is {dataset['source']!r}")
             elif not Path(path).is_file():
                 problems.append(f"config key {key}.path: prompt file {path!r} does not exist")
         elif dataset["source"] == "hf":
@@ -198,7 +198,7 @@ def check_config(config: dict[str, Any]) -> None:
             elif is_local_path(path) and not Path(path).expanduser().is_dir():
                 problems.append(f"config key {key}.path: local dataset directory {path!r} does not exist")
         elif dataset.get("path"):
-            problems.append(f"config key {key}.path: only used with source 'file' or 'hf', but source is {dataset['source']!r}")
+            problems.append(f"config key {key}.path: only used with source 'file', 'templates' or 'hf', but source is {dataset['source']!r}")
     sft = config.get("sft", {})
     if sft.get("enabled", True) and sft.get("data", TOY) != TOY:
         target = config["datasets"].get(sft["data"])
@@ -206,6 +206,9 @@ def check_config(config: dict[str, Any]) -> None:
             problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
     for role in ("base", "reward", "judge"):
         model = config["models"].get(role)
+        if isinstance(model, dict):
+            problems += _setting_problems(role, model)
+            continue
         if model is not None and model != TOY and is_local_path(model):
             path = Path(model).expanduser()
             if path.is_file():
@@ -249,6 +252,44 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+def _setting_problems(role: str, model: dict[str, Any]) -> list[str]:
+    """What is wrong with a ``models.<role>`` mapping: a GGUF file (which must exist, and holds a causal
+    LM: the policy's, not a reward model's) or a reward function (reward and judge only)."""
+    from bonbon.gguf_import import GGUFError, gguf_file, is_gguf
+
+    key = f"models.{role}"
+    if is_gguf(model):
+        if role != "base":
+            return [f"config key {key}: a GGUF file holds a language model, not a one-logit reward model; "
+                    "give a reward model directory or hub id, or a reward function ({function: ...})"]
+        try:
+            gguf_file(model, key)
+        except GGUFError as error:
+            return [str(error)]
+        return []
+    if role == "base":
+        return [f"config key {key}: a reward function ({model.get('function')!r}) cannot be the policy; "
+                "give 'toy', a hub id, a local directory or {gguf: ...}"]
+    return []  # reward functions: check_reward_functions imports and probes them
+
+
+def check_reward_functions(config: dict[str, Any]) -> None:
+    """Before any job: every reward function of ``models.reward`` / ``models.judge`` imports and scores a
+    probe batch with finite floats, one per row, the same on a repeat (``bonbon.reward_functions``)."""
+    from bonbon.reward_functions import RewardFunctionError, check_reward_function, is_reward_function
+
+    problems = []
+    for role in ("reward", "judge"):
+        setting = config["models"].get(role)
+        if is_reward_function(setting):
+            try:
+                check_reward_function(setting, f"models.{role}")
+            except RewardFunctionError as error:
+                problems.append(str(error))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
 def check_prompt_files(config: dict[str, Any]) -> None:
     """Before any job: read every prompt file (``source: file``) as the prompts job will, and split it.
 
@@ -256,13 +297,16 @@ def check_prompt_files(config: dict[str, Any]) -> None:
     one that leaves no train or no eval prompts (the evaluation samples the eval prompts).
     """
     from bonbon.prompts import PromptFileError, build_prompt_table, read_prompt_file
+    from bonbon.templates import read_template_prompts
 
     problems = []
     for name, dataset in config["datasets"].items():
-        if dataset["source"] != "file" or not dataset.get("path") or not Path(dataset["path"]).is_file():
+        if dataset["source"] not in ("file", "templates") or not dataset.get("path") \
+                or not Path(dataset["path"]).is_file():
             continue  # check_config names what is missing
         try:
-            source = read_prompt_file(dataset["path"])
+            read = read_template_prompts if dataset["source"] == "templates" else read_prompt_file
+            source = read(dataset["path"])
         except PromptFileError as error:
             problems.append(f"config key datasets.{name}.path: {error}")
             continue
@@ -298,7 +342,9 @@ def check_models(config: dict[str, Any], hub_online: bool = False) -> None:
     The toy world's models are built by the workflow and not checked. Raises ConfigError naming the
     key, what is wrong and the fix.
     """
-    roles = [(role, model) for role in ("base", "reward") if (model := config["models"][role]) != TOY]
+    # a GGUF file is checked when imported, a reward function by check_reward_functions
+    roles = [(role, model) for role in ("base", "reward")
+             if (model := config["models"][role]) != TOY and isinstance(model, str)]
     if not roles:
         return
     from transformers import AutoConfig, AutoTokenizer
@@ -370,7 +416,7 @@ def hub_ids(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     found = [
         (f"models.{role}", model, "model")
         for role in ("base", "reward", "judge")
-        if (model := config["models"].get(role)) not in (None, TOY) and not is_local_path(model)
+        if isinstance(model := config["models"].get(role), str) and model != TOY and not is_local_path(model)
     ]
     for name, dataset in config["datasets"].items():
         path = dataset.get("path")

@@ -1,4 +1,5 @@
-"""Reward scoring: every (prompt, response) through a sequence-classification reward model."""
+"""Reward scoring: every (prompt, response) through a sequence-classification reward model, or a reward
+function (:mod:`bonbon.reward_functions`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.chat import encode_chat_pairs, has_chat_template
+from bonbon.reward_functions import RewardFunction
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,14 @@ def score_responses(
 ) -> tuple[list[float], list[str]]:
     """The reward of each (prompt, response): the model's single logit, batched by length.
 
-    A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
+    ``model`` may be a :class:`bonbon.reward_functions.RewardFunction` (``tokenizer`` None), which
+    scores the rows itself. A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
     the prompts are chat-rendered; else parsed from the HH prompt) and the response rendered with *its*
     template (``bonbon.chat.encode_chat_pairs``); without one, ``encode_pairs`` as always.
     Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
     """
+    if isinstance(model, RewardFunction):  # a Python reward function: the same columns, no tokens to cut
+        return model.score(prompts, responses, messages, desc=desc), [""] * len(prompts)
     chat = has_chat_template(tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))

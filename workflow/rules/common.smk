@@ -26,6 +26,8 @@ envvars:
 import bonbon.config as bonbon_config
 from bonbon.config import TOY
 from bonbon.evaluate import candidate_samples
+from bonbon.gguf_import import IMPORTED, gguf_file, imported_dir, imported_name, is_gguf
+from bonbon.reward_functions import is_reward_function
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
 from bonbon.sampling import sample_blocks
@@ -55,6 +57,7 @@ try:
             hub_reached = not hub_warnings and not bonbon_config.hub_offline()
         bonbon_config.check_prompt_files(config)
         bonbon_config.check_models(config, hub_online=hub_reached)
+        bonbon_config.check_reward_functions(config)
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
@@ -157,10 +160,18 @@ def shard_of(scatteritem):
     return int(index) - 1, int(count)
 
 
+# every GGUF file of models.*, by the directory it is imported into (import_gguf in models.smk)
+GGUF_IMPORTS = {}
+for _role in ("base", "reward", "judge"):
+    if is_gguf(config["models"].get(_role)):
+        GGUF_IMPORTS[imported_name(config["models"][_role])] = config["models"][_role]
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     n="|".join(str(n) for n in N_VALUES),
     block="|".join(BLOCKS),
+    name="|".join(re.escape(name) for name in GGUF_IMPORTS) or "no-imports",
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     # the final policies, best-of-n's candidate blocks, and a run's evaluated checkpoints {run}-step{S}
@@ -209,8 +220,12 @@ def model_setting(role):
 
 
 def model_id(role):
-    """models.<role> as a setting: 'toy', a hub id, or a local directory (whose files are inputs too)."""
+    """models.<role> as a setting: 'toy', a hub id, a local directory (whose files are inputs too), a
+    GGUF file (its imported directory's files are inputs) or a reward function (canonical mapping).
+    """
     model = model_setting(role)
+    if isinstance(model, dict):
+        return canonical(model)
     return (
         os.path.normpath(model)
         if model != TOY and bonbon_config.is_local_path(model)
@@ -242,19 +257,26 @@ def loaded_from(name, role):
 
 
 def model_dir(role):
-    """Where a model is loaded from (a toy directory, a local directory or a hub id)."""
+    """Where a model is loaded from (a toy directory, a GGUF file's imported directory, a local directory
+    or a hub id); a reward function's setting as it is."""
     model = model_setting(role)
+    if is_gguf(model):
+        return imported_dir(model)
     return TOY_MODELS[bonbon_config.model_role(config, role)] if model == TOY else model
 
 
 def model_input(role):
     """A model as the input of a job: its files (config.json alone for a directory of the user's),
-    nothing for a hub id."""
-    path = model_dir(role)
-    if model_setting(role) == TOY:
-        return model_files(path)
+    nothing for a hub id or a reward function."""
+    model = model_setting(role)
+    if model == TOY or is_gguf(model):
+        return model_files(model_dir(role))
+    if is_reward_function(model):
+        return []
     return (
-        [os.path.join(path, "config.json")] if bonbon_config.is_local_path(path) else []
+        [os.path.join(model, "config.json")]
+        if bonbon_config.is_local_path(model)
+        else []
     )
 
 
@@ -451,7 +473,7 @@ def all_outputs():
     outputs += ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
     if (
         any(config["datasets"][d]["source"] == TOY for d in DATASETS)
-        or config["sft"]["data"] == TOY
+        or (config["sft"]["enabled"] and config["sft"]["data"] == TOY)
         or any(config["models"][role] == TOY for role in ("base", "reward"))
     ):
         outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
@@ -462,6 +484,10 @@ def all_outputs():
                 f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
                 for name in TOY_TOKENIZER_FILES
             ]
+    for name in GGUF_IMPORTS:
+        outputs += model_files(f"{IMPORTED}/{name}") + [
+            f"{IMPORTED}/{name}/import_summary.json"
+        ]
     if config["sft"]["enabled"]:
         outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:

@@ -7,6 +7,7 @@ from bonbon.models import load_tokenizer
 from bonbon.prompts import build_prompt_table, read_prompt_file
 from bonbon.sources import load_hh_prompts
 from bonbon.tables import write_parquet
+from bonbon.templates import read_template_prompts
 
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
@@ -14,6 +15,8 @@ dataset = snakemake.params.dataset
 if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
     splits = dataset["splits"]
     source = load_hh_prompts(dataset["path"], dataset["data_dir"], (splits["train"], splits["eval"]))
+elif dataset["source"] == "templates":  # every template x subject of a file kept in the repository
+    source = read_template_prompts(snakemake.input.source)
 elif dataset["format"] == "messages":
     source = read_messages_file(snakemake.input.source)
 else:

@@ -17,5 +17,6 @@ if samples.empty:
 else:
     model, tokenizer = load_reward_model(snakemake.params.model, device)
     rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.runtime["batch_size"])
-    log.info("scored with %s (max length %d): %s", snakemake.params.model, tokenizer.model_max_length, counts)
+    limit = f" (max length {tokenizer.model_max_length})" if tokenizer is not None else ""
+    log.info("scored with %s%s: %s", snakemake.params.model, limit, counts)
     write_parquet(rewards, snakemake.output.rewards)

@@ -1,0 +1,125 @@
+"""Print the tables of docs/real-world.md from a finished (or partial) run of config/smollm2-sentiment.yaml.
+
+    python scripts/real_world_tables.py results [dataset]
+
+Ties of the lexicon rewards (how often the n samples of a prompt all score the same, how many samples
+score exactly 0.0), the pairs kept, every evaluated policy (win rates by proxy and judge, KL, length),
+per-stage times from benchmarks/, and a few samples of the reference and the trained policies.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if pd.isna(value) else f"{value:.3f}"
+    return str(value)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    rows = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    rows += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def tie_table(rewards: pd.DataFrame, n_values: list[int]) -> pd.DataFrame:
+    """Per n: the share of prompts whose first n rewards are all equal (no pair), whose best is tied
+    with another sample, and the share of those samples scored exactly 0.0."""
+    rows = []
+    for n in n_values:
+        first = rewards[rewards["sample_idx"] < n]
+        grouped = first.groupby("prompt_id")["reward"]
+        best_count = first.assign(top=first["reward"] == grouped.transform("max")).groupby("prompt_id")["top"].sum()
+        rows.append({"n": n, "prompts": grouped.ngroups, "all_tied": float((grouped.nunique() == 1).mean()),
+                     "best_tied": float((best_count > 1).mean()), "zero_samples": float((first["reward"] == 0).mean())})
+    return pd.DataFrame(rows)
+
+
+def eval_ties(results: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((results / "eval").glob("*.parquet")):
+        table = pd.read_parquet(path)
+        if "opponent_reward" not in table.columns:
+            continue
+        rows.append({"policy": path.stem, "rows": len(table),
+                     "proxy_ties": float((table["reward"] == table["opponent_reward"]).mean()),
+                     "judge_ties": float((table["judge_reward"] == table["opponent_judge_reward"]).mean()),
+                     "judge_zero": float((table["judge_reward"] == 0).mean())})
+    return pd.DataFrame(rows)
+
+
+def stage_times(benchmarks: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        table = pd.read_csv(path, sep="\t")
+        stage = path.relative_to(benchmarks).parts[0]
+        rows.append({"stage": stage, "job": str(path.relative_to(benchmarks).with_suffix("")),
+                     "s": float(table["s"].iloc[-1]), "max_rss_mb": float(table["max_rss"].iloc[-1])})
+    jobs = pd.DataFrame(rows)
+    if jobs.empty:
+        return jobs
+    return jobs.groupby("stage").agg(jobs=("job", "count"), total_s=("s", "sum"), max_job_s=("s", "max"),
+                                     max_rss_mb=("max_rss_mb", "max")).reset_index()
+
+
+def samples(results: Path, policies: list[str], count: int = 4) -> str:
+    tables = {p: pd.read_parquet(results / "samples" / f"{p}.parquet") for p in policies
+              if (results / "samples" / f"{p}.parquet").exists()}
+    if not tables:
+        return ""
+    reference = next(iter(tables.values()))
+    lines = []
+    for prompt_id in sorted(reference["prompt_id"].unique())[:count]:
+        row = reference[reference["prompt_id"] == prompt_id].iloc[0]
+        lines.append(f"**{json.loads(row['messages'])[-1]['content']}**\n")
+        for policy, table in tables.items():
+            hit = table[(table["prompt_id"] == prompt_id) & (table["sample_idx"] == 0)]
+            if len(hit):
+                r = hit.iloc[0]
+                text = r["response"].strip().replace("\n", " ").replace("|", "/")
+                lines.append(f"- `{policy}` (VADER {r['reward']:.2f}, TextBlob {r['judge_reward']:.2f}, "
+                             f"{r['n_tokens']} tokens{'' if r['finished'] else ', cut'}): {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(results: Path, dataset: str = "sentiment") -> None:
+    rewards_path = results / "score" / dataset / "rewards.parquet"
+    if rewards_path.exists():
+        print("## Ties of the proxy (VADER) on the reference samples of the train prompts\n")
+        print(markdown(tie_table(pd.read_parquet(rewards_path), [2, 4, 8])))
+    pairs = [(p.stem, len(pd.read_parquet(p))) for p in sorted((results / "pairs" / dataset).glob("n*.parquet"))]
+    if pairs:
+        print("\n## Pairs kept\n")
+        print(markdown(pd.DataFrame(pairs, columns=["pairs", "rows"])))
+    ties = eval_ties(results)
+    if len(ties):
+        print("\n## Ties in the evaluation (each sample against the reference's sample of its prompt)\n")
+        print(markdown(ties))
+    summary_path = results / "eval" / "summary.parquet"
+    if summary_path.exists():
+        summary = pd.read_parquet(summary_path)
+        columns = ["policy", "step", "win_rate", "win_rate_se", "judge_win_rate", "judge_win_rate_se", "kl", "kl_se",
+                   "mean_reward", "mean_judge_reward", "mean_length", "unfinished_share"]
+        print("\n## Every evaluated policy\n")
+        print(markdown(summary[[c for c in columns if c in summary.columns]]))
+    times = stage_times(results.parent / "benchmarks")
+    if len(times):
+        print("\n## Per-stage times (benchmarks/)\n")
+        print(markdown(times))
+    policies = [f"{dataset}-reference"] + sorted(p.stem for p in (results / "samples").glob(f"{dataset}-n*.parquet")
+                                                 if "-step" not in p.stem)
+    text = samples(results, policies)
+    if text:
+        print("\n## Samples (sample 0 of the first eval prompts by id)\n")
+        print(text)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "results"), *sys.argv[2:3])
