@@ -435,6 +435,8 @@ def all_outputs():
         outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
+        if config["datasets"][dataset].get("build_pairs") is False:
+            continue  # a preference dataset trained on its own pairs: no generation, scoring or pairs
         for stage in ("generate", "score"):
             outputs += block_shards(stage, dataset, BLOCKS)
         outputs += [

@@ -83,7 +83,11 @@ def export_outputs():
             f"results/export/{d}/{kind}.{ext}"
             for d in DATASETS
             for kind in sorted(
-                {f"n{n}" for n in N_VALUES}
+                {
+                    f"n{n}"
+                    for n in N_VALUES
+                    if config["datasets"][d].get("build_pairs") is not False
+                }
                 | {spec["pairs"] for spec in RUNS.values() if spec["dataset"] == d}
             )
             for ext in ("parquet", "jsonl")

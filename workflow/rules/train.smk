@@ -33,9 +33,17 @@ rule sft:
         "../scripts/sft.py"
 
 
+def trl_tokenizer_input(wildcards):
+    """The policy's tokenizer, for a TRL-layout dataset's pairs (chat rendering, the prompt-length check)."""
+    dataset = config["datasets"][wildcards.dataset]
+    trl = dataset["source"] == "hf" and dataset["format"] in ("trl", "messages")
+    return policy_tokenizer_input() if trl else []
+
+
 rule original_pairs:
     input:
         source=prompt_source,
+        tokenizer=trl_tokenizer_input,
     output:
         pairs="results/original_pairs/{dataset}.parquet",
     log:
@@ -50,6 +58,10 @@ rule original_pairs:
         runtime=30,
     params:
         dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        # derived params (they take input), left out of the rerun check: where to load the tokenizer from,
+        # and the limit that only checks the pairs (a changed tokenizer is a changed input)
+        tokenizer=loaded_from("tokenizer", "base"),
+        max_prompt_length=lambda wc, input: config["training"]["max_prompt_length"],
         code=code("original_pairs.py"),
     script:
         "../scripts/original_pairs.py"
