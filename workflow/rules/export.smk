@@ -1,8 +1,5 @@
 # The ecosystem's formats: pairs as TRL preference datasets (export.pairs puts them in `all`; any one can
 # be asked for by name) and model cards for every trained model and evaluated snapshot (export.model_cards).
-import shlex
-
-
 rule export_pairs:
     input:
         pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
@@ -27,15 +24,6 @@ rule export_pairs:
         code=code("export_pairs.py"),
     script:
         "../scripts/export_pairs.py"
-
-
-def card_specs():
-    """policy -> {directory, run} for every trained policy the summary evaluates (final and snapshots)."""
-    return {
-        policy: {"directory": policy_model(policy), "run": canonical(RUNS[spec["run"]])}
-        for policy, spec in evaluated_policies().items()
-        if spec["kind"] == "trained"
-    }
 
 
 rule model_cards:
@@ -73,25 +61,3 @@ rule model_cards:
         code=code("model_cards.py"),
     script:
         "../scripts/model_cards.py"
-
-
-def export_outputs():
-    """What `all` adds: the pair exports with export.pairs, the model cards with export.model_cards."""
-    outputs = []
-    if config["export"]["pairs"]:
-        outputs += [
-            f"results/export/{d}/{kind}.{ext}"
-            for d in DATASETS
-            for kind in sorted(
-                {
-                    f"n{n}"
-                    for n in N_VALUES
-                    if config["datasets"][d].get("build_pairs") is not False
-                }
-                | {spec["pairs"] for spec in RUNS.values() if spec["dataset"] == d}
-            )
-            for ext in ("parquet", "jsonl")
-        ]
-    if config["export"]["model_cards"] and RUNS:
-        outputs.append("results/cards/cards.json")
-    return outputs

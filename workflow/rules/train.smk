@@ -33,13 +33,6 @@ rule sft:
         "../scripts/sft.py"
 
 
-def trl_tokenizer_input(wildcards):
-    """The policy's tokenizer, for a TRL-layout dataset's pairs (chat rendering, the prompt-length check)."""
-    dataset = config["datasets"][wildcards.dataset]
-    trl = dataset["source"] == "hf" and dataset["format"] in ("trl", "messages")
-    return policy_tokenizer_input() if trl else []
-
-
 rule original_pairs:
     input:
         source=prompt_source,
