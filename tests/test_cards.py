@@ -63,6 +63,11 @@ def test_toy_and_local_models_stay_out_of_the_hub_fields(tmp_path):
     assert data["bonbon"]["base_model"] == "toy" and data["bonbon"]["dataset"] == {"name": "toy", "source": "toy",
                                                                                     "path": None}
     assert data["bonbon"]["alpha"] is None and "dpo" in data["tags"]
+    # a preference dataset's own pairs: the run has no n, the dataset states it; the summary's step is a float
+    original = card_metadata("prefs-original-ipo-betaauto", {**RUN, "n": None, "loss": "ipo", "alpha": None},
+                             {**ROW, "step": 12.0}, "toy", {"source": "hf", "path": str(tmp_path / "prefs"), "n": 4})
+    assert original["bonbon"]["n"] == 4 and original["bonbon"]["steps"] == 12
+    assert isinstance(original["bonbon"]["steps"], int) and "datasets" not in original  # a local path
     with pytest.raises(FileNotFoundError, match="config.json missing"):
         write_card(tmp_path, "---\n---\n")
 

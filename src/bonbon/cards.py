@@ -48,6 +48,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _steps(value: Any) -> int | None:
+    """The summary's step (a float column: NaN for untrained policies) as the int it is."""
+    value = _plain(value)
+    return None if value is None else int(value)
+
+
 def card_metadata(policy: str, run: dict[str, Any], row: dict[str, Any], base_model: str,
                   dataset: dict[str, Any]) -> dict[str, Any]:
     """The YAML header: Hub fields (base_model, datasets where they are Hub ids; library_name, tags) and
@@ -62,9 +68,10 @@ def card_metadata(policy: str, run: dict[str, Any], row: dict[str, Any], base_mo
     if _hub_id(source):
         meta["datasets"] = [source]
     meta["bonbon"] = {
-        "policy": policy, "run": row.get("run") or policy, "loss": run["loss"], "n": run.get("n"),
+        # a preference dataset's own pairs have no run n, but may state theirs (datasets.<name>.n)
+        "policy": policy, "run": row.get("run") or policy, "loss": run["loss"], "n": run.get("n") or dataset.get("n"),
         "beta": run["beta"], "beta_auto": bool(run.get("beta_auto")), "alpha": run.get("alpha"),
-        "steps": _plain(row.get("step")), "learning_rate": training["learning_rate"],
+        "steps": _steps(row.get("step")), "learning_rate": training["learning_rate"],
         "base_model": base_model, "dataset": {"name": run["dataset"], "source": dataset.get("source"),
                                               "path": dataset.get("path")},
         "evaluation": {k: _plain(v) for k, v in row.items()},
