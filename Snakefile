@@ -29,9 +29,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/exact.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        all_outputs() + export_outputs(),

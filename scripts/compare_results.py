@@ -39,10 +39,11 @@ def compare_tables(before: pd.DataFrame, after: pd.DataFrame, atol: float) -> li
         a, b = before[column].reset_index(drop=True), after[column].reset_index(drop=True)
         if pd.api.types.is_float_dtype(a) or pd.api.types.is_float_dtype(b):
             x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
-            bad = ~((np.abs(x - y) <= atol) | (np.isnan(x) & np.isnan(y)))
+            with np.errstate(invalid="ignore"):  # inf - inf is NaN: equal infinities are equal values
+                bad = ~((x == y) | (np.abs(x - y) <= atol) | (np.isnan(x) & np.isnan(y)))
             if bad.any():
                 i = int(np.argmax(bad))
-                worst = float(np.nanmax(np.abs(x - y)))
+                worst = float(np.nanmax(np.where(bad, np.abs(x - y), 0.0)))
                 problems.append(f"{column}: {int(bad.sum())} value(s) differ beyond {atol:g} "
                                 f"(max |diff| {worst:.3g}; row {i}: {x[i]!r} vs {y[i]!r})")
         else:

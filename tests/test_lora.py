@@ -224,6 +224,83 @@ def test_tensorboard_logs_what_metrics_csv_holds_and_the_config(world, tmp_path)
     assert hparams[-1]["beta"] == pytest.approx(beta_star(4))  # resolved from "auto"
 
 
+def wandb_history(run_file: Path) -> list[dict[str, float]]:
+    """The history rows of an offline wandb run file (run-*.wandb): a LevelDB-style log (7-byte header,
+    32 KiB blocks of records crc32/length/type, a value split over blocks as FIRST/MIDDLE/LAST) of
+    wandb's protobuf Records. wandb 0.31 ships no Python reader for it, so this is one."""
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, rows, pos, pending = run_file.read_bytes(), [], 7, b""
+    assert data[:4] == b":W&B", data[:7]
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # the end of a block is padded
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            if record.WhichOneof("record_type") == "history":
+                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                             for item in record.history.item})
+    return rows
+
+
+def assert_logged_as_metrics_csv(logged: dict[str, dict[int, float]], metrics: pd.DataFrame) -> int:
+    """Every finite metrics.csv value logged at its step, nothing else; returns how many were compared."""
+    compared = 0
+    for column in METRIC_COLUMNS[1:]:
+        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True) if math.isfinite(v)}
+        assert set(logged.get(column, {})) == set(present), column
+        for step, value in present.items():
+            assert logged[column][step] == pytest.approx(value, rel=1e-6, abs=1e-7), (column, step)
+            compared += 1
+    assert set(logged) <= set(METRIC_COLUMNS)
+    return compared
+
+
+TRACKED = {"max_steps": 5, "validation_fraction": 0.2, "eval_every": 2}
+
+
+def test_wandb_offline_logs_what_metrics_csv_holds(world, tmp_path, monkeypatch):  # noqa: F811
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default: nothing leaves the machine
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    train(world["model"], world["pairs"], world["ref"], out, cfg(report_to="wandb", **TRACKED))
+    run_files = list((out / "tracker" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1, run_files
+    logged: dict[str, dict[int, float]] = {}
+    for row in wandb_history(run_files[0]):
+        for key, value in row.items():
+            if not key.startswith("_"):  # wandb's own _step, _runtime, _timestamp
+                logged.setdefault(key, {})[int(row["_step"])] = float(value)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert assert_logged_as_metrics_csv(logged, metrics) > 5 * 10 and len(logged["val_loss"]) == 3
+
+
+def test_mlflow_logs_what_metrics_csv_holds_to_a_local_file_store(world, tmp_path, monkeypatch):  # noqa: F811
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    out = tmp_path / "run"
+    train(world["model"], world["pairs"], world["ref"], out, cfg(report_to=["mlflow"], **TRACKED))
+    store = out / "tracker" / "mlruns"
+    client = mlflow.tracking.MlflowClient(store.resolve().as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "bonbon"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "run" and float(run.data.params["beta"]) == pytest.approx(beta_star(4))
+    logged = {key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)} for key in run.data.metrics}
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert assert_logged_as_metrics_csv(logged, metrics) > 5 * 10 and len(logged["val_loss"]) == 3
+
+
 def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monkeypatch, caplog):  # noqa: F811
     from accelerate.tracking import TensorBoardTracker
 

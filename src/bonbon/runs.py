@@ -78,7 +78,8 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if name in runs:
                 raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' tells runs of the "
                                   "same grid point apart)")
-            value = beta_star(n) if beta == "auto" else float(beta)
+            # a preference dataset's own pairs have an n only where its config states one (datasets.*.n)
+            value = beta_star(n or config["datasets"][dataset].get("n")) if beta == "auto" else float(beta)
             training = {**shared, "seed": seed, "loss": spec["loss"], "beta": value}
             if alpha is not None:
                 training["alpha"] = float(alpha)
@@ -115,6 +116,10 @@ def _grid(config: dict[str, Any], spec: dict[str, Any], key: str) -> tuple[list[
         raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
                           "(the reference log-probs of a pair file are computed once for every run)")
     if spec["source"] != "original":
+        unbuilt = [d for d in datasets if config["datasets"][d].get("build_pairs") is False]
+        if unbuilt:
+            raise ConfigError(f"config key {key}.source: datasets {unbuilt} build no pairs (build_pairs: false); "
+                              "train on their own pairs with source: original")
         ns = spec.get("n") or sorted(config["n_values"])
         outside = [n for n in ns if n not in config["n_values"]]
         if outside:
@@ -123,8 +128,10 @@ def _grid(config: dict[str, Any], spec: dict[str, Any], key: str) -> tuple[list[
     not_hf = [d for d in datasets if config["datasets"][d]["source"] != "hf"]
     if not_hf:
         raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, not {not_hf}")
-    if "auto" in spec["beta"]:
-        raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; source 'original' has no n")
+    no_n = [d for d in datasets if not config["datasets"][d].get("n")]
+    if "auto" in spec["beta"] and no_n:
+        raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; the original pairs of "
+                          f"{no_n} have none (set datasets.<name>.n where they are best/worst of n samples)")
     if "n" in spec:
         raise ConfigError(f"config key {key}.n: source 'original' has no n")
     return datasets, [None]

@@ -689,7 +689,8 @@ def _tracker_options(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     available = {str(t.value) for t in get_available_trackers()}
     missing = [n for n in names if n != "all" and n not in available]
     if missing:
-        log.warning("report_to: the package of tracker(s) %s is not installed; this run logs without them", missing)
+        log.warning("report_to: the package of tracker(s) %s is not installed; this run logs without them "
+                    "(pip install -e '.[test]' installs tensorboard, wandb and mlflow)", missing)
     names = [n for n in names if n == "all" or n in available]
     if not names:
         return {}
@@ -718,8 +719,8 @@ def _init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
         return
     config = {"run": run_name, **_flat_config(asdict(cfg))}
     # a resumed run logs the steps past its checkpoint again; tensorboard's reader drops the earlier ones
-    kwargs: dict[str, dict[str, Any]] = {"wandb": {"name": run_name}, "trackio": {"name": run_name},
-                                         "mlflow": {"run_name": run_name}}
+    kwargs: dict[str, dict[str, Any]] = {"wandb": _wandb_options(accelerator, run_name), "trackio": {"name": run_name},
+                                         "mlflow": _mlflow_options(accelerator, wanted, run_name)}
     started, kept = [], []
     for tracker in wanted:
         accelerator.log_with, accelerator.trackers = [tracker], []
@@ -734,6 +735,27 @@ def _init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
     accelerator.log_with, accelerator.trackers = kept, started
     if started and accelerator.is_main_process:
         log.info("logging to %s in %s", [t.name for t in started], accelerator.logging_dir)
+
+
+def _wandb_options(accelerator: Any, run_name: str) -> dict[str, Any]:
+    """wandb.init arguments: offline (nothing leaves the machine; ``wandb sync`` uploads later) unless
+    WANDB_MODE says otherwise, its files under the run's tracker directory."""
+    return {"name": run_name, "mode": os.environ.get("WANDB_MODE", "offline"), "dir": str(accelerator.logging_dir)}
+
+
+def _mlflow_options(accelerator: Any, wanted: list[str], run_name: str) -> dict[str, Any]:
+    """MLflowTracker arguments. Without MLFLOW_TRACKING_URI, a local file store in the run's tracker
+    directory (``mlruns/``): no server, no database. MLflow 3 keeps that store only behind
+    MLFLOW_ALLOW_FILE_STORE, which is set here for this process."""
+    logging_dir = Path(accelerator.logging_dir)
+    names = {str(getattr(tracker, "value", tracker)) for tracker in wanted}  # LoggerType members or names
+    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        (logging_dir / "mlruns").mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri((logging_dir / "mlruns").resolve().as_uri())
+    return {"run_name": run_name, "logging_dir": str((logging_dir / "mlflow-artifacts").resolve())}
 
 
 def _log_trackers(accelerator: Any, row: dict[str, float]) -> None:

@@ -492,6 +492,8 @@ def all_outputs():
         outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
+        if config["datasets"][dataset].get("build_pairs") is False:
+            continue  # a preference dataset trained on its own pairs: no generation, scoring or pairs
         for stage in ("generate", "score"):
             outputs += block_shards(stage, dataset, BLOCKS)
         outputs += [
@@ -523,3 +525,45 @@ def all_outputs():
         if spec["kind"] not in ("candidates", "opponents"):
             outputs.append(f"results/eval/{policy}.parquet")
     return list(dict.fromkeys(outputs))
+
+
+# ---- the ecosystem's formats (export.smk; the original pairs of TRL-layout datasets, train.smk)
+import shlex
+
+
+def trl_tokenizer_input(wildcards):
+    """The policy's tokenizer, for a TRL-layout dataset's pairs (chat rendering, the prompt-length check)."""
+    dataset = config["datasets"][wildcards.dataset]
+    trl = dataset["source"] == "hf" and dataset["format"] in ("trl", "messages")
+    return policy_tokenizer_input() if trl else []
+
+
+def card_specs():
+    """policy -> {directory, run} for every trained policy the summary evaluates (final and snapshots)."""
+    return {
+        policy: {"directory": policy_model(policy), "run": canonical(RUNS[spec["run"]])}
+        for policy, spec in evaluated_policies().items()
+        if spec["kind"] == "trained"
+    }
+
+
+def export_outputs():
+    """What `all` adds: the pair exports with export.pairs, the model cards with export.model_cards."""
+    outputs = []
+    if config["export"]["pairs"]:
+        outputs += [
+            f"results/export/{d}/{kind}.{ext}"
+            for d in DATASETS
+            for kind in sorted(
+                {
+                    f"n{n}"
+                    for n in N_VALUES
+                    if config["datasets"][d].get("build_pairs") is not False
+                }
+                | {spec["pairs"] for spec in RUNS.values() if spec["dataset"] == d}
+            )
+            for ext in ("parquet", "jsonl")
+        ]
+    if config["export"]["model_cards"] and RUNS:
+        outputs.append("results/cards/cards.json")
+    return outputs

@@ -37,6 +37,7 @@ rule sft:
 rule original_pairs:
     input:
         source=prompt_source,
+        tokenizer=trl_tokenizer_input,
     output:
         pairs="results/original_pairs/{dataset}.parquet",
     log:
@@ -51,6 +52,10 @@ rule original_pairs:
         runtime=30,
     params:
         dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
+        # derived params (they take input), left out of the rerun check: where to load the tokenizer from,
+        # and the limit that only checks the pairs (a changed tokenizer is a changed input)
+        tokenizer=loaded_from("tokenizer", "base"),
+        max_prompt_length=lambda wc, input: config["training"]["max_prompt_length"],
         code=code("original_pairs.py"),
     script:
         "../scripts/original_pairs.py"

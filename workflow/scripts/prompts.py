@@ -2,6 +2,7 @@
 render them with the policy's chat template where it has one."""
 
 from bonbon.chat import has_chat_template, read_messages_file, render_prompt_table, template_system_prompt
+from bonbon.hub import is_trl, load_prompts
 from bonbon.jobs import setup_job
 from bonbon.models import load_tokenizer
 from bonbon.prompts import build_prompt_table, read_prompt_file
@@ -12,7 +13,9 @@ from bonbon.templates import read_template_prompts
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 dataset = snakemake.params.dataset
-if dataset["source"] == "hf":  # HH's own train/test splits become train/eval
+if is_trl(dataset):  # TRL's layouts (bonbon.hub): prompt, messages or implicit-prompt columns
+    source = load_prompts(dataset)
+elif dataset["source"] == "hf":  # HH's own train/test splits become train/eval
     splits = dataset["splits"]
     source = load_hh_prompts(dataset["path"], dataset["data_dir"], (splits["train"], splits["eval"]))
 elif dataset["source"] == "templates":  # every template x subject of a file kept in the repository

@@ -1,0 +1,63 @@
+# The ecosystem's formats: pairs as TRL preference datasets (export.pairs puts them in `all`; any one can
+# be asked for by name) and model cards for every trained model and evaluated snapshot (export.model_cards).
+rule export_pairs:
+    input:
+        pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
+        ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
+        prompts="results/prompts/{dataset}.parquet",
+    output:
+        # save_to_disk's folder (load_from_disk), and files load_dataset("parquet" | "json") opens
+        folder=directory("results/export/{dataset}/{pairs}"),
+        parquet="results/export/{dataset}/{pairs}.parquet",
+        jsonl="results/export/{dataset}/{pairs}.jsonl",
+    log:
+        "logs/export/{dataset}/{pairs}.log",
+    benchmark:
+        "benchmarks/export/{dataset}/{pairs}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code("export_pairs.py"),
+    script:
+        "../scripts/export_pairs.py"
+
+
+rule model_cards:
+    input:
+        summary="results/eval/summary.parquet",
+        models=lambda wc: [
+            model_files(card["directory"])[0] for card in card_specs().values()
+        ],
+    output:
+        index="results/cards/cards.json",
+    log:
+        "logs/cards/cards.log",
+    benchmark:
+        "benchmarks/cards/cards.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        cards=lambda wc: canonical(card_specs()),
+        base_model=model_id("base"),
+        datasets=canonical(config["datasets"]),
+        sampling=canonical(
+            {
+                k: config["generation"][k]
+                for k in ("temperature", "top_k", "top_p", "max_new_tokens")
+            }
+        ),
+        config=canonical(config),
+        # the command as the main process was started: a derived param (it takes input), so another
+        # command line alone does not rewrite the cards
+        command=lambda wc, input: shlex.join(["snakemake", *sys.argv[1:]]),
+        code=code("model_cards.py"),
+    script:
+        "../scripts/model_cards.py"
