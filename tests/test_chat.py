@@ -319,6 +319,9 @@ def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_
     assert drop_earlier_turns(tok, [system, *turns], middle - 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, [system, *turns], 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, turns, length(turns[2:])) == (turns[2:], 2)  # no system message
+    # a system message that is not the first turn is an ordinary turn: nothing is held back for it
+    late = [turns[0], system, *turns[2:]]
+    assert drop_earlier_turns(tok, late, length(late)) == (late, 0)
 
 
 def test_sft_targets_and_bad_conversations(tokenizers, tmp_path):
