@@ -319,6 +319,9 @@ def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_
     assert drop_earlier_turns(tok, [system, *turns], middle - 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, [system, *turns], 1) == ([system, turns[4]], 4)
     assert drop_earlier_turns(tok, turns, length(turns[2:])) == (turns[2:], 2)  # no system message
+    # a system message that is not the first turn is an ordinary turn: nothing is held back for it
+    late = [turns[0], system, *turns[2:]]
+    assert drop_earlier_turns(tok, late, length(late)) == (late, 0)
 
 
 # SmolLM2-135M-Instruct's template (from its GGUF file): a default system prompt where none is given
@@ -409,3 +412,35 @@ def test_system_prompt_none_refuses_a_template_it_cannot_strip(chatml):
     assert render_prompt(odd, hi) == "<|im_start|>user\nDefault. Hi<|im_end|>\n<|im_start|>assistant\n"
     with pytest.raises(ConversationError, match="chat.system_prompt"):
         render_prompt(odd, hi, "none")
+
+
+
+def test_sft_targets_and_bad_conversations(tokenizers, tmp_path):
+    """chat_texts renders the HH prompt with the policy's template and strips the response (EOS is added by
+    training); without a template the frame is returned as it is. parse_messages names the row and the
+    turn of a bad conversation; a split other than train/eval names its row. Pins a response left
+    unstripped, the generation prompt left off, and each check of a turn."""
+    from bonbon.chat import chat_texts, parse_messages
+
+    frame = pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"], "response": ["  Hello there. "]})
+    out = chat_texts(tokenizers["policy"], frame)
+    assert out["prompt"].tolist() == ["<|user|>\nHi<|end|>\n<|assistant|>\n"]
+    assert out["response"].tolist() == ["Hello there."]
+    assert chat_texts(tokenizers["hh_policy"], frame) is frame
+    with pytest.raises(ConversationError, match=r"f: row 3: messages is not JSON"):
+        parse_messages("[{", "f: row 3")
+    with pytest.raises(ConversationError, match=r"w: messages must be a non-empty list"):
+        parse_messages([], "w")
+    with pytest.raises(ConversationError, match=r"w: turn 2 is not a \{role, content\} object"):
+        parse_messages([{"role": "user", "content": "a"}, {"role": "user"}], "w")
+    with pytest.raises(ConversationError, match=r"w: turn 1 has role 'bot'"):
+        parse_messages([{"role": "bot", "content": "a"}], "w")
+    with pytest.raises(ConversationError, match=r"w: turn 1 has role 'user' .* or a non-string content"):
+        parse_messages([{"role": "user", "content": 3}], "w")
+    extra = parse_messages(json.dumps([{"role": "user", "content": "a", "name": "x"}]), "w")
+    assert extra == [{"role": "user", "content": "a"}]  # other keys dropped
+    bad = tmp_path / "split.jsonl"
+    bad.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": "a"}], "split": s})
+                             for s in ("train", "test")))
+    with pytest.raises(PromptFileError, match=r"split.jsonl: row 2: split 'test' is not 'train' or 'eval'"):
+        read_messages_file(bad)

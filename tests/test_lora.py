@@ -323,3 +323,28 @@ def test_a_tracker_whose_package_is_missing_is_skipped_with_a_warning(world, tmp
         train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=1, report_to=[absent]))
     assert f"the package of tracker(s) ['{absent}'] is not installed" in caplog.text
     assert not (tmp_path / "run" / "tracker").exists()
+
+
+def test_lora_options_reach_peft():
+    """r, alpha, dropout and the target modules of training.lora are those of the peft model: every adapted
+    module's dropout has p = 0.3 and its scale alpha / r. Pins an option dropped on the way (dropout left
+    at peft's default 0, alpha taken as r)."""
+    from transformers import GPTNeoXConfig
+
+    from bonbon.train import _wrap_lora
+
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=32, max_position_embeddings=32))
+    info: dict = {}
+    options = LoraOptions(enabled=True, r=2, alpha=6.0, dropout=0.3, target_modules=["query_key_value"])
+    wrapped = _wrap_lora(model, options, info)
+    config = wrapped.peft_config["default"]
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (2, 6.0, 0.3)
+    adapted = [m for name, m in wrapped.named_modules() if name.endswith("query_key_value") and hasattr(m, "lora_A")]
+    assert len(adapted) == 2
+    for module in adapted:
+        assert module.lora_dropout["default"].p == 0.3 and module.scaling["default"] == pytest.approx(3.0)
+    assert info["trainable_parameters"] == 2 * 2 * (16 + 48) and info["parameters"] > info["trainable_parameters"]
+    off = {}
+    assert _wrap_lora(model, LoraOptions(enabled=False, r=2, alpha=6.0, dropout=0.3, target_modules=[]), off) is model

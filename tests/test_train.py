@@ -533,3 +533,22 @@ def test_changed_run_sets_its_old_checkpoints_aside_and_trains_afresh(world, tmp
     assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("run.stale-*"))) == 1
     with pytest.raises(ValueError, match=r"config key training.on_config_change: 'keep' is not one of"):
         cfg(on_config_change="keep")
+
+
+def test_a_checkpoint_of_another_pair_count_or_setting_is_not_resumed():
+    """What keeps a checkpoint from being resumed: the number of examples (the pair file changed size) and a
+    result-affecting option, named with old -> new; a runtime option (eval_every, max_steps) does not.
+    Pins the example count left out of the check and a runtime key counted as a change."""
+    from dataclasses import asdict
+
+    from bonbon.train import RESUMABLE_CHANGES, _check_resumable
+
+    options = cfg()
+    state = {"config": asdict(options), "examples": 28}
+    assert _check_resumable(state, options, 28) == ""
+    assert _check_resumable(state, options, 27) == "examples: 28 -> 27"
+    other = cfg(learning_rate=2e-3, eval_every=7, max_steps=9)
+    assert _check_resumable(state, other, 28) == "learning_rate: 0.001 -> 0.002"
+    assert _check_resumable(state, other, 30) == "learning_rate: 0.001 -> 0.002, examples: 28 -> 30"
+    assert {"eval_every", "max_steps", "snapshot_every"} <= set(RESUMABLE_CHANGES)
+    assert not {"learning_rate", "loss", "beta", "alpha", "seed", "batch_size", "lora"} & set(RESUMABLE_CHANGES)

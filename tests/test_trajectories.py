@@ -122,3 +122,19 @@ def test_a_run_entry_can_replace_the_evaluated_checkpoints():
     config["evaluation"]["checkpoints"]["steps"] = [12]  # not on the snapshot grid of 8
     with pytest.raises(ConfigError, match="evaluation.checkpoints.steps: 12"):
         check_checkpoints(config, expand_runs(config))
+
+
+def test_validation_on_a_last_step_off_the_interval_and_no_snapshots_with_snapshot_every_0(world, tmp_path):  # noqa: F811
+    """5 steps, eval_every 2: validation after steps 2, 4 and the last, 5; snapshot_every 0 writes no
+    snapshot although checkpoints are written every 2 steps. Pins the final-step validation dropped,
+    validation at step % eval_every == 1, and snapshot_every 0 read as 'every checkpoint'."""
+    out = tmp_path / "run"
+    summary = train(world["model"], world["pairs"], world["ref"], out,
+                    cfg(max_steps=5, loss="ipo", validation_fraction=0.3, eval_every=2, snapshot_every=0,
+                        checkpoint_every=2))
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["step"].tolist() == [0, 1, 2, 3, 4]
+    assert metrics["val_loss"].notna().tolist() == [False, True, False, True, True]
+    assert summary["snapshot_steps"] == []
+    assert not any((out / "snapshots").glob("step-*")) if (out / "snapshots").exists() else True
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-000002", "step-000004"]
