@@ -45,8 +45,8 @@ def eval_ties(results: Path) -> pd.DataFrame:
     rows = []
     for path in sorted((results / "eval").glob("*.parquet")):
         table = pd.read_parquet(path)
-        if "opponent_reward" not in table.columns:
-            continue
+        if "opponent_reward" not in table.columns or path.stem.endswith("-reference"):
+            continue  # the reference's samples are their own opponents: ties by construction
         rows.append({"policy": path.stem, "rows": len(table),
                      "proxy_ties": float((table["reward"] == table["opponent_reward"]).mean()),
                      "judge_ties": float((table["judge_reward"] == table["opponent_judge_reward"]).mean()),
@@ -92,8 +92,13 @@ def samples(results: Path, policies: list[str], count: int = 4) -> str:
 def main(results: Path, dataset: str = "sentiment") -> None:
     rewards_path = results / "score" / dataset / "rewards.parquet"
     if rewards_path.exists():
+        rewards = pd.read_parquet(rewards_path)
         print("## Ties of the proxy (VADER) on the reference samples of the train prompts\n")
-        print(markdown(tie_table(pd.read_parquet(rewards_path), [2, 4, 8])))
+        print(markdown(tie_table(rewards, [2, 4, 8])))
+        from bonbon.scorers import textblob  # the judge never scores these: scored here to compare ties
+
+        print("\n## Ties the judge (TextBlob) would give the same samples\n")
+        print(markdown(tie_table(rewards.assign(reward=textblob(None, rewards["response"].tolist())), [2, 4, 8])))
     pairs = [(p.stem, len(pd.read_parquet(p))) for p in sorted((results / "pairs" / dataset).glob("n*.parquet"))]
     if pairs:
         print("\n## Pairs kept\n")
