@@ -15,7 +15,8 @@ import torch
 from bonbon.chat import render_prompt
 from bonbon.generate import generate_samples, sample_logps
 from bonbon.gguf_import import gguf_file, import_gguf
-from bonbon.models import load_policy, load_reward_model
+from bonbon.models import load_policy
+from bonbon.reward_functions import load_scorer
 from bonbon.sampling import SamplingConfig
 from bonbon.score import score_samples
 
@@ -78,7 +79,7 @@ def test_samples_scores_logprobs_and_the_end_of_turn(smollm2):
         expected = full.gather(-1, target[:, None])[len(prompt_ids) - 1:, 0].sum().item()
         assert logp == pytest.approx(expected, abs=2e-3)
     for name, column in (("vader", "reward"), ("textblob", "judge_reward")):
-        scorer, _ = load_reward_model({"function": f"bonbon.scorers:{name}"})
+        scorer, _ = load_scorer({"function": f"bonbon.scorers:{name}"})
         scored, _ = score_samples(samples, scorer, None, batch_size=4, column=column)
         values = scored[column].to_numpy()
         assert ((values >= -1) & (values <= 1)).all() and len(values) == 4
@@ -86,4 +87,4 @@ def test_samples_scores_logprobs_and_the_end_of_turn(smollm2):
 
     analyzer = SentimentIntensityAnalyzer()
     assert scored["response"].map(lambda t: analyzer.polarity_scores(t)["compound"]).tolist() == \
-        score_samples(samples, load_reward_model({"function": "bonbon.scorers:vader"})[0], None, 4)[0]["reward"].tolist()
+        score_samples(samples, load_scorer({"function": "bonbon.scorers:vader"})[0], None, 4)[0]["reward"].tolist()

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from bonbon.config import ConfigError, check_config, check_reward_functions, schema_errors
-from bonbon.models import load_reward_model
 from bonbon.pairs import select_pairs
-from bonbon.reward_functions import RewardFunction, check_reward_function
+from bonbon.reward_functions import RewardFunction, check_reward_function, load_scorer
 from bonbon.score import score_samples
 
 from conftest import REPO
@@ -63,13 +62,13 @@ def test_a_reward_function_scores_into_the_reward_column():
     samples = pd.DataFrame({"prompt_id": ["a", "a", "b"], "sample_idx": [0, 1, 0],
                             "prompt": ["\n\nHuman: Hi there\n\nAssistant:"] * 2 + ["\n\nHuman: Yo\n\nAssistant:"],
                             "response": [" one two three", " one", ""]})
-    model, tokenizer = load_reward_model({"function": "test_reward_functions:word_count", "scale": 2.0})
+    model, tokenizer = load_scorer({"function": "test_reward_functions:word_count", "scale": 2.0})
     assert tokenizer is None and isinstance(model, RewardFunction)
     out, counts = score_samples(samples, model, tokenizer, batch_size=2)
     assert out["reward"].tolist() == [6.0, 2.0, 0.0]
     assert counts == {"rows": 3, "prompt_cut": 0, "prompt_and_response_cut": 0}
     # the conversation, not the rendered prompt: HH text is parsed into turns
-    model, _ = load_reward_model({"function": "test_reward_functions:last_user_turn_length"})
+    model, _ = load_scorer({"function": "test_reward_functions:last_user_turn_length"})
     judged, _ = score_samples(samples, model, None, batch_size=8, column="judge_reward")
     assert judged["judge_reward"].tolist() == [8.0, 8.0, 2.0]
 

@@ -33,8 +33,9 @@ from tqdm.auto import tqdm
 from bonbon.batching import collate, pad_id
 from bonbon.chat import chat_sampling
 from bonbon.logprobs import sequence_logps
-from bonbon.models import load_policy, load_reward_model, load_tokenizer
+from bonbon.models import load_policy, load_tokenizer
 from bonbon.prompts import truncate_prompt_ids
+from bonbon.reward_functions import load_scorer
 from bonbon.sampling import SamplingConfig, end_token_ids, filter_logits, gumbel_sample, row_seed, stop_index
 from bonbon.score import score_samples
 from bonbon.tables import SAMPLE_COLUMNS
@@ -259,7 +260,7 @@ def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, devi
     it is a copy of ``reward`` and nothing is loaded. Returns the table and the judge's cut counts."""
     if judge_path == reward_path:
         return samples.assign(judge_reward=samples["reward"]), {"judge_is_reward_model": 1}
-    model, tokenizer = load_reward_model(judge_path, device)
+    model, tokenizer = load_scorer(judge_path, device)
     out, counts = score_samples(samples, model, tokenizer, batch_size, column="judge_reward", desc="judge")
     return out, {f"judge_{k}": v for k, v in counts.items() if k != "rows"}
 
@@ -287,7 +288,7 @@ def sample_and_score(policy_path: str, reference_path: str, reward_path: str, pr
         samples["reference_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size,
                                                  "reference log-probs")
     del model
-    reward_model, reward_tokenizer = load_reward_model(reward_path, device)
+    reward_model, reward_tokenizer = load_scorer(reward_path, device)
     samples, cut = score_samples(samples, reward_model, reward_tokenizer, batch_size)
     del reward_model  # the judge scores after the reward model is freed
     samples, judged = judge_samples(samples, judge_path or reward_path, reward_path, device, batch_size)

@@ -41,13 +41,9 @@ def load_policy(path: str | Path, device: str = "cpu", dtype: torch.dtype | None
     return load_causal_lm(path, device, dtype), load_tokenizer(path)
 
 
-def load_reward_model(path: str | Path | dict, device: str = "cpu") -> tuple[Any, Any]:
-    """A sequence-classification reward model (eval mode, on ``device``) and its tokenizer; a reward
-    function setting (``{function: ...}``, :mod:`bonbon.reward_functions`) gives it loaded and no tokenizer."""
-    from bonbon.reward_functions import RewardFunction, is_reward_function
-
-    if is_reward_function(path):
-        return RewardFunction(path), None
+def load_reward_model(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """A sequence-classification reward model (eval mode, on ``device``) and its tokenizer. (A reward
+    function setting, ``{function: ...}``, is loaded by :func:`bonbon.reward_functions.load_scorer`.)"""
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()

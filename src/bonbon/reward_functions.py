@@ -16,11 +16,13 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from bonbon.chat import hh_to_messages, parse_messages
+from bonbon.models import load_reward_model
 
 # what the check before any job scores: a positive, a negative and an empty response, and a chat prompt
 PROBE_CONVERSATIONS = [
@@ -116,3 +118,13 @@ def check_reward_function(setting: Mapping[str, Any], key: str) -> None:
     if first != again:
         raise RewardFunctionError(f"config key {key}: {function.spec} is not deterministic: the probe batch "
                                   f"scored {first}, then {again}")
+
+
+def load_scorer(setting: str | Path | Mapping[str, Any], device: str = "cpu") -> tuple[Any, Any]:
+    """What scores (prompt, response) rows for ``models.reward`` / ``models.judge``: a reward function
+    setting (``{function: ...}``) as a :class:`RewardFunction` and no tokenizer, else the reward model
+    and its tokenizer (:func:`bonbon.models.load_reward_model`). Here, not in models, so that models
+    does not import this module back (chat imports models)."""
+    if is_reward_function(setting):
+        return RewardFunction(setting), None
+    return load_reward_model(setting, device)

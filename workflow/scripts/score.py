@@ -3,7 +3,7 @@
 import pandas as pd
 
 from bonbon.jobs import setup_job
-from bonbon.models import load_reward_model
+from bonbon.reward_functions import load_scorer
 from bonbon.score import score_samples
 from bonbon.tables import SAMPLE_COLUMNS, read_table, write_parquet
 
@@ -15,7 +15,7 @@ if samples.empty:
     log.info("%s: empty shard, nothing to score", snakemake.input.samples)
     write_parquet(samples.assign(reward=pd.Series(dtype="float64")), snakemake.output.rewards)
 else:
-    model, tokenizer = load_reward_model(snakemake.params.model, device)
+    model, tokenizer = load_scorer(snakemake.params.model, device)
     rewards, counts = score_samples(samples, model, tokenizer, snakemake.params.runtime["batch_size"])
     limit = f" (max length {tokenizer.model_max_length})" if tokenizer is not None else ""
     log.info("scored with %s%s: %s", snakemake.params.model, limit, counts)
