@@ -127,7 +127,7 @@ def test_bad_preference_rows_are_named_up_front():
 def run_config(n: int | None, build_pairs: bool | None = None, runs: list | None = None) -> dict:
     dataset = {"source": "hf", "path": "data", "format": "trl", **({"n": n} if n else {}),
                **({} if build_pairs is None else {"build_pairs": build_pairs})}
-    return {"datasets": {"prefs": dataset}, "n_values": [2, 4], "training": {"lora": {"enabled": False}},
+    return {"datasets": {"prefs": dataset}, "n_values": [2, 4], "training": {"lora": {"enabled": False}, "seed": 0},
             "evaluation": {"checkpoints": {}},
             "runs": runs or [{"loss": "bonbon", "source": "original", "beta": ["auto"], "alpha": [0.005],
                               "training": {}}]}
