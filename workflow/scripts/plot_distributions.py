@@ -1,4 +1,4 @@
-"""The reward and length distributions of every evaluated policy."""
+"""The reward and length distributions of every final policy (the reference, best-of-n, each run's final model)."""
 
 from pathlib import Path
 
