@@ -54,10 +54,13 @@ rule model_cards:
                 for k in ("temperature", "top_k", "top_p", "max_new_tokens")
             }
         ),
-        config=canonical(config),
-        # the command as the main process was started: a derived param (it takes input), so another
-        # command line alone does not rewrite the cards
-        command=lambda wc, input: shlex.join(["snakemake", *sys.argv[1:]]),
+        # the config and the command as the main process was started, for the card's text only: a
+        # function of threads (runtime), which Snakemake leaves out of its params comparison, so a
+        # setting that changes no result, or another command line, does not rewrite the cards
+        provenance=lambda wc, threads: {
+            "config": canonical(config),
+            "command": shlex.join(["snakemake", *sys.argv[1:]]),
+        },
         code=code("model_cards.py"),
     script:
         "../scripts/model_cards.py"
