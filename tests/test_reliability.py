@@ -424,7 +424,7 @@ def test_a_changed_result_setting_reruns_exactly_what_follows_and_the_run_retrai
     config = yaml.safe_load((run / "test-config.yaml").read_text())
     config["training"]["learning_rate"] = 2e-4
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(run) == {"train": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1, "model_cards": 1,
+    assert dry_run_jobs(run) == {"train": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
                                  "plot_frontier": 1, "plot_distributions": 1, "plot_training": 1}
     run_workflow(run, config)  # the run's checkpoints were written at lr 1e-4: set aside, not resumed
     (stale,) = (run / "results" / "models").glob(f"{name}.stale-*")
@@ -445,7 +445,7 @@ def test_adding_an_n_computes_only_what_is_new_and_moves_no_estimate(finished, t
     config["runs"] = [{**config["runs"][0], "n": [2]}]  # the existing run alone: n = 4 adds best-of-4
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
     assert dry_run_jobs(run) == {"generate": 1, "score": 1, "gather_samples": 1, "gather_rewards": 1, "pairs": 1,
-                                 "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1, "model_cards": 1,
+                                 "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
                                  "plot_frontier": 1, "plot_distributions": 1}
     kept = {path: path.read_bytes() for pattern in ("eval/local-*.parquet", "pairs/local/*.parquet",
                                                     "score/local/shards/*/*.parquet", "samples/*.parquet",
@@ -474,7 +474,7 @@ def test_raising_the_opponents_draws_only_the_new_block(finished, tmp_path):
     config["evaluation"]["opponents"] = 32
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
     # evaluate: the reference, best-of-2 and the run's final model, each against all 32
-    assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 3, "summary": 1, "model_cards": 1,
+    assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 3, "summary": 1,
                                  "plot_frontier": 1, "plot_distributions": 1}
     kept = {path: path.read_bytes() for path in (run / "results" / "samples").glob("*.parquet")}
     assert len(kept) == 3 + 4  # the reference's and the run's samples, best-of-2's candidates, opponents 0-2 ... 8-16
@@ -516,7 +516,7 @@ def test_changed_package_code_reruns_the_rules_that_run_it(finished, tmp_path):
     # code: the rules whose scripts import bonbon.metrics (through bonbon.evaluate) rerun, and what
     # follows them; generation, scoring, pairs, training and sampling (bonbon.sampling) do not
     metrics.write_text(source + "\nVERSION = 2\n")
-    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "model_cards": 1, "plot_frontier": 1, "plot_distributions": 1}
+    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "plot_frontier": 1, "plot_distributions": 1}
     # after an upgrade known to change no result, --touch accepts the existing outputs
     assert snakemake(run, "--touch", "--configfile", str(run / "test-config.yaml"), repo=repo).returncode == 0
     assert dry_run_jobs(run, repo=repo) == {}
