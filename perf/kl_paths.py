@@ -1,0 +1,86 @@
+"""KL(π_θ ‖ π_ref) along each alignment run's training path, measured at every saved snapshot on the
+*validation* prompts (the train-split prompts `training.validation_fraction` holds out of training),
+never on the evaluation prompts: the tool that chooses `evaluation.checkpoints`, so that two evaluated
+points bracket best-of-n's KL (log n − (n − 1)/n) within max(0.5, that KL) nats.
+
+Train the runs with a snapshot every step first (`training.snapshot_every: 1`), then:
+
+    python perf/kl_paths.py results --samples 4 --max-step 40
+
+It prints, per run, the KL estimate (mean of log π_θ(y) − log π_ref(y) over samples from π_θ, with its
+SE) at each snapshot, and the steps where the path crosses its n's best-of-n KL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bonbon.generate import generate_samples, sample_logps
+from bonbon.metrics import kl_estimate
+from bonbon.models import load_policy
+from bonbon.sampling import SamplingConfig
+from bonbon.train import split_validation
+
+
+def validation_prompts(prompts: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    train = prompts[prompts["split"] == "train"]
+    _, held_out = split_validation([{"prompt_id": p} for p in train["prompt_id"]], fraction)
+    return train[train["prompt_id"].isin({e["prompt_id"] for e in held_out})]
+
+
+def bon_kl(n: int) -> float:
+    return math.log(n) - (n - 1) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--samples", type=int, default=4, help="responses per validation prompt and snapshot")
+    ap.add_argument("--max-step", type=int, default=40, help="snapshots after this step are skipped")
+    ap.add_argument("--fraction", type=float, default=0.1, help="training.validation_fraction")
+    ap.add_argument("--runs", nargs="*", help="run names (default: every run under results/models)")
+    ap.add_argument("--out", type=Path, help="CSV of (run, step, kl, kl_se)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    prompts = validation_prompts(pd.read_parquet(args.results / "prompts" / "toy.parquet"), args.fraction)
+    cfg = SamplingConfig(n=args.samples, max_new_tokens=64, seed=12345)
+    reference, reference_tokenizer = load_policy(args.results / "models" / "sft")
+    rows = []
+    runs = args.runs or sorted(p.name for p in (args.results / "models").iterdir() if p.name.startswith("toy-n"))
+    for run in runs:
+        n = int(run.split("-n")[1].split("-")[0])
+        snapshots = sorted((args.results / "models" / run / "snapshots").glob("step-*"))
+        path = [(0, 0.0, 0.0)]
+        for snapshot in snapshots:
+            step = int(snapshot.name.split("-")[1])
+            if step > args.max_step:
+                break
+            model, tokenizer = load_policy(snapshot)
+            samples, _ = generate_samples(model, tokenizer, prompts, cfg)
+            policy = sample_logps(model, tokenizer, samples, cfg.max_prompt_length)
+            ref = sample_logps(reference, reference_tokenizer, samples, cfg.max_prompt_length)
+            kl, se = kl_estimate(policy, ref, groups=samples["prompt_id"].to_numpy())
+            path.append((step, float(kl), float(se)))
+            rows.append({"run": run, "n": n, "step": step, "kl": kl, "kl_se": se})
+        target = bon_kl(n)
+        steps = [f"{s}:{k:.2f}" for s, k, _ in path]
+        crossing = next(((a, b) for a, b in zip(path, path[1:], strict=False) if a[1] <= target < b[1]), None)
+        note = "never crosses" if crossing is None else (
+            f"crosses {target:.3f} between step {crossing[0][0]} ({crossing[0][1]:.3f}) and "
+            f"{crossing[1][0]} ({crossing[1][1]:.3f}), width {crossing[1][1] - crossing[0][1]:.3f} "
+            f"(bracket {max(0.5, target):.3f})")
+        print(f"{run}: {' '.join(steps)}\n  {note}", flush=True)
+    if args.out:
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+    print(f"{len(prompts)} validation prompts x {args.samples} samples per snapshot; "
+          f"mean SE {np.mean([r['kl_se'] for r in rows]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
