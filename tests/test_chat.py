@@ -277,17 +277,38 @@ def test_a_response_too_long_to_fit_keeps_one_token_before_it_then_its_start(tok
 
 
 def test_end_of_turn_ids_of_hub_templates(hub_like):
-    """ChatML's <|im_end|> is EOS (one id); Llama-3's <|eot_id|> is found in the template beside EOS; a
-    start-of-turn token (<|im_start|>, <|start_header_id|>) never is. Pins the "end"/"eot" name check."""
+    """ChatML's <|im_end|> is EOS (one id); Llama-3's <|eot_id|> is found in the template beside EOS; the
+    token every turn opens with (<|im_start|>, <|start_header_id|>) ends a response too, last; the other
+    header token (<|end_header_id|>, written after content in the generation prompt) never does. Pins the
+    "end"/"eot" name check and the start-of-turn search."""
     chatml, llama3 = hub_like["chatml"], hub_like["llama3"]
-    assert end_of_turn_ids(chatml) == (chatml.convert_tokens_to_ids("<|im_end|>"),)
+    im_end, im_start = chatml.convert_tokens_to_ids("<|im_end|>"), chatml.convert_tokens_to_ids("<|im_start|>")
+    assert end_of_turn_ids(chatml) == (im_end, im_start)
     assert end_of_turn_ids(llama3) == (llama3.convert_tokens_to_ids("<|endoftext|>"),
-                                       llama3.convert_tokens_to_ids("<|eot_id|>"))
+                                       llama3.convert_tokens_to_ids("<|eot_id|>"),
+                                       llama3.convert_tokens_to_ids("<|start_header_id|>"))
     assert chat_sampling(SamplingConfig(n=2), llama3).stop_token_ids == end_of_turn_ids(llama3)
     scalar = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=301))  # one id, not a list
-    assert end_of_turn_ids(chatml, scalar) == (chatml.convert_tokens_to_ids("<|im_end|>"), 301)
+    assert end_of_turn_ids(chatml, scalar) == (im_end, 301, im_start)
     rendered = render_prompt(chatml, [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
     assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_response_that_opens_a_new_turn_ends_there(hub_like):
+    """A ChatML model that samples <|im_start|> before <|im_end|> (SmolLM2 at temperature 1) has begun a
+    new turn: the response ends at it, finished, the id kept (its log-prob is the policy's), the text without
+    it and without what would follow."""
+    tok = hub_like["chatml"]
+    words = tok(" Sure, check it.", add_special_tokens=False)["input_ids"]
+    im_start = tok.convert_tokens_to_ids("<|im_start|>")
+    user = tok("user\nMore?", add_special_tokens=False)["input_ids"]
+    prompts = pd.DataFrame({"prompt_id": ["p"], "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
+                            "messages": ['[{"role": "user", "content": "Hi"}]']})
+    model = ScriptedModel([*words, im_start, *user, tok.eos_token_id], len(tok))
+    samples, counts = generate_samples(model, tok, prompts, SamplingConfig(n=1, max_new_tokens=40))
+    row = samples.iloc[0]
+    assert list(row["response_ids"]) == [*words, im_start] and bool(row["finished"]) and counts["unfinished"] == 0
+    assert row["response"] == " Sure, check it." and row["n_tokens"] == len(words)
 
 
 def test_a_system_message_with_several_user_turns():

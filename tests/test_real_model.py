@@ -58,15 +58,16 @@ def test_samples_scores_logprobs_and_the_end_of_turn(smollm2):
     samples, counts = generate_samples(model, tokenizer, prompts, cfg)
     assert len(samples) == 4 and counts["samples"] == 4
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    stops = {end, tokenizer.convert_tokens_to_ids("<|im_start|>")}
     assert counts["unfinished"] < 4, samples  # a one-word answer ends well inside 16 tokens
     for row in samples.itertuples():
         ids = list(row.response_ids)
-        # <|im_end|> is sampled (and kept in the ids whose log-prob is taken) on a finished response only,
-        # and is never part of the text; an unfinished one stops at the token limit. (At temperature 1
-        # SmolLM2 sometimes samples <|im_start|> without <|im_end|> first, and the response goes on into
-        # a new turn: seen here, "shutton<|im_start|>citre", seed 0, n 3, 24 tokens; not a stop token yet.)
-        assert row.finished == (ids[-1] == end) and end not in ids[:-1]
-        assert "<|im_end|>" not in row.response
+        # <|im_end|> (or <|im_start|>: at temperature 1 SmolLM2 sometimes opens a new turn without ending
+        # its own, "shutton<|im_start|>citre", seed 0, n 3, 24 tokens) is sampled, and kept in the ids whose
+        # log-prob is taken, on a finished response only, and is never part of the text; an unfinished one
+        # stops at the token limit
+        assert row.finished == (ids[-1] in stops) and not stops & set(ids[:-1])
+        assert "<|im_end|>" not in row.response and "<|im_start|>" not in row.response
         assert row.finished or len(ids) == cfg.max_new_tokens
     # the sampler's tokens' log-probs against one full forward of prompt + response
     logps = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size=4)

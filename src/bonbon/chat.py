@@ -229,7 +229,28 @@ def end_of_turn_ids(tokenizer: Any, model: Any = None) -> tuple[int, ...]:
     for token in getattr(tokenizer, "all_special_tokens", []):
         if after.startswith(token) and any(k in token.lower() for k in ("end", "eot")):
             ids.append(int(tokenizer.convert_tokens_to_ids(token)))
+    start = _turn_start_token(tokenizer)
+    if start is not None:
+        ids.append(int(tokenizer.convert_tokens_to_ids(start)))
     return tuple(dict.fromkeys(ids))
+
+
+def _turn_start_token(tokenizer: Any) -> str | None:
+    """The special token every turn of the template opens with (ChatML's <|im_start|>, Llama-3's
+    <|start_header_id|>), or None where the turns open with their role's own token (the toy's <|user|>,
+    <|assistant|>). A response that samples it has begun a new turn without ending its own (SmolLM2 does
+    at temperature 1: "shutton<|im_start|>citre"), so it ends there too."""
+    if not has_chat_template(tokenizer):
+        return None
+    user = [{"role": "user", "content": "Hi"}]
+    try:
+        bare, opened = _apply(tokenizer, user, generation=False), _apply(tokenizer, user)
+    except Exception:  # a template that cannot render a lone user turn: no start token to find
+        return None
+    generation_prompt = opened[len(bare):] if opened.startswith(bare) else ""
+    # the token the assistant's turn opens with, where the user's turn holds it too (not a role's own token)
+    found = [t for t in getattr(tokenizer, "all_special_tokens", []) if generation_prompt.startswith(t) and t in bare]
+    return max(found, key=len) if found else None
 
 
 def _after_assistant_content(tokenizer: Any) -> str:
