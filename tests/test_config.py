@@ -3,11 +3,10 @@ import copy
 import pytest
 import yaml
 
-from bonbon.config import ConfigError, check_config, check_hub_ids, schema_errors
+from bonbon.config import SCHEMA, ConfigError, check_config, check_hub_ids, schema_errors
 
 from conftest import REPO, run_workflow
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 TOY = "toy"
-# the one statement of every key, bound and default; the package lives in the workflow's checkout
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# the one statement of every key, bound and default: package data (pyproject.toml's package-data), so
+# an installed package carries it; a path on disk (the package is installed as files, not zipped), which
+# the workflow hands to Snakemake's validate
+SCHEMA = Path(str(resources.files("bonbon") / "schemas" / "config.schema.yaml"))
 
 
 class ConfigError(ValueError):

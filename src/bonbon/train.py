@@ -82,7 +82,7 @@ class TrainConfig:
     """One run: its objective and the loop settings of the config's ``training`` block.
 
     Every loop setting's default and bound is stated once, in the schema (``definitions.training`` of
-    workflow/schemas/config.schema.yaml): build a TrainConfig with :func:`config_from_dict`, which
+    src/bonbon/schemas/config.schema.yaml): build a TrainConfig with :func:`config_from_dict`, which
     checks a mapping against it and fills what is unset. batch_size counts pairs per micro-batch and
     process: an optimizer step sees batch_size * gradient_accumulation_steps * processes pairs.
     max_steps, when set, overrides epochs. snapshot_every None means every checkpoint_every, 0 none.
