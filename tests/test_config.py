@@ -14,6 +14,17 @@ def test_default_config_is_valid():
     assert schema_errors(DEFAULT, SCHEMA) == []
 
 
+def test_the_schema_is_package_data():
+    """SCHEMA is a file of the package that pyproject.toml ships with it, so an installed package (not
+    only a checkout) has its schema."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    assert SCHEMA.is_file() and SCHEMA.relative_to(REPO / "src" / "bonbon").as_posix() == "schemas/config.schema.yaml"
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch.fnmatch("schemas/config.schema.yaml", pattern) for pattern in package_data["bonbon"])
+
+
 @pytest.mark.parametrize(
     ("change", "key", "message"),
     [
