@@ -192,12 +192,12 @@ def test_messages_file(tmp_path):
 def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
     import yaml
 
-    from bonbon.config import hub_ids, schema_errors
+    from bonbon.config import SCHEMA, hub_ids, schema_errors
 
     from conftest import REPO, run_workflow
 
     config = yaml.safe_load((REPO / "config" / name).read_text())
-    assert schema_errors(config, REPO / "workflow" / "schemas" / "config.schema.yaml") == []
+    assert schema_errors(config, SCHEMA) == []
     result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     for rule in ("prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "evaluate", "summary",
                  "plot_judge"):

@@ -3,16 +3,26 @@ import copy
 import pytest
 import yaml
 
-from bonbon.config import ConfigError, check_config, check_hub_ids, schema_errors
+from bonbon.config import SCHEMA, ConfigError, check_config, check_hub_ids, schema_errors
 
 from conftest import REPO, run_workflow
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
 def test_default_config_is_valid():
     assert schema_errors(DEFAULT, SCHEMA) == []
+
+
+def test_the_schema_is_package_data():
+    """SCHEMA is a file of the package that pyproject.toml ships with it, so an installed package (not
+    only a checkout) has its schema."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    assert SCHEMA.is_file() and SCHEMA.relative_to(REPO / "src" / "bonbon").as_posix() == "schemas/config.schema.yaml"
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch.fnmatch("schemas/config.schema.yaml", pattern) for pattern in package_data["bonbon"])
 
 
 @pytest.mark.parametrize(

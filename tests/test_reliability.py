@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonbon.config import coerce_config, schema_errors
+from bonbon.config import SCHEMA, coerce_config, schema_errors
 
 from conftest import REPO
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 

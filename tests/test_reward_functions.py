@@ -6,14 +6,13 @@ import math
 import pandas as pd
 import pytest
 
-from bonbon.config import ConfigError, check_config, check_reward_functions, schema_errors
+from bonbon.config import SCHEMA, ConfigError, check_config, check_reward_functions, schema_errors
 from bonbon.pairs import select_pairs
 from bonbon.reward_functions import RewardFunction, check_reward_function, load_scorer
 from bonbon.score import score_samples
 
 from conftest import REPO
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 CALLS = []
 
 

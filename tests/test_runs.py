@@ -4,13 +4,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from bonbon.config import ConfigError, schema_errors
+from bonbon.config import SCHEMA, ConfigError, schema_errors
 from bonbon.runs import expand_runs, is_lora_run, replicates, run_name
 from bonbon.theory import beta_star
 
 from conftest import REPO
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def base(**changes):

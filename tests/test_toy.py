@@ -9,10 +9,9 @@ import yaml
 from snakemake.utils import validate
 
 from bonbon import toy
+from bonbon.config import SCHEMA
 
 from conftest import REPO
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def default_filler() -> toy.Filler:

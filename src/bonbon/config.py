@@ -6,14 +6,19 @@ that a bad config stops the workflow with the key that is wrong and why.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 TOY = "toy"
-# the one statement of every key, bound and default; the package lives in the workflow's checkout
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# the one statement of every key, bound and default: package data (pyproject.toml's package-data), so
+# an installed package carries it; a path on disk (the package is installed as files, not zipped), which
+# the workflow hands to Snakemake's validate
+SCHEMA = Path(str(resources.files("bonbon") / "schemas" / "config.schema.yaml"))
 
 
 class ConfigError(ValueError):
@@ -49,6 +54,42 @@ def _default(spec: dict[str, Any]) -> Any:
     if "properties" in spec:
         return {**spec.get("default", {}), **{key: _default(sub) for key, sub in spec["properties"].items()}}
     return spec["default"]
+
+
+def marked_keys(mark: str, schema: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The dotted config keys whose schema carries ``mark: true``, in schema order (the package's schema
+    by default; ``x-runtime``: changes how a job runs, not what it computes; ``x-resumable``: a training
+    key a run's checkpoints are resumed across).
+
+    A nested object's keys are dotted (``scoring.batch_size``), a list's entries' keys follow ``[]``
+    (``runs[].training.log_every``); a ``$ref`` is followed with the keys beside it merged in, so a
+    definition's marks show under every key that refers to it (``training``, ``sft.training``).
+    """
+    if schema is None:
+        return _package_marked_keys(mark)
+    return tuple(_marked(schema, schema, mark, ""))
+
+
+@functools.cache
+def _package_marked_keys(mark: str) -> tuple[str, ...]:
+    return marked_keys(mark, load_schema())  # read once per process: rerun and train ask at import
+
+
+def _marked(schema: dict, root: dict, mark: str, prefix: str) -> Iterator[str]:
+    schema = _resolve(schema, root)
+    for key, sub in schema.get("properties", {}).items():
+        name = f"{prefix}.{key}" if prefix else key
+        if _resolve(sub, root).get(mark) is True:
+            yield name
+        yield from _marked(sub, root, mark, name)
+    if isinstance(schema.get("items"), dict):
+        yield from _marked(schema["items"], root, mark, f"{prefix}[]")
+
+
+def training_keys(mark: str, schema: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The keys of a training block that carry ``mark`` (``log_every``), in schema order: the shared
+    ``training`` block's, which ``sft.training`` and ``runs[].training`` share (one definition)."""
+    return tuple(key.removeprefix("training.") for key in marked_keys(mark, schema) if key.startswith("training."))
 
 
 def _resolve(schema: dict, root: dict) -> dict:

@@ -6,7 +6,8 @@ Snakemake (9) reruns a job whose params differ from those recorded with its outp
 ``resources`` are left out of that comparison. The rules therefore pass two kinds of params: the
 settings that change results, made :func:`canonical` (sorted keys; the config's numbers already have
 one type, see :func:`bonbon.config.coerce_config`), and the settings that only change how a job runs
-(:data:`RUNTIME_KEYS`), through a function of ``threads``. ``config/README.md`` lists the latter.
+(:data:`RUNTIME_KEYS`, marked ``x-runtime`` in the schema), through a function of ``threads``.
+``config/README.md`` lists the latter.
 Package code is not tracked by Snakemake at all (only a rule's script, by its mtime): each rule has
 a ``code`` param, :func:`code_version` of its script.
 """
@@ -19,27 +20,16 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from bonbon.config import marked_keys, training_keys
+
 # Config keys that change how a job runs but not what it computes (beyond float rounding where the
-# order of sums or the device changes): changing them reruns nothing.
-RUNTIME_KEYS = (
-    "device",
-    "scoring.batch_size",
-    "evaluation.batch_size",
-    "accelerate.config_file",
-    "check_hub",
-    "training.log_every",
-    "training.checkpoint_every",
-    "training.keep_checkpoints",
-    "training.checkpoints_after_training",
-    "training.gradient_checkpointing",
-    "training.on_config_change",
-    "training.eval_every",
-    "training.report_to",
-    "training.tracker_dir",
-    "training.tracker_project",
+# order of sums or the device changes): changing them reruns nothing. The schema marks them (x-runtime);
+# a training block's are named once, as training.*: sft.training and runs[].training take the same
+RUNTIME_KEYS = tuple(
+    key for key in marked_keys("x-runtime") if not key.startswith(("sft.training.", "runs[].training."))
 )
 # the training keys among them, in every training block (training, sft.training, runs[i].training)
-RUNTIME_TRAINING_KEYS = tuple(k.split(".", 1)[1] for k in RUNTIME_KEYS if k.startswith("training."))
+RUNTIME_TRAINING_KEYS = training_keys("x-runtime")
 
 
 def canonical(value: Any) -> Any:

@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate_pairs, pad_id, tokenize_pairs, tokenize_sft
-from bonbon.config import schema_errors, training_defaults
+from bonbon.config import schema_errors, training_defaults, training_keys
 from bonbon.logprobs import sequence_logps
 from bonbon.losses import LOSSES
 from bonbon.models import load_causal_lm, load_tokenizer
@@ -55,10 +55,9 @@ log = logging.getLogger(__name__)
 __all__ = ["LoraOptions", "TrainConfig", "attach_reference", "config_from_dict", "launch_command", "launch_or_train", "sft",
            "train"]
 
-# fields a resumed run may change without changing what is computed
-RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "checkpoints_after_training", "log_every", "epochs",
-                     "max_steps", "snapshot_every", "eval_every", "report_to", "tracker_dir", "tracker_project",
-                     "gradient_checkpointing", "on_config_change"}
+# fields a resumed run may change without changing what is computed: the training keys the schema marks
+# x-runtime (they change no result) or x-resumable (where the run ends, which steps write snapshots)
+RESUMABLE_CHANGES = {*training_keys("x-runtime"), *training_keys("x-resumable")}
 SUMMARY_FILE = "train_summary.json"
 ADAPTER_DIR = "adapter"  # a LoRA policy's peft adapter, beside its merged weights
 ONE_WEIGHTS_FILE = "10TB"  # max_shard_size of a saved policy: model.safetensors, never shards
@@ -82,7 +81,7 @@ class TrainConfig:
     """One run: its objective and the loop settings of the config's ``training`` block.
 
     Every loop setting's default and bound is stated once, in the schema (``definitions.training`` of
-    workflow/schemas/config.schema.yaml): build a TrainConfig with :func:`config_from_dict`, which
+    src/bonbon/schemas/config.schema.yaml): build a TrainConfig with :func:`config_from_dict`, which
     checks a mapping against it and fills what is unset. batch_size counts pairs per micro-batch and
     process: an optimizer step sees batch_size * gradient_accumulation_steps * processes pairs.
     max_steps, when set, overrides epochs. snapshot_every None means every checkpoint_every, 0 none.

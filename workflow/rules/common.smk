@@ -32,7 +32,8 @@ from bonbon.rerun import canonical, code_version, result_training, runtime_train
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
 from bonbon.sampling import sample_blocks
 
-SCHEMA = str(bonbon_config.SCHEMA)  # the package and the workflow read the one schema
+# the package's schema (package data): the package and the workflow read the one file
+SCHEMA = str(bonbon_config.SCHEMA)
 
 # A bad config stops here, before any job, naming the key and what is wrong. Values given as text
 # (--config passes strings; YAML 1.1 reads 1e-4 as one) are first read as the type the schema wants.
