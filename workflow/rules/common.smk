@@ -25,12 +25,18 @@ envvars:
 
 import bonbon.config as bonbon_config
 from bonbon.config import TOY
-from bonbon.evaluate import candidate_samples
+from bonbon.policies import (
+    SAMPLES_DIR,
+    Kind,
+    block_names,
+    block_range,
+    catalog,
+    samples_path,
+)
 from bonbon.gguf_import import IMPORTED, gguf_file, imported_dir, imported_name, is_gguf
 from bonbon.reward_functions import is_reward_function
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
-from bonbon.sampling import sample_blocks
 
 # the package's schema (package data): the package and the workflow read the one file
 SCHEMA = str(bonbon_config.SCHEMA)
@@ -73,17 +79,7 @@ N_VALUES = sorted(config["n_values"])
 
 # Samples are drawn and scored in blocks of sample indices [0, 2), [2, 4), [4, 8), ... (bonbon.sampling.
 # sample_blocks), each by its own jobs: a larger n adds blocks and leaves the existing ones, and every
-# pair file, run and estimate computed from them, as they are.
-def block_names(n):
-    """The blocks, named 'first-stop', that hold samples 0 ... n-1 of a prompt."""
-    return ["{}-{}".format(*block) for block in sample_blocks(n)]
-
-
-def block_range(name):
-    first, stop = name.split("-")
-    return int(first), int(stop)
-
-
+# pair file, run and estimate computed from them, as they are (bonbon.policies.block_names).
 BLOCKS = block_names(max(N_VALUES))
 try:
     RUNS = expand_runs(config)
@@ -91,48 +87,12 @@ try:
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
-# Every policy the evaluation compares, per dataset: the reference, best-of-n for each n, trained runs.
-POLICIES = {}
-for _dataset in DATASETS:
-    POLICIES[f"{_dataset}-reference"] = {"dataset": _dataset, "kind": "reference"}
-    for _n in N_VALUES:
-        POLICIES[f"{_dataset}-bon-n{_n}"] = {
-            "dataset": _dataset,
-            "kind": "best_of_n",
-            "n": _n,
-        }
-# best-of-n's draws on the eval prompts, sampled as the reference's candidates k + p*k + j (position p,
-# replicate j < k; bonbon.evaluate), in blocks of positions like the generation's blocks
-CANDIDATES = {
-    f"{_dataset}-bon-candidates{_block}": {
-        "dataset": _dataset,
-        "kind": "candidates",
-        "positions": block_range(_block),
-    }
-    for _dataset in DATASETS
-    for _block in BLOCKS
-}
-# the opponents of every evaluated sample: M = evaluation.opponents more reference draws per eval prompt,
-# samples 0 ... M-1 of their own stream (sampling_stream), disjoint from the reference's own k samples
-# and from best-of-n's candidates, in blocks of sample indices so that raising M draws only new blocks
-OPPONENTS = {
-    f"{_dataset}-opponents{_block}": {
-        "dataset": _dataset,
-        "kind": "opponents",
-        "samples": block_range(_block),
-    }
-    for _dataset in DATASETS
-    for _block in block_names(config["evaluation"]["opponents"])
-}
-for _run, _spec in RUNS.items():
-    POLICIES[_run] = {
-        "dataset": _spec["dataset"],
-        "kind": "trained",
-        "loss": _spec["loss"],
-        "n": _spec["n"],
-        "beta": _spec["beta"],
-        "alpha": _spec["alpha"],
-    }
+# Every policy the evaluation samples from or compares (bonbon.policies): per dataset the reference,
+# best-of-n for each n, the trained runs' final models, best-of-n's candidates (more draws of the
+# reference's stream, sampled as its candidates k + p*k + j, in blocks of positions like the
+# generation's blocks) and the M = evaluation.opponents opponents every sample is compared with (in
+# blocks of their own stream, so that raising M draws only new blocks); checkpoints {run}-step{S} by name.
+POLICIES = catalog(DATASETS, N_VALUES, config["evaluation"]["opponents"], RUNS)
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -176,10 +136,7 @@ wildcard_constraints:
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     # the final policies, best-of-n's candidate blocks, and a run's evaluated checkpoints {run}-step{S}
-    policy="|".join(
-        [re.escape(p) for p in [*POLICIES, *CANDIDATES, *OPPONENTS]]
-        + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
-    ),
+    policy=POLICIES.name_pattern(),
 
 
 # where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
@@ -328,21 +285,12 @@ def sft_input():
     return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
 
 
-CHECKPOINT_POLICY = re.compile(r"^(?P<run>.+)-step(?P<step>[0-9]+)$")
-
-
 def policy_spec(policy):
-    """What a policy is: POLICIES' entry, or for a checkpoint {run}-step{S} its run's with run and step."""
-    if policy in POLICIES:
+    """The bonbon.policies.Policy a {policy} wildcard names (a checkpoint {run}-step{S} included)."""
+    try:
         return POLICIES[policy]
-    if policy in CANDIDATES:
-        return CANDIDATES[policy]
-    if policy in OPPONENTS:
-        return OPPONENTS[policy]
-    match = CHECKPOINT_POLICY.match(policy)
-    if not match or match["run"] not in RUNS:
-        raise WorkflowError(f"unknown policy {policy!r}")
-    return {**POLICIES[match["run"]], "run": match["run"], "step": int(match["step"])}
+    except KeyError as error:
+        raise WorkflowError(error.args[0])
 
 
 def run_progress(run):
@@ -351,78 +299,36 @@ def run_progress(run):
 
 
 def evaluated_policies():
-    """Every policy the summary compares, with its spec: POLICIES and the runs' evaluated checkpoints,
-    every trained one with its run and step (each run's train summary read once)."""
-    specs = {}
-    for policy, spec in POLICIES.items():
-        if spec["kind"] != "trained":
-            specs[policy] = spec
+    """Every policy the summary compares: the final ones and the runs' evaluated checkpoints, every
+    trained one with its run and step (each run's train summary read once)."""
+    policies = {}
+    for name, policy in POLICIES.finals.items():
+        if policy.kind != Kind.TRAINED:
+            policies[name] = policy
             continue
-        progress = run_progress(policy)
-        specs[policy] = {**spec, "run": policy, "step": progress["steps"]}
+        progress = run_progress(name)
+        policies[name] = policy.at_step(progress["steps"])
         steps = checkpoint_steps(
-            RUNS[policy]["checkpoints"],
+            RUNS[name]["checkpoints"],
             progress["steps"],
             progress.get("snapshot_steps", []),
         )
-        specs.update(
-            {
-                f"{policy}-step{step}": policy_spec(f"{policy}-step{step}")
-                for step in steps
-            }
-        )
-    return specs
+        for step in steps:
+            snapshot = POLICIES.checkpoint(name, step)
+            policies[snapshot.name] = snapshot
+    return policies
 
 
 def summary_specs(wildcards):
-    """policy -> spec for the summary (see evaluated_policies)."""
-    return evaluated_policies()
-
-
-def policy_model(policy):
-    """The directory of a trained policy's model: a run's final model or one of its snapshots."""
-    spec = policy_spec(policy)
-    if "step" in spec:
-        return "results/models/{}/snapshots/step-{:06d}".format(
-            spec["run"], spec["step"]
-        )
-    return f"results/models/{policy}"
-
-
-def samples_from_reference(policy):
-    """Whether a policy's samples are the reference's: its own, best-of-n's candidates or the opponents."""
-    return policy_spec(policy)["kind"] in ("reference", "candidates", "opponents")
-
-
-def sample_range(wildcards):
-    """(first, stop): the sample indices drawn on every eval prompt; k = samples_per_prompt for each
-    policy, best-of-n's candidates after the reference's k (bonbon.evaluate.candidate_samples), the
-    opponents' block in their own stream.
-    """
-    spec, k = policy_spec(wildcards.policy), config["evaluation"]["samples_per_prompt"]
-    if "samples" in spec:  # a block of the opponents
-        return spec["samples"]
-    return candidate_samples(spec["positions"], k) if "positions" in spec else (0, k)
-
-
-def sampling_stream(wildcards):
-    """Whose random numbers a policy's samples use (bonbon.sampling.policy_seed): the candidates are
-    more draws of the reference's stream, at other sample indices; the opponents' blocks share a stream
-    of their own, {dataset}-opponents."""
-    spec = policy_spec(wildcards.policy)
-    if spec["kind"] == "opponents":
-        return "{}-opponents".format(spec["dataset"])
-    return (
-        "{}-reference".format(spec["dataset"])
-        if spec["kind"] == "candidates"
-        else wildcards.policy
-    )
+    """policy -> spec (Policy.spec) of every policy the summary compares (see evaluated_policies)."""
+    return {name: policy.spec() for name, policy in evaluated_policies().items()}
 
 
 def policy_model_input(wildcards):
-    if samples_from_reference(wildcards.policy):
+    policy = policy_spec(wildcards.policy)
+    if policy.samples_from_reference:
         return reference_model_input()
-    return model_files(policy_model(wildcards.policy))
+    return model_files(policy.model_dir)
 
 
 def policy_run_input(wildcards):
@@ -431,33 +337,18 @@ def policy_run_input(wildcards):
     makes the train checkpoint their producer; a deleted snapshot file is then a missing input, named
     before any job, not a failed sampling job (rerunning train would not write it again).
     """
-    spec = policy_spec(wildcards.policy)
+    policy = policy_spec(wildcards.policy)
     return (
-        [checkpoints.train.get(run=spec["run"]).output.summary]
-        if "step" in spec
+        [checkpoints.train.get(run=policy.run).output.summary]
+        if policy.snapshot
         else []
     )
 
 
-def policy_samples(wildcards):
-    """The samples an evaluation reads: best-of-n's are the blocks of candidates that hold its n draws."""
-    spec = policy_spec(wildcards.policy)
-    if spec["kind"] == "best_of_n":
-        return [
-            "results/samples/{}-bon-candidates{}.parquet".format(spec["dataset"], block)
-            for block in block_names(spec["n"])
-        ]
-    return [f"results/samples/{wildcards.policy}.parquet"]
-
-
 def opponent_samples(wildcards):
     """The blocks of the opponents that every sample of a policy is compared with (its dataset's)."""
-    dataset = policy_spec(wildcards.policy)["dataset"]
-    return [
-        f"results/samples/{name}.parquet"
-        for name, spec in OPPONENTS.items()
-        if spec["dataset"] == dataset
-    ]
+    dataset = policy_spec(wildcards.policy).dataset
+    return [samples_path(p.name) for p in POLICIES.opponents_of(dataset)]
 
 
 def all_outputs():
@@ -513,18 +404,20 @@ def all_outputs():
         outputs += model_files(f"results/models/{run}") + [
             f"results/models/{run}/train_summary.json"
         ]
-    for policy, spec in {**POLICIES, **CANDIDATES, **OPPONENTS}.items():
-        if (
-            spec["kind"] != "best_of_n"
-        ):  # best-of-n is built from the reference's candidates
-            outputs += [
-                f"results/samples/{policy}.parquet",
-                *gather.sample(
-                    f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
-                ),
-            ]
-        if spec["kind"] not in ("candidates", "opponents"):
-            outputs.append(f"results/eval/{policy}.parquet")
+    for (
+        policy
+    ) in POLICIES.sampled():  # best-of-n is built from the reference's candidates
+        outputs += [
+            samples_path(policy.name),
+            *gather.sample(
+                f"{SAMPLES_DIR}/{policy.name}/shards/{{scatteritem}}.parquet"
+            ),
+        ]
+    outputs += [
+        f"results/eval/{name}.parquet"
+        for name, policy in POLICIES.finals.items()
+        if policy.is_evaluated
+    ]
     return list(dict.fromkeys(outputs))
 
 
@@ -542,9 +435,9 @@ def trl_tokenizer_input(wildcards):
 def card_specs():
     """policy -> {directory, run} for every trained policy the summary evaluates (final and snapshots)."""
     return {
-        policy: {"directory": policy_model(policy), "run": canonical(RUNS[spec["run"]])}
-        for policy, spec in evaluated_policies().items()
-        if spec["kind"] == "trained"
+        name: {"directory": policy.model_dir, "run": canonical(RUNS[policy.run])}
+        for name, policy in evaluated_policies().items()
+        if policy.kind == Kind.TRAINED
     }
 
 

@@ -5,7 +5,7 @@
 rule sample:
     input:
         prompts=lambda wc: "results/prompts/{}.parquet".format(
-            policy_spec(wc.policy)["dataset"]
+            policy_spec(wc.policy).dataset
         ),
         policy=policy_model_input,
         run=policy_run_input,
@@ -35,16 +35,20 @@ rule sample:
         model_ids=lambda wc: canonical(
             {
                 "policy": (
-                    reference_id() if samples_from_reference(wc.policy) else wc.policy
+                    reference_id()
+                    if policy_spec(wc.policy).samples_from_reference
+                    else wc.policy
                 ),
                 "reference": reference_id(),
                 "reward": model_id("reward"),
                 "judge": model_id("judge"),
             }
         ),
-        is_reference=lambda wc: samples_from_reference(wc.policy),
-        samples=sample_range,
-        stream=sampling_stream,
+        is_reference=lambda wc: policy_spec(wc.policy).samples_from_reference,
+        samples=lambda wc: policy_spec(wc.policy).sample_range(
+            config["evaluation"]["samples_per_prompt"]
+        ),
+        stream=lambda wc: policy_spec(wc.policy).stream,
         generation=generation_settings(),
         max_prompts=config["evaluation"]["max_prompts"],
         name=lambda wc: wc.policy,
@@ -79,7 +83,7 @@ rule gather_policy_samples:
 
 rule evaluate:
     input:
-        samples=policy_samples,
+        samples=lambda wc: policy_spec(wc.policy).sample_files(),
         opponents=opponent_samples,
     output:
         table="results/eval/{policy}.parquet",
@@ -94,7 +98,9 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
-        policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
+        policy=lambda wc: canonical(
+            {"name": wc.policy, **policy_spec(wc.policy).spec()}
+        ),
         k=config["evaluation"]["samples_per_prompt"],
         opponents=config["evaluation"]["opponents"],
         code=code("evaluate.py"),
