@@ -33,8 +33,8 @@ from bonbon.policies import (
     catalog,
     samples_path,
 )
-from bonbon.gguf_import import IMPORTED, gguf_file, imported_dir, imported_name, is_gguf
-from bonbon.reward_functions import is_reward_function
+from bonbon.gguf_import import IMPORTED, gguf_file, imported_name, is_gguf
+from bonbon.model_refs import TOY_MODELS, TOY_TOKENIZER_FILES, model_files, model_refs
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
 
@@ -93,6 +93,9 @@ except bonbon_config.ConfigError as error:
 # generation's blocks) and the M = evaluation.opponents opponents every sample is compared with (in
 # blocks of their own stream, so that raising M draws only new blocks); checkpoints {run}-step{S} by name.
 POLICIES = catalog(DATASETS, N_VALUES, config["evaluation"]["opponents"], RUNS)
+# Which model serves each role (base, reward, judge, reference, tokenizer), the files a rule declares
+# for it and where it loads from (bonbon.model_refs)
+MODELS = model_refs(config)
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -139,26 +142,6 @@ wildcard_constraints:
     policy=POLICIES.name_pattern(),
 
 
-# where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
-TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
-
-
-# The files of a model directory that later jobs read, config.json first (model_location takes its
-# directory). A model the workflow writes declares them as outputs, so that deleting one reschedules
-# its producer; the directory itself is not an output, as Snakemake deletes the outputs of a failed job
-# and a training run's checkpoints must survive a kill to resume.
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
-
-
-def model_files(directory):
-    return [f"{directory}/{name}" for name in MODEL_FILES]
-
-
-def model_location(files, hub_id):
-    """Where a job loads a model from: the directory of its input files, else the hub id."""
-    return os.path.dirname(files[0]) if len(files) else hub_id
-
-
 # What reruns a job (bonbon.rerun): its params hold the result-affecting config in one spelling
 # (canonical), `code` the version of the package code its script runs, and `runtime` what only changes
 # how it runs (config/README.md lists those keys), which Snakemake leaves out of its params comparison
@@ -172,28 +155,13 @@ def runtime(**values):
     return lambda wildcards, threads: values
 
 
-def model_setting(role):
-    """config key models.<role> as written; the judge left unset (null) is the reward model's."""
-    return config["models"][bonbon_config.model_role(config, role)]
-
-
-def model_id(role):
-    """models.<role> as a setting: 'toy', a hub id, a local directory (whose files are inputs too), a
-    GGUF file (its imported directory's files are inputs) or a reward function (canonical mapping).
+def loaded_from(name, model):
+    """A params function: where the bonbon.model_refs.ModelRef `model` loads from, given the files of
+    input `name` (their directory, else its hub id). Taking `input` makes it a derived param, which
+    Snakemake leaves out of its params comparison: a changed path is a changed input, and a changed hub
+    id is in the rule's settings.
     """
-    model = model_setting(role)
-    if isinstance(model, dict):
-        return canonical(model)
-    return (
-        os.path.normpath(model)
-        if model != TOY and bonbon_config.is_local_path(model)
-        else model
-    )
-
-
-def reference_id():
-    """The reference model as a setting: the SFT model (its files are inputs) or the base model."""
-    return "sft" if config["sft"]["enabled"] else model_id("base")
+    return lambda wildcards, input: model.location_of(getattr(input, name))
 
 
 def generation_settings():
@@ -204,59 +172,9 @@ def generation_settings():
     return canonical(generation)
 
 
-def loaded_from(name, role):
-    """A params function: the directory of the model files of input `name`, else the hub id of
-    models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
-    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings.
-    """
-    return lambda wildcards, input: model_location(
-        getattr(input, name), model_setting(role)
-    )
-
-
-def model_dir(role):
-    """Where a model is loaded from (a toy directory, a GGUF file's imported directory, a local directory
-    or a hub id); a reward function's setting as it is."""
-    model = model_setting(role)
-    if is_gguf(model):
-        return imported_dir(model)
-    return TOY_MODELS[bonbon_config.model_role(config, role)] if model == TOY else model
-
-
-def model_input(role):
-    """A model as the input of a job: its files (config.json alone for a directory of the user's),
-    nothing for a hub id or a reward function."""
-    model = model_setting(role)
-    if model == TOY or is_gguf(model):
-        return model_files(model_dir(role))
-    if is_reward_function(model):
-        return []
-    return (
-        [os.path.join(model, "config.json")]
-        if bonbon_config.is_local_path(model)
-        else []
-    )
-
-
 # proxy against judge only where they differ (models.judge set to another model than models.reward)
-if model_dir("judge") != model_dir("reward"):
+if MODELS["judge"].location != MODELS["reward"].location:
     PLOTS.append("results/plots/judge_vs_proxy.png")
-
-
-TOY_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-def policy_tokenizer_input():
-    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
-    if config["models"]["base"] == TOY:
-        return [f"results/toy/tokenizer_policy/{name}" for name in TOY_TOKENIZER_FILES]
-    return model_input("base")
-
-
-def reference_model_input():
-    if config["sft"]["enabled"]:
-        return model_files("results/models/sft")
-    return model_input("base")
 
 
 def prompt_source(wildcards):
@@ -327,7 +245,7 @@ def summary_specs(wildcards):
 def policy_model_input(wildcards):
     policy = policy_spec(wildcards.policy)
     if policy.samples_from_reference:
-        return reference_model_input()
+        return MODELS["reference"].files
     return model_files(policy.model_dir)
 
 
@@ -371,7 +289,7 @@ def all_outputs():
         outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
     for role in ("base", "reward", "judge"):
         if config["models"][role] == TOY:
-            outputs += model_input(role) + [f"{TOY_MODELS[role]}/toy_summary.json"]
+            outputs += MODELS[role].files + [f"{TOY_MODELS[role]}/toy_summary.json"]
             outputs += [
                 f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
                 for name in TOY_TOKENIZER_FILES
@@ -381,7 +299,7 @@ def all_outputs():
             f"{IMPORTED}/{name}/import_summary.json"
         ]
     if config["sft"]["enabled"]:
-        outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
+        outputs += MODELS["reference"].files + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
         if config["datasets"][dataset].get("build_pairs") is False:
@@ -429,7 +347,7 @@ def trl_tokenizer_input(wildcards):
     """The policy's tokenizer, for a TRL-layout dataset's pairs (chat rendering, the prompt-length check)."""
     dataset = config["datasets"][wildcards.dataset]
     trl = dataset["source"] == "hf" and dataset["format"] in ("trl", "messages")
-    return policy_tokenizer_input() if trl else []
+    return MODELS["tokenizer"].files if trl else []
 
 
 def card_specs():

@@ -9,9 +9,9 @@ rule sample:
         ),
         policy=policy_model_input,
         run=policy_run_input,
-        reference=reference_model_input(),
-        reward=model_input("reward"),
-        judge=model_input("judge"),
+        reference=MODELS["reference"].files,
+        reward=MODELS["reward"].files,
+        judge=MODELS["judge"].files,
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     log:
@@ -27,21 +27,21 @@ rule sample:
         gpu=1,
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        policy=loaded_from("policy", "base"),
-        reference=loaded_from("reference", "base"),
-        reward=loaded_from("reward", "reward"),
-        judge=loaded_from("judge", "judge"),
+        policy=loaded_from("policy", MODELS["reference"]),
+        reference=loaded_from("reference", MODELS["reference"]),
+        reward=loaded_from("reward", MODELS["reward"]),
+        judge=loaded_from("judge", MODELS["judge"]),
         # the models as settings (a hub id, or a directory whose files are inputs too)
         model_ids=lambda wc: canonical(
             {
                 "policy": (
-                    reference_id()
+                    MODELS["reference"].id
                     if policy_spec(wc.policy).samples_from_reference
                     else wc.policy
                 ),
-                "reference": reference_id(),
-                "reward": model_id("reward"),
-                "judge": model_id("judge"),
+                "reference": MODELS["reference"].id,
+                "reward": MODELS["reward"].id,
+                "judge": MODELS["judge"].id,
             }
         ),
         is_reference=lambda wc: policy_spec(wc.policy).samples_from_reference,

@@ -27,7 +27,7 @@ rule plot_frontier:
     params:
         # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
         win_rate=config["evaluation"]["frontier_win_rate"],
-        separate_judge=model_dir("judge") != model_dir("reward"),
+        separate_judge=MODELS["judge"].location != MODELS["reward"].location,
         code=code("plot_frontier.py"),
     script:
         "../scripts/plot_frontier.py"
