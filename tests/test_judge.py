@@ -28,7 +28,7 @@ from bonbon.tables import FRONTIER_COLUMNS, JUDGE_SUMMARY_COLUMNS, SUMMARY_COLUM
 
 
 def test_judge_model_defaults_to_the_reward_model():
-    # the models key a role reads (common.smk's model_dir turns it into TOY_MODELS' directory or the setting)
+    # the models key a role reads (bonbon.model_refs turns it into TOY_MODELS' directory or the setting)
     assert model_role({"models": {"reward": "toy", "judge": None}}, "judge") == "reward"
     assert model_role({"models": {"reward": "org/rm"}}, "judge") == "reward"
     assert model_role({"models": {"reward": "toy", "judge": "toy"}}, "judge") == "judge"

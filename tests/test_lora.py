@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 from test_train import Crash, cfg, params, world  # noqa: F401 - world is a fixture
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
+from bonbon.tables import METRIC_COLUMNS
 from bonbon.theory import beta_star
-from bonbon.train import ADAPTER_DIR, METRIC_COLUMNS, LoraOptions, TrainConfig, config_from_dict, train
+from bonbon.train import LoraOptions, TrainConfig, config_from_dict, train
+from bonbon.train.lora import ADAPTER_DIR
 
 HIDDEN, INTERMEDIATE, LAYERS = 32, 64, 2  # the world's model
 LORA = {"enabled": True, "r": 4, "alpha": 8.0, "dropout": 0.0}
@@ -331,14 +333,14 @@ def test_lora_options_reach_peft():
     at peft's default 0, alpha taken as r)."""
     from transformers import GPTNeoXConfig
 
-    from bonbon.train import _wrap_lora
+    from bonbon.train.lora import wrap_lora
 
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                              intermediate_size=32, max_position_embeddings=32))
     info: dict = {}
     options = LoraOptions(enabled=True, r=2, alpha=6.0, dropout=0.3, target_modules=["query_key_value"])
-    wrapped = _wrap_lora(model, options, info)
+    wrapped = wrap_lora(model, options, info)
     config = wrapped.peft_config["default"]
     assert (config.r, config.lora_alpha, config.lora_dropout) == (2, 6.0, 0.3)
     adapted = [m for name, m in wrapped.named_modules() if name.endswith("query_key_value") and hasattr(m, "lora_A")]
@@ -347,4 +349,4 @@ def test_lora_options_reach_peft():
         assert module.lora_dropout["default"].p == 0.3 and module.scaling["default"] == pytest.approx(3.0)
     assert info["trainable_parameters"] == 2 * 2 * (16 + 48) and info["parameters"] > info["trainable_parameters"]
     off = {}
-    assert _wrap_lora(model, LoraOptions(enabled=False, r=2, alpha=6.0, dropout=0.3, target_modules=[]), off) is model
+    assert wrap_lora(model, LoraOptions(enabled=False, r=2, alpha=6.0, dropout=0.3, target_modules=[]), off) is model

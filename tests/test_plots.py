@@ -211,16 +211,20 @@ def make_eval_tables() -> dict[str, pd.DataFrame]:
 
 
 def test_policy_order_reference_first_natural_order():
-    assert policy_order(["bon-n16", "reference", "bon-n2", "a"]) == ["reference", "a", "bon-n2", "bon-n16"]
+    assert policy_order(["bon-n16", "reference", "bon-n2", "a"], {"reference"}) == ["reference", "a", "bon-n2",
+                                                                                   "bon-n16"]
     assert policy_order(["b", "a"]) == ["a", "b"]
-    assert policy_order(["toy-n2-ipo", "toy-reference", "hh-reference"]) == ["hh-reference", "toy-reference", "toy-n2-ipo"]
-    assert policy_order(["my-ref", "x"], reference="ref") == ["my-ref", "x"]
+    names = ["toy-n2-ipo", "toy-reference", "hh-reference"]
+    assert policy_order(names, {"toy-reference", "hh-reference"}) == ["hh-reference", "toy-reference", "toy-n2-ipo"]
+    # a reference is one by kind, not by name: a run tagged "reference" stays among the trained runs
+    names = ["toy-n8-dpo-beta0.1-reference", "toy-reference", "toy-bon-n8"]
+    assert policy_order(names, {"toy-reference"}) == ["toy-reference", "toy-bon-n8", "toy-n8-dpo-beta0.1-reference"]
 
 
 def test_length_plot_one_box_per_policy(tmp_path):
     tables = make_eval_tables()
     path = tmp_path / "lengths.png"
-    fig = plot_length_distributions(tables, path)
+    fig = plot_length_distributions(tables, path, {"reference"})
     ax = fig.axes[0]
     boxes = by_gid(ax, "box:")
     assert set(boxes) == set(tables)
@@ -242,7 +246,7 @@ def test_reward_plot_one_violin_per_policy(tmp_path):
     tables = make_eval_tables()
     tables["constant"] = pd.DataFrame({"reward": [1.0, 1.0], "n_tokens": [3, 3], "finished": [True, True]})
     path = tmp_path / "rewards.png"
-    fig = plot_reward_distributions(tables, path)
+    fig = plot_reward_distributions(tables, path, {"reference"})
     assert set(by_gid(fig.axes[0], "violin:")) == set(tables)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels[np.argmax(fig.axes[0].get_yticks())].startswith("reference")

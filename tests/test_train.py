@@ -541,14 +541,15 @@ def test_a_checkpoint_of_another_pair_count_or_setting_is_not_resumed():
     Pins the example count left out of the check and a runtime key counted as a change."""
     from dataclasses import asdict
 
-    from bonbon.train import RESUMABLE_CHANGES, _check_resumable
+    from bonbon.train import RESUMABLE_CHANGES
+    from bonbon.train.checkpoints import check_resumable
 
     options = cfg()
     state = {"config": asdict(options), "examples": 28}
-    assert _check_resumable(state, options, 28) == ""
-    assert _check_resumable(state, options, 27) == "examples: 28 -> 27"
+    assert check_resumable(state, options, 28) == ""
+    assert check_resumable(state, options, 27) == "examples: 28 -> 27"
     other = cfg(learning_rate=2e-3, eval_every=7, max_steps=9)
-    assert _check_resumable(state, other, 28) == "learning_rate: 0.001 -> 0.002"
-    assert _check_resumable(state, other, 30) == "learning_rate: 0.001 -> 0.002, examples: 28 -> 30"
+    assert check_resumable(state, other, 28) == "learning_rate: 0.001 -> 0.002"
+    assert check_resumable(state, other, 30) == "learning_rate: 0.001 -> 0.002, examples: 28 -> 30"
     assert {"eval_every", "max_steps", "snapshot_every"} <= set(RESUMABLE_CHANGES)
     assert not {"learning_rate", "loss", "beta", "alpha", "seed", "batch_size", "lora"} & set(RESUMABLE_CHANGES)

@@ -536,5 +536,5 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
 
 def model_role(config: dict[str, Any], role: str) -> str:
     """The ``models.*`` key whose model serves ``role``: the judge left unset (null) is the reward model
-    (the workflow's ``model_dir`` in common.smk turns the key into a directory or hub id)."""
+    (bonbon.model_refs turns the key into a directory or hub id)."""
     return "reward" if role == "judge" and config["models"].get("judge") is None else role

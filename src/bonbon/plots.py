@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ __all__ = [
     "plot_training_curves",
     "drawn_series",
     "frontier_label",
-    "is_reference",
     "policy_order",
     "target_beta",
     "write_series",
@@ -135,16 +134,12 @@ def _natural_key(text: str) -> list[Any]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
-def is_reference(policy: str, reference: str = "reference") -> bool:
-    """Whether ``policy`` names a reference model: ``reference`` itself or ``{dataset}-{reference}``."""
-    return policy == reference or policy.endswith(f"-{reference}")
-
-
-def policy_order(policies: Iterable[str], reference: str = "reference") -> list[str]:
-    """Reference policies (:func:`is_reference`) first, then the rest, each in natural order (n8 before n16)."""
+def policy_order(policies: Iterable[str], references: Collection[str] = ()) -> list[str]:
+    """The policies named in ``references`` (the reference models, bonbon.policies.Kind.REFERENCE)
+    first, then the rest, each in natural order (n8 before n16)."""
     names = list(dict.fromkeys(policies))
-    refs = sorted((p for p in names if is_reference(p, reference)), key=_natural_key)
-    rest = sorted((p for p in names if not is_reference(p, reference)), key=_natural_key)
+    refs = sorted((p for p in names if p in references), key=_natural_key)
+    rest = sorted((p for p in names if p not in references), key=_natural_key)
     return refs + rest
 
 
@@ -461,19 +456,19 @@ def _check_tables(eval_tables: Mapping[str, pd.DataFrame], columns: tuple[str, .
 
 
 def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
-                              reference: str = "reference") -> Figure:
-    """Reward of every evaluated response, one horizontal violin per policy (references on top).
+                              references: Collection[str] = ()) -> Figure:
+    """Reward of every evaluated response, one horizontal violin per policy (those named in ``references``, the reference models, on top).
 
     The white dot is the mean reward, the bar the median; the dotted line is the reference's median.
     """
     _check_tables(eval_tables, ("reward",))
-    order = policy_order(eval_tables, reference)
+    order = policy_order(eval_tables, references)
     data = [eval_tables[p]["reward"].dropna().to_numpy(float) for p in order]
     fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(order)), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(order))[::-1]  # first policy at the top
     for pos, name, values in zip(positions, order, data, strict=True):
-        colour = "0.45" if is_reference(name, reference) else "C0"
+        colour = "0.45" if name in references else "C0"
         if len(values) >= 2 and np.ptp(values) > 0:
             parts = ax.violinplot([values], positions=[pos], orientation="horizontal", showmedians=True,
                                   showextrema=False, widths=0.8)
@@ -486,7 +481,7 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
             ax.scatter(values, np.full(len(values), pos), color=colour, s=12, gid=f"violin:{name}")
         if len(values):
             ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3, gid=f"mean:{name}")
-    if is_reference(order[0], reference) and len(data[0]):
+    if order[0] in references and len(data[0]):
         ax.axvline(float(np.median(data[0])), color="0.45", linestyle=":", linewidth=1)
     ax.set_yticks(positions, [f"{p}  (N={len(v)})" for p, v in zip(order, data, strict=True)], fontsize=8)
     ax.set_xlabel("reward (reward model score)")
@@ -496,14 +491,14 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
 
 
 def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
-                              reference: str = "reference") -> Figure:
-    """Response length in tokens, one horizontal box per policy (references on top), with the unfinished share.
+                              references: Collection[str] = ()) -> Figure:
+    """Response length in tokens, one horizontal box per policy (``references`` on top), with the unfinished share.
 
     A response is unfinished when it hit the token limit before an end-of-sequence token
     (``finished`` is False); its length is then the limit, so a large share piles the box at the right.
     """
     _check_tables(eval_tables, ("n_tokens", "finished"))
-    order = policy_order(eval_tables, reference)
+    order = policy_order(eval_tables, references)
     data = [eval_tables[p]["n_tokens"].dropna().to_numpy(float) for p in order]
     unfinished = [1.0 - float(eval_tables[p]["finished"].astype(bool).mean()) if len(eval_tables[p]) else float("nan")
                   for p in order]
@@ -516,7 +511,7 @@ def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
                                   "markersize": 4},
                        medianprops={"color": "black"}, flierprops={"markersize": 2, "alpha": 0.4})
     for box, mean, median, name in zip(parts["boxes"], parts["means"], parts["medians"], order, strict=True):
-        box.set_facecolor("0.75" if is_reference(name, reference) else "C0")
+        box.set_facecolor("0.75" if name in references else "C0")
         box.set_alpha(0.7)
         box.set_gid(f"box:{name}")
         mean.set_gid(f"mean:{name}")

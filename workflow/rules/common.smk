@@ -25,12 +25,18 @@ envvars:
 
 import bonbon.config as bonbon_config
 from bonbon.config import TOY
-from bonbon.evaluate import candidate_samples
-from bonbon.gguf_import import IMPORTED, gguf_file, imported_dir, imported_name, is_gguf
-from bonbon.reward_functions import is_reward_function
+from bonbon.policies import (
+    SAMPLES_DIR,
+    Kind,
+    block_names,
+    block_range,
+    catalog,
+    samples_path,
+)
+from bonbon.gguf_import import IMPORTED, gguf_file, imported_name, is_gguf
+from bonbon.model_refs import TOY_MODELS, TOY_TOKENIZER_FILES, model_files, model_refs
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
-from bonbon.sampling import sample_blocks
 
 # the package's schema (package data): the package and the workflow read the one file
 SCHEMA = str(bonbon_config.SCHEMA)
@@ -73,17 +79,7 @@ N_VALUES = sorted(config["n_values"])
 
 # Samples are drawn and scored in blocks of sample indices [0, 2), [2, 4), [4, 8), ... (bonbon.sampling.
 # sample_blocks), each by its own jobs: a larger n adds blocks and leaves the existing ones, and every
-# pair file, run and estimate computed from them, as they are.
-def block_names(n):
-    """The blocks, named 'first-stop', that hold samples 0 ... n-1 of a prompt."""
-    return ["{}-{}".format(*block) for block in sample_blocks(n)]
-
-
-def block_range(name):
-    first, stop = name.split("-")
-    return int(first), int(stop)
-
-
+# pair file, run and estimate computed from them, as they are (bonbon.policies.block_names).
 BLOCKS = block_names(max(N_VALUES))
 try:
     RUNS = expand_runs(config)
@@ -91,48 +87,15 @@ try:
 except bonbon_config.ConfigError as error:
     raise WorkflowError(str(error))
 
-# Every policy the evaluation compares, per dataset: the reference, best-of-n for each n, trained runs.
-POLICIES = {}
-for _dataset in DATASETS:
-    POLICIES[f"{_dataset}-reference"] = {"dataset": _dataset, "kind": "reference"}
-    for _n in N_VALUES:
-        POLICIES[f"{_dataset}-bon-n{_n}"] = {
-            "dataset": _dataset,
-            "kind": "best_of_n",
-            "n": _n,
-        }
-# best-of-n's draws on the eval prompts, sampled as the reference's candidates k + p*k + j (position p,
-# replicate j < k; bonbon.evaluate), in blocks of positions like the generation's blocks
-CANDIDATES = {
-    f"{_dataset}-bon-candidates{_block}": {
-        "dataset": _dataset,
-        "kind": "candidates",
-        "positions": block_range(_block),
-    }
-    for _dataset in DATASETS
-    for _block in BLOCKS
-}
-# the opponents of every evaluated sample: M = evaluation.opponents more reference draws per eval prompt,
-# samples 0 ... M-1 of their own stream (sampling_stream), disjoint from the reference's own k samples
-# and from best-of-n's candidates, in blocks of sample indices so that raising M draws only new blocks
-OPPONENTS = {
-    f"{_dataset}-opponents{_block}": {
-        "dataset": _dataset,
-        "kind": "opponents",
-        "samples": block_range(_block),
-    }
-    for _dataset in DATASETS
-    for _block in block_names(config["evaluation"]["opponents"])
-}
-for _run, _spec in RUNS.items():
-    POLICIES[_run] = {
-        "dataset": _spec["dataset"],
-        "kind": "trained",
-        "loss": _spec["loss"],
-        "n": _spec["n"],
-        "beta": _spec["beta"],
-        "alpha": _spec["alpha"],
-    }
+# Every policy the evaluation samples from or compares (bonbon.policies): per dataset the reference,
+# best-of-n for each n, the trained runs' final models, best-of-n's candidates (more draws of the
+# reference's stream, sampled as its candidates k + p*k + j, in blocks of positions like the
+# generation's blocks) and the M = evaluation.opponents opponents every sample is compared with (in
+# blocks of their own stream, so that raising M draws only new blocks); checkpoints {run}-step{S} by name.
+POLICIES = catalog(DATASETS, N_VALUES, config["evaluation"]["opponents"], RUNS)
+# Which model serves each role (base, reward, judge, reference, tokenizer), the files a rule declares
+# for it and where it loads from (bonbon.model_refs)
+MODELS = model_refs(config)
 PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
     ["results/plots/training.png"] if RUNS else []
 )
@@ -176,30 +139,7 @@ wildcard_constraints:
     pairs="|".join([f"n{n}" for n in N_VALUES] + ["original"]),
     run="|".join(RUNS) or "no-runs",
     # the final policies, best-of-n's candidate blocks, and a run's evaluated checkpoints {run}-step{S}
-    policy="|".join(
-        [re.escape(p) for p in [*POLICIES, *CANDIDATES, *OPPONENTS]]
-        + [f"{re.escape(r)}-step[0-9]+" for r in RUNS]
-    ),
-
-
-# where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
-TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
-
-
-# The files of a model directory that later jobs read, config.json first (model_location takes its
-# directory). A model the workflow writes declares them as outputs, so that deleting one reschedules
-# its producer; the directory itself is not an output, as Snakemake deletes the outputs of a failed job
-# and a training run's checkpoints must survive a kill to resume.
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
-
-
-def model_files(directory):
-    return [f"{directory}/{name}" for name in MODEL_FILES]
-
-
-def model_location(files, hub_id):
-    """Where a job loads a model from: the directory of its input files, else the hub id."""
-    return os.path.dirname(files[0]) if len(files) else hub_id
+    policy=POLICIES.name_pattern(),
 
 
 # What reruns a job (bonbon.rerun): its params hold the result-affecting config in one spelling
@@ -215,28 +155,13 @@ def runtime(**values):
     return lambda wildcards, threads: values
 
 
-def model_setting(role):
-    """config key models.<role> as written; the judge left unset (null) is the reward model's."""
-    return config["models"][bonbon_config.model_role(config, role)]
-
-
-def model_id(role):
-    """models.<role> as a setting: 'toy', a hub id, a local directory (whose files are inputs too), a
-    GGUF file (its imported directory's files are inputs) or a reward function (canonical mapping).
+def loaded_from(name, model):
+    """A params function: where the bonbon.model_refs.ModelRef `model` loads from, given the files of
+    input `name` (their directory, else its hub id). Taking `input` makes it a derived param, which
+    Snakemake leaves out of its params comparison: a changed path is a changed input, and a changed hub
+    id is in the rule's settings.
     """
-    model = model_setting(role)
-    if isinstance(model, dict):
-        return canonical(model)
-    return (
-        os.path.normpath(model)
-        if model != TOY and bonbon_config.is_local_path(model)
-        else model
-    )
-
-
-def reference_id():
-    """The reference model as a setting: the SFT model (its files are inputs) or the base model."""
-    return "sft" if config["sft"]["enabled"] else model_id("base")
+    return lambda wildcards, input: model.location_of(getattr(input, name))
 
 
 def generation_settings():
@@ -247,59 +172,9 @@ def generation_settings():
     return canonical(generation)
 
 
-def loaded_from(name, role):
-    """A params function: the directory of the model files of input `name`, else the hub id of
-    models.<role>. Taking `input` makes it a derived param, which Snakemake leaves out of its params
-    comparison: a changed path is a changed input, and a changed hub id is in the rule's settings.
-    """
-    return lambda wildcards, input: model_location(
-        getattr(input, name), model_setting(role)
-    )
-
-
-def model_dir(role):
-    """Where a model is loaded from (a toy directory, a GGUF file's imported directory, a local directory
-    or a hub id); a reward function's setting as it is."""
-    model = model_setting(role)
-    if is_gguf(model):
-        return imported_dir(model)
-    return TOY_MODELS[bonbon_config.model_role(config, role)] if model == TOY else model
-
-
-def model_input(role):
-    """A model as the input of a job: its files (config.json alone for a directory of the user's),
-    nothing for a hub id or a reward function."""
-    model = model_setting(role)
-    if model == TOY or is_gguf(model):
-        return model_files(model_dir(role))
-    if is_reward_function(model):
-        return []
-    return (
-        [os.path.join(model, "config.json")]
-        if bonbon_config.is_local_path(model)
-        else []
-    )
-
-
 # proxy against judge only where they differ (models.judge set to another model than models.reward)
-if model_dir("judge") != model_dir("reward"):
+if MODELS["judge"].location != MODELS["reward"].location:
     PLOTS.append("results/plots/judge_vs_proxy.png")
-
-
-TOY_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-def policy_tokenizer_input():
-    """The policy's tokenizer (the base model's, which SFT keeps): the toy one is built before the model."""
-    if config["models"]["base"] == TOY:
-        return [f"results/toy/tokenizer_policy/{name}" for name in TOY_TOKENIZER_FILES]
-    return model_input("base")
-
-
-def reference_model_input():
-    if config["sft"]["enabled"]:
-        return model_files("results/models/sft")
-    return model_input("base")
 
 
 def prompt_source(wildcards):
@@ -328,21 +203,12 @@ def sft_input():
     return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
 
 
-CHECKPOINT_POLICY = re.compile(r"^(?P<run>.+)-step(?P<step>[0-9]+)$")
-
-
 def policy_spec(policy):
-    """What a policy is: POLICIES' entry, or for a checkpoint {run}-step{S} its run's with run and step."""
-    if policy in POLICIES:
+    """The bonbon.policies.Policy a {policy} wildcard names (a checkpoint {run}-step{S} included)."""
+    try:
         return POLICIES[policy]
-    if policy in CANDIDATES:
-        return CANDIDATES[policy]
-    if policy in OPPONENTS:
-        return OPPONENTS[policy]
-    match = CHECKPOINT_POLICY.match(policy)
-    if not match or match["run"] not in RUNS:
-        raise WorkflowError(f"unknown policy {policy!r}")
-    return {**POLICIES[match["run"]], "run": match["run"], "step": int(match["step"])}
+    except KeyError as error:
+        raise WorkflowError(error.args[0])
 
 
 def run_progress(run):
@@ -351,78 +217,36 @@ def run_progress(run):
 
 
 def evaluated_policies():
-    """Every policy the summary compares, with its spec: POLICIES and the runs' evaluated checkpoints,
-    every trained one with its run and step (each run's train summary read once)."""
-    specs = {}
-    for policy, spec in POLICIES.items():
-        if spec["kind"] != "trained":
-            specs[policy] = spec
+    """Every policy the summary compares: the final ones and the runs' evaluated checkpoints, every
+    trained one with its run and step (each run's train summary read once)."""
+    policies = {}
+    for name, policy in POLICIES.finals.items():
+        if policy.kind != Kind.TRAINED:
+            policies[name] = policy
             continue
-        progress = run_progress(policy)
-        specs[policy] = {**spec, "run": policy, "step": progress["steps"]}
+        progress = run_progress(name)
+        policies[name] = policy.at_step(progress["steps"])
         steps = checkpoint_steps(
-            RUNS[policy]["checkpoints"],
+            RUNS[name]["checkpoints"],
             progress["steps"],
             progress.get("snapshot_steps", []),
         )
-        specs.update(
-            {
-                f"{policy}-step{step}": policy_spec(f"{policy}-step{step}")
-                for step in steps
-            }
-        )
-    return specs
+        for step in steps:
+            snapshot = POLICIES.checkpoint(name, step)
+            policies[snapshot.name] = snapshot
+    return policies
 
 
 def summary_specs(wildcards):
-    """policy -> spec for the summary (see evaluated_policies)."""
-    return evaluated_policies()
-
-
-def policy_model(policy):
-    """The directory of a trained policy's model: a run's final model or one of its snapshots."""
-    spec = policy_spec(policy)
-    if "step" in spec:
-        return "results/models/{}/snapshots/step-{:06d}".format(
-            spec["run"], spec["step"]
-        )
-    return f"results/models/{policy}"
-
-
-def samples_from_reference(policy):
-    """Whether a policy's samples are the reference's: its own, best-of-n's candidates or the opponents."""
-    return policy_spec(policy)["kind"] in ("reference", "candidates", "opponents")
-
-
-def sample_range(wildcards):
-    """(first, stop): the sample indices drawn on every eval prompt; k = samples_per_prompt for each
-    policy, best-of-n's candidates after the reference's k (bonbon.evaluate.candidate_samples), the
-    opponents' block in their own stream.
-    """
-    spec, k = policy_spec(wildcards.policy), config["evaluation"]["samples_per_prompt"]
-    if "samples" in spec:  # a block of the opponents
-        return spec["samples"]
-    return candidate_samples(spec["positions"], k) if "positions" in spec else (0, k)
-
-
-def sampling_stream(wildcards):
-    """Whose random numbers a policy's samples use (bonbon.sampling.policy_seed): the candidates are
-    more draws of the reference's stream, at other sample indices; the opponents' blocks share a stream
-    of their own, {dataset}-opponents."""
-    spec = policy_spec(wildcards.policy)
-    if spec["kind"] == "opponents":
-        return "{}-opponents".format(spec["dataset"])
-    return (
-        "{}-reference".format(spec["dataset"])
-        if spec["kind"] == "candidates"
-        else wildcards.policy
-    )
+    """policy -> spec (Policy.spec) of every policy the summary compares (see evaluated_policies)."""
+    return {name: policy.spec() for name, policy in evaluated_policies().items()}
 
 
 def policy_model_input(wildcards):
-    if samples_from_reference(wildcards.policy):
-        return reference_model_input()
-    return model_files(policy_model(wildcards.policy))
+    policy = policy_spec(wildcards.policy)
+    if policy.samples_from_reference:
+        return MODELS["reference"].files
+    return model_files(policy.model_dir)
 
 
 def policy_run_input(wildcards):
@@ -431,33 +255,18 @@ def policy_run_input(wildcards):
     makes the train checkpoint their producer; a deleted snapshot file is then a missing input, named
     before any job, not a failed sampling job (rerunning train would not write it again).
     """
-    spec = policy_spec(wildcards.policy)
+    policy = policy_spec(wildcards.policy)
     return (
-        [checkpoints.train.get(run=spec["run"]).output.summary]
-        if "step" in spec
+        [checkpoints.train.get(run=policy.run).output.summary]
+        if policy.snapshot
         else []
     )
 
 
-def policy_samples(wildcards):
-    """The samples an evaluation reads: best-of-n's are the blocks of candidates that hold its n draws."""
-    spec = policy_spec(wildcards.policy)
-    if spec["kind"] == "best_of_n":
-        return [
-            "results/samples/{}-bon-candidates{}.parquet".format(spec["dataset"], block)
-            for block in block_names(spec["n"])
-        ]
-    return [f"results/samples/{wildcards.policy}.parquet"]
-
-
 def opponent_samples(wildcards):
     """The blocks of the opponents that every sample of a policy is compared with (its dataset's)."""
-    dataset = policy_spec(wildcards.policy)["dataset"]
-    return [
-        f"results/samples/{name}.parquet"
-        for name, spec in OPPONENTS.items()
-        if spec["dataset"] == dataset
-    ]
+    dataset = policy_spec(wildcards.policy).dataset
+    return [samples_path(p.name) for p in POLICIES.opponents_of(dataset)]
 
 
 def all_outputs():
@@ -480,7 +289,7 @@ def all_outputs():
         outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
     for role in ("base", "reward", "judge"):
         if config["models"][role] == TOY:
-            outputs += model_input(role) + [f"{TOY_MODELS[role]}/toy_summary.json"]
+            outputs += MODELS[role].files + [f"{TOY_MODELS[role]}/toy_summary.json"]
             outputs += [
                 f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
                 for name in TOY_TOKENIZER_FILES
@@ -490,7 +299,7 @@ def all_outputs():
             f"{IMPORTED}/{name}/import_summary.json"
         ]
     if config["sft"]["enabled"]:
-        outputs += reference_model_input() + ["results/models/sft/train_summary.json"]
+        outputs += MODELS["reference"].files + ["results/models/sft/train_summary.json"]
     for dataset in DATASETS:
         outputs.append(f"results/prompts/{dataset}.parquet")
         if config["datasets"][dataset].get("build_pairs") is False:
@@ -513,18 +322,20 @@ def all_outputs():
         outputs += model_files(f"results/models/{run}") + [
             f"results/models/{run}/train_summary.json"
         ]
-    for policy, spec in {**POLICIES, **CANDIDATES, **OPPONENTS}.items():
-        if (
-            spec["kind"] != "best_of_n"
-        ):  # best-of-n is built from the reference's candidates
-            outputs += [
-                f"results/samples/{policy}.parquet",
-                *gather.sample(
-                    f"results/samples/{policy}/shards/{{scatteritem}}.parquet"
-                ),
-            ]
-        if spec["kind"] not in ("candidates", "opponents"):
-            outputs.append(f"results/eval/{policy}.parquet")
+    for (
+        policy
+    ) in POLICIES.sampled():  # best-of-n is built from the reference's candidates
+        outputs += [
+            samples_path(policy.name),
+            *gather.sample(
+                f"{SAMPLES_DIR}/{policy.name}/shards/{{scatteritem}}.parquet"
+            ),
+        ]
+    outputs += [
+        f"results/eval/{name}.parquet"
+        for name, policy in POLICIES.finals.items()
+        if policy.is_evaluated
+    ]
     return list(dict.fromkeys(outputs))
 
 
@@ -536,15 +347,15 @@ def trl_tokenizer_input(wildcards):
     """The policy's tokenizer, for a TRL-layout dataset's pairs (chat rendering, the prompt-length check)."""
     dataset = config["datasets"][wildcards.dataset]
     trl = dataset["source"] == "hf" and dataset["format"] in ("trl", "messages")
-    return policy_tokenizer_input() if trl else []
+    return MODELS["tokenizer"].files if trl else []
 
 
 def card_specs():
     """policy -> {directory, run} for every trained policy the summary evaluates (final and snapshots)."""
     return {
-        policy: {"directory": policy_model(policy), "run": canonical(RUNS[spec["run"]])}
-        for policy, spec in evaluated_policies().items()
-        if spec["kind"] == "trained"
+        name: {"directory": policy.model_dir, "run": canonical(RUNS[policy.run])}
+        for name, policy in evaluated_policies().items()
+        if policy.kind == Kind.TRAINED
     }
 
 

@@ -5,13 +5,13 @@
 rule sample:
     input:
         prompts=lambda wc: "results/prompts/{}.parquet".format(
-            policy_spec(wc.policy)["dataset"]
+            policy_spec(wc.policy).dataset
         ),
         policy=policy_model_input,
         run=policy_run_input,
-        reference=reference_model_input(),
-        reward=model_input("reward"),
-        judge=model_input("judge"),
+        reference=MODELS["reference"].files,
+        reward=MODELS["reward"].files,
+        judge=MODELS["judge"].files,
     output:
         samples="results/samples/{policy}/shards/{scatteritem}.parquet",
     log:
@@ -27,24 +27,28 @@ rule sample:
         gpu=1,
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        policy=loaded_from("policy", "base"),
-        reference=loaded_from("reference", "base"),
-        reward=loaded_from("reward", "reward"),
-        judge=loaded_from("judge", "judge"),
+        policy=loaded_from("policy", MODELS["reference"]),
+        reference=loaded_from("reference", MODELS["reference"]),
+        reward=loaded_from("reward", MODELS["reward"]),
+        judge=loaded_from("judge", MODELS["judge"]),
         # the models as settings (a hub id, or a directory whose files are inputs too)
         model_ids=lambda wc: canonical(
             {
                 "policy": (
-                    reference_id() if samples_from_reference(wc.policy) else wc.policy
+                    MODELS["reference"].id
+                    if policy_spec(wc.policy).samples_from_reference
+                    else wc.policy
                 ),
-                "reference": reference_id(),
-                "reward": model_id("reward"),
-                "judge": model_id("judge"),
+                "reference": MODELS["reference"].id,
+                "reward": MODELS["reward"].id,
+                "judge": MODELS["judge"].id,
             }
         ),
-        is_reference=lambda wc: samples_from_reference(wc.policy),
-        samples=sample_range,
-        stream=sampling_stream,
+        is_reference=lambda wc: policy_spec(wc.policy).samples_from_reference,
+        samples=lambda wc: policy_spec(wc.policy).sample_range(
+            config["evaluation"]["samples_per_prompt"]
+        ),
+        stream=lambda wc: policy_spec(wc.policy).stream,
         generation=generation_settings(),
         max_prompts=config["evaluation"]["max_prompts"],
         name=lambda wc: wc.policy,
@@ -79,7 +83,7 @@ rule gather_policy_samples:
 
 rule evaluate:
     input:
-        samples=policy_samples,
+        samples=lambda wc: policy_spec(wc.policy).sample_files(),
         opponents=opponent_samples,
     output:
         table="results/eval/{policy}.parquet",
@@ -94,7 +98,9 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
-        policy=lambda wc: canonical({"name": wc.policy, **policy_spec(wc.policy)}),
+        policy=lambda wc: canonical(
+            {"name": wc.policy, **policy_spec(wc.policy).spec()}
+        ),
         k=config["evaluation"]["samples_per_prompt"],
         opponents=config["evaluation"]["opponents"],
         code=code("evaluate.py"),

@@ -46,7 +46,7 @@ rule model_cards:
         runtime=5,
     params:
         cards=lambda wc: canonical(card_specs()),
-        base_model=model_id("base"),
+        base_model=MODELS["base"].id,
         datasets=canonical(config["datasets"]),
         sampling=canonical(
             {

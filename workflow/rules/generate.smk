@@ -6,7 +6,7 @@
 rule generate:
     input:
         prompts="results/prompts/{dataset}.parquet",
-        model=reference_model_input(),
+        model=MODELS["reference"].files,
     output:
         samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
     log:
@@ -21,8 +21,8 @@ rule generate:
         runtime=120,
         gpu=1,
     params:
-        model=loaded_from("model", "base"),
-        model_id=reference_id(),
+        model=loaded_from("model", MODELS["reference"]),
+        model_id=MODELS["reference"].id,
         samples=lambda wc: block_range(wc.block),
         generation=generation_settings(),
         shard=lambda wc: shard_of(wc.scatteritem),

@@ -4,7 +4,7 @@
 rule prompts:
     input:
         source=prompt_source,
-        tokenizer=policy_tokenizer_input(),
+        tokenizer=MODELS["tokenizer"].files,
     output:
         prompts="results/prompts/{dataset}.parquet",
     log:
@@ -20,8 +20,8 @@ rule prompts:
     params:
         dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
         # a policy with a chat template gets its prompts rendered here (bonbon.chat)
-        tokenizer=loaded_from("tokenizer", "base"),
-        tokenizer_id=model_id("base"),
+        tokenizer=loaded_from("tokenizer", MODELS["tokenizer"]),
+        tokenizer_id=MODELS["tokenizer"].id,
         max_prompt_length=config["generation"]["max_prompt_length"],
         system_prompt=config["chat"]["system_prompt"],
         code=code("prompts.py"),

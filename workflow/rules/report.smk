@@ -27,7 +27,7 @@ rule plot_frontier:
     params:
         # the judge's win rates unless told otherwise (the same as the proxy's where the judge is the reward model)
         win_rate=config["evaluation"]["frontier_win_rate"],
-        separate_judge=model_dir("judge") != model_dir("reward"),
+        separate_judge=MODELS["judge"].location != MODELS["reward"].location,
         code=code("plot_frontier.py"),
     script:
         "../scripts/plot_frontier.py"
@@ -35,7 +35,7 @@ rule plot_frontier:
 
 rule plot_distributions:
     input:
-        tables=expand("results/eval/{policy}.parquet", policy=POLICIES),
+        tables=expand("results/eval/{policy}.parquet", policy=POLICIES.finals),
     output:
         rewards=report(
             "results/plots/rewards.png",
@@ -62,6 +62,10 @@ rule plot_distributions:
         mem_mb=1000,
         runtime=5,
     params:
+        # drawn first and in grey: the policies that are the reference model (by kind, not by name)
+        references=[
+            p.name for p in POLICIES.finals.values() if p.kind == Kind.REFERENCE
+        ],
         code=code("plot_distributions.py"),
     script:
         "../scripts/plot_distributions.py"

@@ -5,7 +5,7 @@
 rule score:
     input:
         samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
-        model=model_input("reward"),
+        model=MODELS["reward"].files,
     output:
         rewards="results/score/{dataset}/shards/samples{block}/{scatteritem}.parquet",
     log:
@@ -20,8 +20,8 @@ rule score:
         runtime=60,
         gpu=1,
     params:
-        model=loaded_from("model", "reward"),
-        model_id=model_id("reward"),
+        model=loaded_from("model", MODELS["reward"]),
+        model_id=MODELS["reward"].id,
         runtime=runtime(
             device=config["device"], batch_size=config["scoring"]["batch_size"]
         ),

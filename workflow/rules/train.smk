@@ -3,7 +3,7 @@
 
 rule sft:
     input:
-        model=model_input("base"),
+        model=MODELS["base"].files,
         data=sft_input(),
     output:
         # the model's files and the summary (written last), not the directory: see MODEL_FILES
@@ -21,8 +21,8 @@ rule sft:
         runtime=240,
         gpu=1,
     params:
-        base=loaded_from("model", "base"),
-        base_id=model_id("base"),
+        base=loaded_from("model", MODELS["base"]),
+        base_id=MODELS["base"].id,
         data=config["sft"]["data"],
         system_prompt=config["chat"]["system_prompt"],
         dataset=canonical(config["datasets"].get(config["sft"]["data"])),
@@ -54,7 +54,7 @@ rule original_pairs:
         dataset=lambda wc: canonical(config["datasets"][wc.dataset]),
         # derived params (they take input), left out of the rerun check: where to load the tokenizer from,
         # and the limit that only checks the pairs (a changed tokenizer is a changed input)
-        tokenizer=loaded_from("tokenizer", "base"),
+        tokenizer=loaded_from("tokenizer", MODELS["tokenizer"]),
         max_prompt_length=lambda wc, input: config["training"]["max_prompt_length"],
         code=code("original_pairs.py"),
     script:
@@ -64,7 +64,7 @@ rule original_pairs:
 rule ref_logps:
     input:
         pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
-        model=reference_model_input(),
+        model=MODELS["reference"].files,
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}/shards/{scatteritem}.parquet",
     log:
@@ -80,8 +80,8 @@ rule ref_logps:
         gpu=1,
     params:
         shard=lambda wc: shard_of(wc.scatteritem),
-        model=loaded_from("model", "base"),
-        model_id=reference_id(),
+        model=loaded_from("model", MODELS["reference"]),
+        model_id=MODELS["reference"].id,
         max_length=config["training"]["max_length"],
         max_prompt_length=config["training"]["max_prompt_length"],
         runtime=runtime(
@@ -123,7 +123,7 @@ checkpoint train:
         ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(
             **RUNS[wc.run]
         ),
-        model=reference_model_input(),
+        model=MODELS["reference"].files,
     output:
         # the model's files and the summary, not the directory: Snakemake deletes a failed job's outputs,
         # and the run's checkpoints in the directory must survive a kill so that a rerun resumes from them
@@ -141,8 +141,8 @@ checkpoint train:
         runtime=480,
         gpu=1,
     params:
-        model=loaded_from("model", "base"),
-        model_id=reference_id(),
+        model=loaded_from("model", MODELS["reference"]),
+        model_id=MODELS["reference"].id,
         out=lambda wildcards, output: os.path.dirname(output.summary),
         # the run's result-affecting settings only: not its evaluated checkpoints (evaluation.checkpoints,
         # runs[].checkpoints), which decide what is sampled after training, nor the keys of RUNTIME_KEYS

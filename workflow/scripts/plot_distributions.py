@@ -9,7 +9,7 @@ from bonbon.tables import read_table
 snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 tables = {Path(p).stem: read_table(p, ["reward", "n_tokens", "finished"]) for p in snakemake.input.tables}
-out = snakemake.output
-plots.write_series(plots.plot_reward_distributions(tables, out.rewards), out.rewards_series)
-plots.write_series(plots.plot_length_distributions(tables, out.lengths), out.lengths_series)
+out, references = snakemake.output, snakemake.params.references
+plots.write_series(plots.plot_reward_distributions(tables, out.rewards, references), out.rewards_series)
+plots.write_series(plots.plot_length_distributions(tables, out.lengths, references), out.lengths_series)
 log.info("wrote %s and %s (and their drawn series)", out.rewards, out.lengths)
