@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bonbon.evaluate import (
-    best_of_n,
+    best_of_n_samples,
     candidate_samples,
     pair_with_opponents,
     summarize,
@@ -27,21 +27,21 @@ def test_best_of_n_takes_the_best_of_each_replicate_and_never_an_opponent():
     # samples 0,1 are opponents; candidate k + p*k + j: replicate 0 = 2,4,6,8, replicate 1 = 3,5,7,9
     rewards = {"a": [9.0, 9.0, 0.1, 0.5, 0.3, 0.9, 0.2, 0.8, 0.7, 0.0]}
     ref = reference_table(rewards)
-    bon2 = best_of_n(ref, 2, k).set_index("sample_idx")
+    bon2 = best_of_n_samples(ref, 2, k).set_index("sample_idx")
     assert bon2.loc[0, "response"] == "a-4" and bon2.loc[1, "response"] == "a-5"
-    bon4 = best_of_n(ref, 4, k).set_index("sample_idx")
+    bon4 = best_of_n_samples(ref, 4, k).set_index("sample_idx")
     assert bon4.loc[0, "response"] == "a-8" and bon4.loc[1, "response"] == "a-5"
-    bon1 = best_of_n(ref, 1, k).set_index("sample_idx")
+    bon1 = best_of_n_samples(ref, 1, k).set_index("sample_idx")
     assert bon1.loc[0, "response"] == "a-2" and bon1.loc[1, "response"] == "a-3"
     # best-of-2 reads only candidates 2..5: the table cut there gives the same rows
-    pd.testing.assert_frame_equal(best_of_n(ref[ref["sample_idx"] < 6], 2, k), best_of_n(ref, 2, k))
+    pd.testing.assert_frame_equal(best_of_n_samples(ref[ref["sample_idx"] < 6], 2, k), best_of_n_samples(ref, 2, k))
     # a tie goes to the first position drawn
     tied = reference_table({"a": [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
-    assert best_of_n(tied, 2, k).set_index("sample_idx").loc[0, "response"] == "a-2"
+    assert best_of_n_samples(tied, 2, k).set_index("sample_idx").loc[0, "response"] == "a-2"
     with pytest.raises(ValueError, match="replicates of 5"):
-        best_of_n(ref, 5, k)
+        best_of_n_samples(ref, 5, k)
     with pytest.raises(ValueError, match="replicates of 4"):
-        best_of_n(ref[ref["sample_idx"] != 9], 4, k)
+        best_of_n_samples(ref[ref["sample_idx"] != 9], 4, k)
     # candidate positions [a, b) in blocks, as the workflow draws them: [0, 2) then [2, 4)
     assert candidate_samples((0, 2), k) == (2, 6) and candidate_samples((2, 4), k) == (6, 10)
 
@@ -52,7 +52,7 @@ def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
     ref = reference_table({f"p{i}": rng.normal(size=candidate_samples((0, n_max), k)[1]).tolist() for i in range(prompts)})
     opponents = reference_table({f"p{i}": rng.normal(size=16).tolist() for i in range(prompts)})  # their own draws
     for n in (1, 2, 4, 8):
-        table = pair_with_opponents(best_of_n(ref, n, k), opponents, k, 16, "test")
+        table = pair_with_opponents(best_of_n_samples(ref, n, k), opponents, k, 16, "test")
         row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n", dataset="d", n=n)
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"]
         assert row["kl"] == pytest.approx(bon_kl(n)) and row["kl_method"] == "analytic"
@@ -96,13 +96,13 @@ def test_best_of_n_with_a_whole_replicate_missing_is_an_error():
     draws per replicate (b would silently be evaluated on half its samples), and the count of positions."""
     k = 2
     ref = reference_table({"a": [0.0, 0.0, 0.1, 0.5, 0.3, 0.9], "b": [0.0, 0.0, 0.4, 0.0, 0.2, 0.0]})
-    assert len(best_of_n(ref, 2, k)) == 4
+    assert len(best_of_n_samples(ref, 2, k)) == 4
     with pytest.raises(ValueError, match="do not hold 2 replicates of 2 best-of-n draws"):
-        best_of_n(ref[~((ref["prompt_id"] == "b") & ref["sample_idx"].isin([3, 5]))], 2, k)
+        best_of_n_samples(ref[~((ref["prompt_id"] == "b") & ref["sample_idx"].isin([3, 5]))], 2, k)
     with pytest.raises(ValueError, match="do not hold 2 replicates of 2"):  # one draw of one replicate missing
-        best_of_n(ref[~((ref["prompt_id"] == "b") & (ref["sample_idx"] == 5))], 2, k)
+        best_of_n_samples(ref[~((ref["prompt_id"] == "b") & (ref["sample_idx"] == 5))], 2, k)
     with pytest.raises(ValueError, match="n >= 1"):
-        best_of_n(ref, 0, k)
+        best_of_n_samples(ref, 0, k)
 
 
 def test_the_judges_win_rate_and_interval_are_the_judges():

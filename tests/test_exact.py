@@ -18,12 +18,13 @@ import torch
 
 from bonbon.exact import (
     ExactWorld,
-    best_of_n,
-    best_of_n_no_tie,
+    best_of_n_no_tie_probs,
+    best_of_n_probs,
     best_worst_joint,
     bon_margin,
     draw_pairs,
     exact_pairs,
+    exact_summary,
     fit_policy,
     kl_divergence,
     limit_study,
@@ -32,9 +33,8 @@ from bonbon.exact import (
     reward_cdf,
     run_study,
     sample_draws,
-    summary_table,
     win_rate,
-    worst_of_n,
+    worst_of_n_probs,
 )
 from bonbon.theory import beta_star, bon_kl, bon_win_rate, target_margin
 
@@ -90,11 +90,11 @@ def test_order_statistics_match_brute_force_enumeration(n: int) -> None:
         worst[w] += prob
         joint[b, w] += prob
         win += prob * (1.0 if rewards[b] > rewards[opponent] else 0.5 if b == opponent else 0.0)
-    assert best_of_n(p0, rewards, n) == pytest.approx(best, abs=1e-12)
-    assert worst_of_n(p0, rewards, n) == pytest.approx(worst, abs=1e-12)
+    assert best_of_n_probs(p0, rewards, n) == pytest.approx(best, abs=1e-12)
+    assert worst_of_n_probs(p0, rewards, n) == pytest.approx(worst, abs=1e-12)
     assert best_worst_joint(p0, rewards, n) == pytest.approx(joint, abs=1e-12)
-    assert win_rate(best_of_n(p0, rewards, n), p0, rewards) == pytest.approx(win, abs=1e-12)
-    assert best_of_n(p0, rewards, n).sum() == pytest.approx(1.0, abs=1e-12)
+    assert win_rate(best_of_n_probs(p0, rewards, n), p0, rewards) == pytest.approx(win, abs=1e-12)
+    assert best_of_n_probs(p0, rewards, n).sum() == pytest.approx(1.0, abs=1e-12)
     if n == 1:
         assert win == pytest.approx(0.5, abs=1e-12)  # pi_0 against itself
 
@@ -115,7 +115,7 @@ def test_best_and_worst_of_sampled_draws_match_the_exact_laws() -> None:
             mine = pairs.prompt == x
             counts = np.zeros((k, k))
             np.add.at(counts, (pairs.best[mine], pairs.worst[mine]), pairs.weight[mine])
-            stat, dof = _pearson(counts.sum(axis=1), best_of_n(p0, r, n))
+            stat, dof = _pearson(counts.sum(axis=1), best_of_n_probs(p0, r, n))
             assert stat < _chi2_limit(dof), (n, x, stat, dof)
             stat, dof = _pearson(counts.ravel(), best_worst_joint(p0, r, n).ravel())
             assert stat < _chi2_limit(dof), (n, x, stat, dof)
@@ -127,7 +127,7 @@ def _kl_coarsening_bound(p0: np.ndarray, rewards: np.ndarray, n: int) -> float:
     q, q_below = reward_cdf(p0, rewards)
     with np.errstate(divide="ignore"):
         within = np.minimum(math.log(n), (n - 1) * np.log(q / q_below))
-    return float(np.sum(best_of_n(p0, rewards, n) * within))
+    return float(np.sum(best_of_n_probs(p0, rewards, n) * within))
 
 
 @pytest.mark.parametrize("n", [2, 4, 8])
@@ -140,7 +140,7 @@ def test_discrete_win_rate_and_kl_are_below_the_continuous_values_and_approach_t
     worlds = [(np.full(k, 1.0 / k), np.arange(k, dtype=float)) for k in (4, 16, 64, 256)]
     worlds += list(zip(make_world(0, 3, 6, 12).p0, make_world(0, 3, 6, 12).rewards, strict=True))
     for p0, r in worlds:
-        bon = best_of_n(p0, r, n)
+        bon = best_of_n_probs(p0, r, n)
         win_gap = bon_win_rate(n) - win_rate(bon, p0, r)
         kl_gap = bon_kl(n) - kl_divergence(np.log(bon), np.log(p0))
         assert -1e-12 <= win_gap <= 0.5 * np.sum(bon * p0) + 1e-12
@@ -174,7 +174,7 @@ def test_margin_over_tie_free_groups() -> None:
     p0, r = world.p0[0], world.rewards[0]
     for n in (2, 4):
         assert bon_margin(p0, r, n, "drop") == pytest.approx(bon_margin(p0, r, n, "keep") / (1 - np.sum(p0**n)))
-        no_tie = best_of_n_no_tie(p0, r, n)
+        no_tie = best_of_n_no_tie_probs(p0, r, n)
         assert no_tie.sum() == pytest.approx(1.0) and no_tie[np.argmin(r)] == pytest.approx(0.0, abs=1e-15)
 
 
@@ -193,7 +193,7 @@ def test_best_of_n_is_not_a_stationary_point_of_ipo_at_beta_star(n: int) -> None
         joint = best_worst_joint(p0, r, n)
         np.fill_diagonal(joint, 0.0)
         joint /= joint.sum()
-        d = np.log(best_of_n(p0, r, n)) - np.log(p0)
+        d = np.log(best_of_n_probs(p0, r, n)) - np.log(p0)
         residual = joint * ((d[:, None] - d[None, :]) - target_margin(n))
         best_side.append(np.abs(residual.sum(axis=1)).sum())
         worst_side.append(np.abs(residual.sum(axis=0)).sum())
@@ -223,7 +223,7 @@ def test_sft_on_the_best_converges_to_best_of_n(ties: str) -> None:
     world = make_world(seed=1, n_prompts=4, min_responses=5, max_responses=6, logit_scale=0.5)
     n, sizes = 2, (1000, 10000)
     draws = sample_draws(world, max(sizes), n, seed=2)
-    target = best_of_n if ties == "keep" else best_of_n_no_tie
+    target = best_of_n_probs if ties == "keep" else best_of_n_no_tie_probs
     for size in sizes:
         pairs = draw_pairs(world, draws, n, size, ties)
         fit = fit_policy(world, pairs, "sft", beta_star(n), 1.0)
@@ -339,7 +339,7 @@ def test_study_table(small_study) -> None:
 
 
 def test_summary_table_and_figure(small_study, tmp_path) -> None:
-    summary = summary_table(small_study)
+    summary = exact_summary(small_study)
     trained = summary[~summary["method"].str.startswith("best_of_n")]
     assert set(trained["n_pairs"]) == {200, -1}
     assert summary["curve_win_rate"].notna().any()

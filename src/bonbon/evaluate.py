@@ -45,7 +45,7 @@ def candidate_samples(positions: tuple[int, int], k: int) -> tuple[int, int]:
     return k + first * k, k + stop * k
 
 
-def best_of_n(candidates: pd.DataFrame, n: int, k: int) -> pd.DataFrame:
+def best_of_n_samples(candidates: pd.DataFrame, n: int, k: int) -> pd.DataFrame:
     """The best-of-n policy's samples: for each prompt and replicate j < k, the highest-reward draw among
     the candidates ``k + p·k + j``, p < n (the first drawn wins a tie); ``sample_idx`` becomes j."""
     if n < 1:

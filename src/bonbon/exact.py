@@ -43,12 +43,13 @@ __all__ = [
     "ExactWorld",
     "Fit",
     "Pairs",
-    "best_of_n",
-    "best_of_n_no_tie",
+    "best_of_n_no_tie_probs",
+    "best_of_n_probs",
     "best_worst_joint",
     "bon_margin",
     "draw_pairs",
     "exact_pairs",
+    "exact_summary",
     "fit_policy",
     "kl_divergence",
     "limit_study",
@@ -57,9 +58,8 @@ __all__ = [
     "reward_cdf",
     "run_study",
     "sample_draws",
-    "summary_table",
     "win_rate",
-    "worst_of_n",
+    "worst_of_n_probs",
 ]
 
 LOSS_NAMES = ("sft", "bonbon", "ipo", "dpo")  # sft: BoNBoN at alpha = 1
@@ -80,23 +80,23 @@ def reward_cdf(p0: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndar
     return below + p0, below
 
 
-def best_of_n(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
+def best_of_n_probs(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
     """Exact best-of-n distribution pi_n(y) = Q(y)^n - Q(y-)^n."""
     q, q_below = reward_cdf(p0, rewards)
     return q**n - q_below**n
 
 
-def worst_of_n(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
+def worst_of_n_probs(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
     """Exact distribution of the worst of n draws: (1 - Q(y-))^n - (1 - Q(y))^n."""
     q, q_below = reward_cdf(p0, rewards)
     return (1.0 - q_below) ** n - (1.0 - q) ** n
 
 
-def best_of_n_no_tie(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
+def best_of_n_no_tie_probs(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
     """pi_n conditioned on "not all n draws equal": the best's law once tied groups are dropped."""
     p0 = np.asarray(p0, dtype=float)
     tie = p0**n  # all n draws are y: best == worst == y
-    return (best_of_n(p0, rewards, n) - tie) / (1.0 - tie.sum())
+    return (best_of_n_probs(p0, rewards, n) - tie) / (1.0 - tie.sum())
 
 
 def best_worst_joint(p0: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
@@ -149,7 +149,7 @@ def bon_margin(p0: np.ndarray, rewards: np.ndarray, n: int, ties: str = "drop") 
     """
     p0 = np.asarray(p0, dtype=float)
     joint = best_worst_joint(p0, rewards, n)
-    log_ratio = np.log(best_of_n(p0, rewards, n)) - np.log(p0)
+    log_ratio = np.log(best_of_n_probs(p0, rewards, n)) - np.log(p0)
     total = float(np.sum(joint * (log_ratio[:, None] - log_ratio[None, :])))
     if ties == "keep":
         return total
@@ -394,7 +394,7 @@ def policy_metrics(world: ExactWorld, log_probs: list[np.ndarray], n: int) -> di
     rows = []
     for lp, p0, lp0, r in zip(log_probs, world.p0, world.log_p0, world.rewards, strict=True):
         with np.errstate(divide="ignore"):  # log 0 = -inf: a response pi_n never returns
-            log_bon = np.log(best_of_n(p0, r, n))
+            log_bon = np.log(best_of_n_probs(p0, r, n))
         rows.append((kl_divergence(log_bon, lp), kl_divergence(lp, log_bon),
                      win_rate(np.exp(lp), p0, r), kl_divergence(lp, lp0)))
     kl_to_bon, kl_reverse, win, kl_ref = np.mean(rows, axis=0)
@@ -445,8 +445,8 @@ def run_study(seed: int = 0, n_prompts: int = 6, min_responses: int = 6, max_res
                 "bon_margin_all_groups": margins["keep"], "theory_win_rate": bon_win_rate(n),
                 "theory_kl": bon_kl(n), "tie_probability": float(np.mean([np.sum(p**n) for p, _ in prompts]))}
         with np.errstate(divide="ignore"):
-            targets = {"keep": [np.log(best_of_n(p, r, n)) for p, r in prompts],
-                       "drop": [np.log(best_of_n_no_tie(p, r, n)) for p, r in prompts]}
+            targets = {"keep": [np.log(best_of_n_probs(p, r, n)) for p, r in prompts],
+                       "drop": [np.log(best_of_n_no_tie_probs(p, r, n)) for p, r in prompts]}
         for name, t in (("best_of_n", "keep"), ("best_of_n_no_tie", "drop")):
             rows.append({**base, "ties": t, "loss": name, "n_pairs": 0, **policy_metrics(world, targets[t], n)})
         for t in ties:
@@ -501,7 +501,7 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
                     "bon_margin": bon_margin(p0, r, n, "drop"), "bon_margin_all_groups": bon_margin(p0, r, n, "keep"),
                     "theory_win_rate": bon_win_rate(n), "theory_kl": bon_kl(n), "tie_probability": float(np.sum(p0**n))}
             rows.append({**base, "loss": "best_of_n", "ties": "keep", "n_pairs": 0,
-                         **policy_metrics(world, [np.log(best_of_n(p0, r, n))], n)})
+                         **policy_metrics(world, [np.log(best_of_n_probs(p0, r, n))], n)})
             pairs = exact_pairs(world, n, "drop")
             # no sft here: its exact optimum is pi_n itself (run_study shows it), and fitting pi_n's
             # tiny probabilities (Q^8 near the bottom) takes L-BFGS most of this study's time
@@ -516,7 +516,7 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
     return pd.concat(frames, ignore_index=True)
 
 
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+def exact_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The report's short table: pi_n, and every trained configuration at the largest pair count and on the
     exact pair distribution (n_pairs = -1), with the continuous curve's win rate at its KL."""
     trained = table[~table["loss"].isin(["best_of_n", "best_of_n_no_tie"])]

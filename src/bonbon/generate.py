@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from bonbon.batching import collate, pad_id
 from bonbon.chat import chat_sampling
-from bonbon.logprobs import sequence_logps
+from bonbon.logprobs import position_ids_from_mask, sequence_logps
 from bonbon.models import load_policy, load_tokenizer
 from bonbon.prompts import truncate_prompt_ids
 from bonbon.reward_functions import load_scorer
@@ -76,7 +76,7 @@ def sample_prompt_batch(
         input_ids[i, width - len(ids) :] = torch.tensor(ids)
         attention[i, width - len(ids) :] = 1
     input_ids, attention = input_ids.to(device), attention.to(device)
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)
+    positions = position_ids_from_mask(attention)
 
     # logits_to_keep=1: the LM head projects only the last prompt position, the one row sampling reads
     # (with a 49k vocabulary, all positions of 32 prompts of 190 tokens are 1.2 GB of float32 logits)

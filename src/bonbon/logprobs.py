@@ -73,11 +73,17 @@ def _counted_and_predictors(
     return counted, prev
 
 
+def _row_logsumexp(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the vocabulary of [N, V] logits, in float32, :data:`LSE_CHUNK_ROWS` rows at a time
+    (the float32 copy of bf16 logits is then one chunk, not all N rows)."""
+    lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(LSE_CHUNK_ROWS)]
+    return torch.cat(lse) if lse else logits.new_zeros(0, dtype=torch.float32)
+
+
 def _selected_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits[i])[targets[i]] in float32 for [N, V] logits, logsumexp in row chunks."""
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
-    lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(LSE_CHUNK_ROWS)]
-    return picked - (torch.cat(lse) if lse else picked.new_zeros(0))
+    return picked - _row_logsumexp(logits)
 
 
 def _predicting_logits(
@@ -310,8 +316,7 @@ def _packed_token_logps(
             f"logits_to_keep of {n_kept} positions (needs transformers >= 5.24 semantics)"
         )
     row_of = keep.cumsum(0) - 1  # packed index -> row of the kept logits
-    lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in out.logits.split(LSE_CHUNK_ROWS)]
-    lse = torch.cat(lse) if lse else out.logits.new_zeros(0, dtype=torch.float32)
+    lse = _row_logsumexp(out.logits)
     which = row_of[predictor]
     picked = out.logits.index_select(0, which).gather(-1, ids[rows, cols].unsqueeze(-1)).squeeze(-1)
     values = picked.float() - lse.index_select(0, which)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bonbon.exact import limit_study, plot_exact_world, run_study, summary_table
+from bonbon.exact import exact_summary, limit_study, plot_exact_world, run_study
 from bonbon.jobs import setup_job
 from bonbon.tables import write_parquet
 
@@ -19,7 +19,7 @@ if limit_sizes:
                               max_iter=settings["max_iter"], tolerance=settings["tolerance"]))
 table = pd.concat(frames, ignore_index=True)
 write_parquet(table, snakemake.output.table)
-summary = summary_table(table)
+summary = exact_summary(table)
 log.info("exact world, infinite-data optima and largest pair count:\n%s", summary.to_string(index=False))
 fmt = lambda v: f"{v:.4g}"  # noqa: E731
 Path(snakemake.output.html).write_text(
