@@ -1,4 +1,4 @@
-"""The tables stages pass to each other: every table's columns (the README's artifact table describes
+"""The tables stages pass to each other: every table's columns (docs/outputs.md's artifact table describes
 them), the one reader and the one writer."""
 
 from __future__ import annotations
