@@ -1,8 +1,10 @@
-"""Shared fixtures: tiny toy models built once per test session, and a way to run the workflow."""
+"""Shared fixtures: tiny toy models built once per test session, the tiny training world of test_train
+(built once per module that asks for it), and a way to run the workflow."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,42 @@ def toy_models(tmp_path_factory) -> dict[str, Path]:
     toy.pretrain_base_model(corpus, root / "tok_policy", root / "base", small, seed=1)
     toy.train_reward_model(corpus, root / "tok_reward", root / "reward", small, seed=1)
     return {"base": root / "base", "reward": root / "reward", "root": root}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Tokenizer + tiny policy saved together, 32 pairs (one emptied), their reference log-probs."""
+    import pandas as pd
+
+    from bonbon.reference import write_reference_logps
+
+    from helpers.tiny import hh_prompt, save_tiny_policy
+    from helpers.training import BAD, GOOD, MAX_LEN, MAX_PROMPT, N
+
+    root = tmp_path_factory.mktemp("world")
+    model_dir = root / "base"
+    tokenizer = save_tiny_policy(model_dir)
+    rng = random.Random(5)
+    rows = [
+        {
+            "prompt_id": f"p{i:03d}",
+            "prompt": hh_prompt(rng, rng.randint(1, 3)),
+            "chosen": rng.choice(GOOD),
+            "rejected": rng.choice(BAD),
+            "chosen_reward": 1.0,
+            "rejected_reward": -1.0,
+            "chosen_idx": rng.randrange(N),
+            "rejected_idx": N + i,  # distinct from chosen_idx
+            "n": N,
+        }
+        for i in range(33)
+    ]
+    rows[7]["rejected"] = ""  # dropped by tokenization: NaN reference, skipped by training
+    pairs = root / "n4.parquet"
+    pd.DataFrame(rows).to_parquet(pairs)
+    ref = root / "ref.parquet"
+    write_reference_logps(model_dir, pairs, ref, MAX_PROMPT, MAX_LEN, batch_size=16)
+    return {"model": model_dir, "pairs": pairs, "ref": ref, "tokenizer": tokenizer, "root": root}
 
 
 def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:

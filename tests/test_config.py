@@ -6,8 +6,7 @@ import yaml
 from bonbon.config import SCHEMA, ConfigError, check_config, check_hub_ids, schema_errors
 
 from conftest import REPO, run_workflow
-
-DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+from helpers.configs import DEFAULT, filled
 
 
 def test_default_config_is_valid():
@@ -44,13 +43,6 @@ def test_schema_errors_name_the_key(change, key, message):
     config.update(change)
     errors = schema_errors(config, SCHEMA)
     assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
-
-
-def filled(**changes):
-    config = copy.deepcopy(DEFAULT)
-    config["datasets"]["toy"].setdefault("eval_fraction", 0.2)
-    config.update(changes)
-    return config
 
 
 def test_semantic_checks(tmp_path):

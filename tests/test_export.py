@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_batching import hh_prompt, hh_response, save_tiny_policy
 
 from bonbon.export import TRL_COLUMNS, to_trl, write_trl
 from bonbon.reference import write_reference_logps
 from bonbon.tables import TableError
 from bonbon.train import config_from_dict, train
+
+from helpers.tiny import hh_prompt, hh_response, save_tiny_policy
 
 MAX_PROMPT, MAX_LEN, PAIRS, BETA = 200, 256, 8, 0.5
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_workflow import SMALL
 
 from conftest import run_workflow
+from helpers.configs import SMALL
 
 # config order ipo n4, bonbon n2, dpo n4; sorted by name: toy-n2-bonbon..., toy-n4-dpo..., toy-n4-ipo...
 RUNS = [

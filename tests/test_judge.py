@@ -37,7 +37,7 @@ def test_judge_model_defaults_to_the_reward_model():
 
 
 def test_judge_is_checked_like_the_other_models(tmp_path):
-    from test_config import filled
+    from helpers.configs import filled
 
     with pytest.raises(ConfigError, match=r"models.judge: model directory '\./no/judge' does not exist"):
         check_config(filled(models={"base": "toy", "reward": "toy", "judge": "./no/judge"}))

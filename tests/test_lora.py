@@ -15,13 +15,16 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_train import Crash, cfg, params, world  # noqa: F401 - world is a fixture
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from bonbon.tables import METRIC_COLUMNS
 from bonbon.theory import beta_star
 from bonbon.train import LoraOptions, TrainConfig, config_from_dict, train
 from bonbon.train.lora import ADAPTER_DIR
+
+from helpers.training import Crash, cfg, params
+
+torch.set_num_threads(2)  # as test_train, whose world this module trains on
 
 HIDDEN, INTERMEDIATE, LAYERS = 32, 64, 2  # the world's model
 LORA = {"enabled": True, "r": 4, "alpha": 8.0, "dropout": 0.0}
@@ -75,7 +78,7 @@ def test_lora_options_from_mapping_and_errors():
     # with gradient checkpointing the frozen embeddings' output must still carry grad to the adapters
     (["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"], {**ATTENTION, **MLP}, True),
 ])
-def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, checkpointing):  # noqa: F811
+def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, checkpointing):
     out = tmp_path / "run"
     summary = train(world["model"], world["pairs"], world["ref"], out,
                     lora_cfg(max_steps=2, lora={"target_modules": targets}, gradient_checkpointing=checkpointing))
@@ -95,7 +98,7 @@ def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, 
             torch.testing.assert_close(merged[key], value, atol=0, rtol=0)
 
 
-def test_lora_loss_goes_down_and_saved_model_is_the_merged_adapted_policy(world, tmp_path):  # noqa: F811
+def test_lora_loss_goes_down_and_saved_model_is_the_merged_adapted_policy(world, tmp_path):
     from peft import PeftModel
 
     out = tmp_path / "run"
@@ -137,7 +140,7 @@ def test_lora_loss_goes_down_and_saved_model_is_the_merged_adapted_policy(world,
     assert not torch.equal(draws[0], draws[1])
 
 
-def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):  # noqa: F811
+def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):
     full, broken = tmp_path / "full", tmp_path / "broken"
     options = {"max_steps": 6, "checkpoint_every": 2, "lora": {"dropout": 0.1}}  # dropout: RNG state resumed too
     train(world["model"], world["pairs"], world["ref"], full, lora_cfg(**options))
@@ -163,7 +166,7 @@ def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):  # 
     assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("broken.stale-*"))) == 1
 
 
-def test_an_extended_lora_run_replaces_its_adapter(world, tmp_path):  # noqa: F811
+def test_an_extended_lora_run_replaces_its_adapter(world, tmp_path):
     out = tmp_path / "run"
     train(world["model"], world["pairs"], world["ref"], out, lora_cfg(max_steps=3, checkpoint_every=1))
     first = load_file(out / ADAPTER_DIR / "adapter_model.safetensors")
@@ -193,7 +196,7 @@ def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
     return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
 
 
-def test_tensorboard_logs_what_metrics_csv_holds_and_the_config(world, tmp_path):  # noqa: F811
+def test_tensorboard_logs_what_metrics_csv_holds_and_the_config(world, tmp_path):
     out = tmp_path / "run"
     options = {"max_steps": 6, "checkpoint_every": 3, "report_to": "tensorboard", "validation_fraction": 0.2,
                "eval_every": 2}
@@ -270,7 +273,7 @@ def assert_logged_as_metrics_csv(logged: dict[str, dict[int, float]], metrics: p
 TRACKED = {"max_steps": 5, "validation_fraction": 0.2, "eval_every": 2}
 
 
-def test_wandb_offline_logs_what_metrics_csv_holds(world, tmp_path, monkeypatch):  # noqa: F811
+def test_wandb_offline_logs_what_metrics_csv_holds(world, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default: nothing leaves the machine
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -287,7 +290,7 @@ def test_wandb_offline_logs_what_metrics_csv_holds(world, tmp_path, monkeypatch)
     assert assert_logged_as_metrics_csv(logged, metrics) > 5 * 10 and len(logged["val_loss"]) == 3
 
 
-def test_mlflow_logs_what_metrics_csv_holds_to_a_local_file_store(world, tmp_path, monkeypatch):  # noqa: F811
+def test_mlflow_logs_what_metrics_csv_holds_to_a_local_file_store(world, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
@@ -303,7 +306,7 @@ def test_mlflow_logs_what_metrics_csv_holds_to_a_local_file_store(world, tmp_pat
     assert assert_logged_as_metrics_csv(logged, metrics) > 5 * 10 and len(logged["val_loss"]) == 3
 
 
-def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monkeypatch, caplog):  # noqa: F811
+def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monkeypatch, caplog):
     from accelerate.tracking import TensorBoardTracker
 
     def refuse(self):
@@ -317,7 +320,7 @@ def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monk
     assert "tracker tensorboard could not start (ConnectionError: server unreachable)" in caplog.text
 
 
-def test_a_tracker_whose_package_is_missing_is_skipped_with_a_warning(world, tmp_path, caplog):  # noqa: F811
+def test_a_tracker_whose_package_is_missing_is_skipped_with_a_warning(world, tmp_path, caplog):
     from accelerate.tracking import get_available_trackers
 
     absent = next(t for t in ("wandb", "mlflow", "comet_ml", "aim") if t not in {x.value for x in get_available_trackers()})

@@ -9,14 +9,7 @@ from bonbon.runs import expand_runs, is_lora_run, replicates, run_name
 from bonbon.theory import beta_star
 
 from conftest import REPO
-
-
-def base(**changes):
-    config = {"datasets": {"toy": {"source": "toy"}, "hh": {"source": "toy"}}, "n_values": [2, 4, 8],
-              "training": {"learning_rate": 1e-4, "max_length": 192}, "runs": []}
-    config.update(changes)
-    validate(config, str(SCHEMA))  # as the workflow does: fills every default
-    return config
+from helpers.configs import base
 
 
 def test_grid_expansion_names_and_training_blocks():

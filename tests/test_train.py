@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_batching import hh_prompt, save_tiny_policy, tokenize_one
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from bonbon.batching import collate, tokenize_pairs
@@ -26,68 +25,10 @@ from bonbon.reference import gather_reference_shards, write_reference_logps
 from bonbon.theory import beta_star, target_margin
 from bonbon.train import TrainConfig, config_from_dict, launch_command, sft, train
 
+from helpers.tiny import hh_prompt, tokenize_one
+from helpers.training import GOOD, MAX_LEN, MAX_PROMPT, Crash, N, cfg, params
+
 torch.set_num_threads(2)
-
-N = 4
-GOOD = [
-    " Sure, check the bread every day.",
-    " Happy to help: first clean the bike.",
-    " Good question, water it.",
-]
-BAD = [" Just look it up yourself.", " I do not want to explain that.", " That is a strange thing to ask."]
-MAX_PROMPT, MAX_LEN = 24, 48
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """Tokenizer + tiny policy saved together, 32 pairs (one emptied), their reference log-probs."""
-    root = tmp_path_factory.mktemp("world")
-    model_dir = root / "base"
-    tokenizer = save_tiny_policy(model_dir)
-    rng = random.Random(5)
-    rows = [
-        {
-            "prompt_id": f"p{i:03d}",
-            "prompt": hh_prompt(rng, rng.randint(1, 3)),
-            "chosen": rng.choice(GOOD),
-            "rejected": rng.choice(BAD),
-            "chosen_reward": 1.0,
-            "rejected_reward": -1.0,
-            "chosen_idx": rng.randrange(N),
-            "rejected_idx": N + i,  # distinct from chosen_idx
-            "n": N,
-        }
-        for i in range(33)
-    ]
-    rows[7]["rejected"] = ""  # dropped by tokenization: NaN reference, skipped by training
-    pairs = root / "n4.parquet"
-    pd.DataFrame(rows).to_parquet(pairs)
-    ref = root / "ref.parquet"
-    write_reference_logps(model_dir, pairs, ref, MAX_PROMPT, MAX_LEN, batch_size=16)
-    return {"model": model_dir, "pairs": pairs, "ref": ref, "tokenizer": tokenizer, "root": root}
-
-
-def cfg(**overrides) -> TrainConfig:
-    base = dict(
-        loss="bonbon",
-        beta=beta_star(N),
-        alpha=0.005,
-        learning_rate=1e-3,
-        optimizer="adamw",
-        warmup_steps=0,
-        batch_size=4,
-        max_steps=3,
-        log_every=100,
-        max_prompt_length=MAX_PROMPT,
-        max_length=MAX_LEN,
-        checkpoint_every=100,
-        seed=0,
-    )
-    return config_from_dict({**base, **overrides})  # the rest: the schema's defaults
-
-
-def params(model_dir: Path) -> dict[str, torch.Tensor]:
-    return dict(AutoModelForCausalLM.from_pretrained(model_dir).named_parameters())
 
 
 def test_reference_logps_equal_sequence_logps(world):
@@ -137,10 +78,6 @@ def test_one_policy_forward_per_step_and_no_reference_model(world, tmp_path, mon
     expected_loss = 0.005 * metrics.loc[0, "sft"] + 0.995 * metrics.loc[0, "ipo"]
     assert metrics.loc[0, "loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert metrics.loc[1, "margin"] != 0.0  # and training moves it
-
-
-class Crash(RuntimeError):
-    pass
 
 
 def test_resume_after_crash_matches_uninterrupted_run(world, tmp_path, monkeypatch):

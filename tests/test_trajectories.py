@@ -9,7 +9,6 @@ import json
 import pandas as pd
 import pytest
 import torch
-from test_train import cfg, params, world  # noqa: F401  (world is a fixture)
 
 from bonbon.batching import collate_pairs, pad_id, tokenize_pairs
 from bonbon.config import ConfigError
@@ -22,8 +21,12 @@ from bonbon.tables import PAIR_TEXT_COLUMNS, read_table
 from bonbon.theory import beta_star
 from bonbon.train import attach_reference, split_validation, train
 
+from helpers.training import cfg, params
 
-def test_snapshot_is_the_final_model_of_the_shorter_run_and_samples_alike(world, tmp_path):  # noqa: F811
+torch.set_num_threads(2)  # as test_train, whose world this module trains on
+
+
+def test_snapshot_is_the_final_model_of_the_shorter_run_and_samples_alike(world, tmp_path):
     long, short = tmp_path / "long", tmp_path / "short"
     summary = train(world["model"], world["pairs"], world["ref"], long, cfg(max_steps=4, snapshot_every=2))
     train(world["model"], world["pairs"], world["ref"], short, cfg(max_steps=2))
@@ -40,7 +43,7 @@ def test_snapshot_is_the_final_model_of_the_shorter_run_and_samples_alike(world,
     assert any(not torch.equal(a[k], base[k]) for k in a)  # training moved the weights
 
 
-def test_snapshots_kept_when_checkpoints_are_deleted(world, tmp_path):  # noqa: F811
+def test_snapshots_kept_when_checkpoints_are_deleted(world, tmp_path):
     out = tmp_path / "run"
     summary = train(world["model"], world["pairs"], world["ref"], out,
                     cfg(max_steps=3, checkpoint_every=1, checkpoints_after_training="delete"))
@@ -61,7 +64,7 @@ def test_validation_split_is_by_prompt_and_disjoint():
         split_validation(examples[:1], 0.5)
 
 
-def test_validation_metrics_equal_the_loss_recomputed_on_held_out_pairs(world, tmp_path):  # noqa: F811
+def test_validation_metrics_equal_the_loss_recomputed_on_held_out_pairs(world, tmp_path):
     out = tmp_path / "run"
     options = cfg(max_steps=4, loss="ipo", validation_fraction=0.3, eval_every=2)
     summary = train(world["model"], world["pairs"], world["ref"], out, options)
@@ -109,7 +112,7 @@ def test_checkpoint_steps_resolution():
 
 
 def test_a_run_entry_can_replace_the_evaluated_checkpoints():
-    from test_runs import base
+    from helpers.configs import base
 
     config = base(runs=[{"loss": "ipo", "beta": ["auto"], "n": [8]},
                         {"loss": "ipo", "beta": ["auto"], "n": [2], "checkpoints": {}}],
@@ -124,7 +127,7 @@ def test_a_run_entry_can_replace_the_evaluated_checkpoints():
         check_checkpoints(config, expand_runs(config))
 
 
-def test_validation_on_a_last_step_off_the_interval_and_no_snapshots_with_snapshot_every_0(world, tmp_path):  # noqa: F811
+def test_validation_on_a_last_step_off_the_interval_and_no_snapshots_with_snapshot_every_0(world, tmp_path):
     """5 steps, eval_every 2: validation after steps 2, 4 and the last, 5; snapshot_every 0 writes no
     snapshot although checkpoints are written every 2 steps. Pins the final-step validation dropped,
     validation at step % eval_every == 1, and snapshot_every 0 read as 'every checkpoint'."""

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from test_batching import build_tokenizer, hh_prompt
 
 from bonbon.generate import generate_samples
 from bonbon.prompts import ASSISTANT, HUMAN
@@ -28,6 +27,8 @@ from bonbon.vllm_backend import (
     sampling_kwargs,
     vllm_sample_batch,
 )
+
+from helpers.tiny import build_tokenizer, hh_prompt
 
 # a tokenizer whose ids decode to fixed pieces: 0 is EOS
 PIECES = {0: "<eos>", 1: " sure", 2: " bread", 3: ".", 4: "\n\n", 5: "Human:", 6: " more", 7: "Assistant:"}

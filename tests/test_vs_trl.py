@@ -22,10 +22,10 @@ except ImportError:
         "TRL is not installed (pip install -e '.[bench]'); CI does not install it", allow_module_level=True
     )
 
-from test_batching import hh_prompt, hh_response, save_tiny_policy
-
 from bonbon.batching import tokenize_pairs
 from bonbon.reference import write_reference_logps
+
+from helpers.tiny import hh_prompt, hh_response, save_tiny_policy
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parent.parent
