@@ -40,7 +40,8 @@ def main() -> None:
     batches = [collate_pairs(examples[k * 8 : (k + 1) * 8], pad_id(tokenizer)) for k in range(args.batches)]
     eager = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).train()
     compiled = torch.compile(copy.deepcopy(eager), dynamic=True)
-    print(f"{args.model}, {torch.get_num_threads()} threads, padding_free={args.padding_free}, torch {torch.__version__}")
+    print(f"{args.model}, {torch.get_num_threads()} threads, padding_free={args.padding_free}, "
+          f"torch {torch.__version__}")
     for name, model in (("eager", eager), ("compiled", compiled)):
         times = []
         for b in batches:

@@ -21,7 +21,8 @@ from bonbon.models import load_policy
 from bonbon.sampling import SamplingConfig
 
 
-def reference_sampler(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, prompts_per_batch: int) -> int:
+def reference_sampler(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int,
+                      prompts_per_batch: int) -> int:
     """The reference batching: prompts in file order, each repeated n times, padded, no stop at EOS.
     Returns the number of useful tokens (before the first EOS) it produced."""
     tokenizer.padding_side = "left"
@@ -40,13 +41,15 @@ def reference_sampler(model, tokenizer, prompts: list[str], n: int, max_new_toke
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="results/toy/base_model")
     parser.add_argument("--prompts", default="results/prompts/toy.parquet")
     parser.add_argument("--n-prompts", type=int, default=96)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64, help="rows per forward pass, both implementations")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="rows per forward pass, both implementations")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -58,7 +61,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     started = time.perf_counter()
-    reference_tokens = reference_sampler(model, tokenizer, prompts["prompt"].tolist(), args.n, args.max_new_tokens, per_batch)
+    reference_tokens = reference_sampler(model, tokenizer, prompts["prompt"].tolist(), args.n,
+                                         args.max_new_tokens, per_batch)
     reference_seconds = time.perf_counter() - started
 
     cfg = SamplingConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
@@ -66,12 +70,16 @@ def main() -> None:
     _, counts = generate_samples(model, tokenizer, prompts, cfg)
     ours_seconds = time.perf_counter() - started
 
-    ours_rate, reference_rate = counts["generated_tokens"] / ours_seconds, reference_tokens / reference_seconds
-    print(f"prompts {len(prompts)} x n {args.n}, max_new_tokens {args.max_new_tokens}, {args.batch_size} rows/batch, "
-          f"{args.threads} threads, model {args.model}")
-    print(f"reference batching: {reference_tokens:7d} useful tokens in {reference_seconds:6.2f} s = {reference_rate:7.0f} tokens/s")
-    print(f"this workflow:      {counts['generated_tokens']:7d} useful tokens in {ours_seconds:6.2f} s = {ours_rate:7.0f} tokens/s")
-    print(f"speed-up: {ours_rate / reference_rate:.2f}x tokens/s, {reference_seconds / ours_seconds:.2f}x wall time")
+    ours_rate, reference_rate = (counts["generated_tokens"] / ours_seconds,
+                                 reference_tokens / reference_seconds)
+    print(f"prompts {len(prompts)} x n {args.n}, max_new_tokens {args.max_new_tokens}, "
+          f"{args.batch_size} rows/batch, {args.threads} threads, model {args.model}")
+    print(f"reference batching: {reference_tokens:7d} useful tokens in {reference_seconds:6.2f} s = "
+          f"{reference_rate:7.0f} tokens/s")
+    print(f"this workflow:      {counts['generated_tokens']:7d} useful tokens in {ours_seconds:6.2f} s = "
+          f"{ours_rate:7.0f} tokens/s")
+    print(f"speed-up: {ours_rate / reference_rate:.2f}x tokens/s, "
+          f"{reference_seconds / ours_seconds:.2f}x wall time")
 
 
 if __name__ == "__main__":

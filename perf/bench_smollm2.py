@@ -52,7 +52,8 @@ def hf_generate(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig, st
     per_batch = max(1, cfg.batch_size // cfg.n)
     sampled = 0
     for start in range(0, len(texts), per_batch):
-        enc = tokenizer(texts[start : start + per_batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(texts[start : start + per_batch], return_tensors="pt", padding=True,
+                        add_special_tokens=False)
         out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.n,
                              eos_token_id=list(stops), pad_token_id=tokenizer.pad_token_id)
@@ -65,7 +66,8 @@ def hf_generate(model, tokenizer, prompts: pd.DataFrame, cfg: SamplingConfig, st
 
 def bench_sample(model, tokenizer, args) -> None:
     prompts = chat_prompts(tokenizer, args.prompts, args.seed)
-    cfg = chat_sampling(SamplingConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
+    cfg = chat_sampling(SamplingConfig(n=args.n, max_new_tokens=args.max_new_tokens,
+                                       batch_size=args.batch_size),
                         tokenizer, model)
     stops = end_token_ids(cfg, tokenizer.eos_token_id)
     print(f"sample: {len(prompts)} prompts x n {args.n}, {args.batch_size} rows per batch, max_new_tokens "
@@ -78,16 +80,19 @@ def bench_sample(model, tokenizer, args) -> None:
             started, cpu = time.perf_counter(), time.process_time()
             if side == "ours":
                 _, counts = generate_samples(model, tokenizer, prompts, cfg)
-                tokens = counts["generated_tokens"] + (counts["samples"] - counts["unfinished"])  # + end tokens
+                # + end tokens
+                tokens = counts["generated_tokens"] + (counts["samples"] - counts["unfinished"])
             else:
                 tokens = hf_generate(model, tokenizer, prompts, cfg, stops)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             rates[side].append(tokens / seconds)
             cpu_rates[side].append(tokens / cpu)
-            print(f"  round {r + 1} {side:8s} {tokens:6d} tokens in {seconds:6.1f} s = {tokens / seconds:6.1f} tokens/s, "
-                  f"{tokens / cpu:6.1f} tokens per CPU s (load {os.getloadavg()[0]:.1f})", flush=True)
+            print(f"  round {r + 1} {side:8s} {tokens:6d} tokens in {seconds:6.1f} s = "
+                  f"{tokens / seconds:6.1f} tokens/s, {tokens / cpu:6.1f} tokens per CPU s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
     per_round = [o / g for o, g in zip(rates["ours"], rates["generate"], strict=True)]
-    print(f"sample: ours / generate tokens/s {statistics.median(rates['ours']) / statistics.median(rates['generate']):.2f}x "
+    print(f"sample: ours / generate tokens/s "
+          f"{statistics.median(rates['ours']) / statistics.median(rates['generate']):.2f}x "
           f"(medians); per round {', '.join(f'{x:.2f}' for x in per_round)}; per CPU second "
           f"{statistics.median(cpu_rates['ours']) / statistics.median(cpu_rates['generate']):.2f}x")
 
@@ -121,10 +126,12 @@ def bench_prefill(model, tokenizer, args) -> None:
 
 @torch.inference_mode()
 def plain_logps(model, tokenizer, samples: pd.DataFrame, batch_size: int) -> list[float]:
-    """A plain forward: log_softmax over the whole [B, T, V] logits, gather the response tokens (right padding)."""
+    """A plain forward: log_softmax over the whole [B, T, V] logits, gather the response tokens (right
+    padding)."""
     out = []
     rows = list(zip(samples["prompt"], samples["response_ids"], strict=True))
-    order = sorted(range(len(rows)), key=lambda i: len(tokenizer(rows[i][0], add_special_tokens=False)["input_ids"])
+    order = sorted(range(len(rows)),
+                   key=lambda i: len(tokenizer(rows[i][0], add_special_tokens=False)["input_ids"])
                    + len(rows[i][1]))
     values = [0.0] * len(rows)
     for start in range(0, len(order), batch_size):
@@ -148,10 +155,12 @@ def plain_logps(model, tokenizer, samples: pd.DataFrame, batch_size: int) -> lis
 def bench_logps(model, tokenizer, args) -> None:
     prompts = chat_prompts(tokenizer, args.prompts * args.n, args.seed)
     cfg = SamplingConfig(n=1, max_prompt_length=256)
-    # responses: the toy corpus's, ended by EOS (what is scored does not change what a pass costs; no sampling)
+    # responses: the toy corpus's, ended by EOS (what is scored does not change what a pass costs; no
+    # sampling)
     corpus = make_corpus(len(prompts), seed=args.seed)
     eos = tokenizer.eos_token_id
-    samples = prompts.assign(response_ids=[tokenizer(r.strip(), add_special_tokens=False)["input_ids"][: args.max_new_tokens] + [eos]
+    samples = prompts.assign(response_ids=[tokenizer(r.strip(), add_special_tokens=False)["input_ids"]
+                                           [: args.max_new_tokens] + [eos]
                                            for r in corpus["response"]])
     tokens = sum(len(r) for r in samples["response_ids"])
     print(f"logps: {len(samples)} samples ({tokens} response tokens), batches of {args.batch_size}")
@@ -162,7 +171,8 @@ def bench_logps(model, tokenizer, args) -> None:
         for side in (["ours", "plain"] if r % 2 == 0 else ["plain", "ours"]):
             started, cpu = time.perf_counter(), time.process_time()
             if side == "ours":
-                got[side] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, args.batch_size).tolist()
+                got[side] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length,
+                                         args.batch_size).tolist()
             else:
                 got[side] = plain_logps(model, tokenizer, samples, args.batch_size)
             times[side].append(time.perf_counter() - started)
@@ -171,9 +181,11 @@ def bench_logps(model, tokenizer, args) -> None:
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
     diff = max(abs(a - b) for a, b in zip(got["ours"], got["plain"], strict=True))
     per_round = [p / o for o, p in zip(times["ours"], times["plain"], strict=True)]
-    print(f"logps: ours vs plain forward speed {statistics.median(times['plain']) / statistics.median(times['ours']):.2f}x "
+    print(f"logps: ours vs plain forward speed "
+          f"{statistics.median(times['plain']) / statistics.median(times['ours']):.2f}x "
           f"(medians); per round {', '.join(f'{x:.2f}' for x in per_round)}; CPU time "
-          f"{statistics.median(cpus['plain']) / statistics.median(cpus['ours']):.2f}x; max |diff| {diff:.1e} nats")
+          f"{statistics.median(cpus['plain']) / statistics.median(cpus['ours']):.2f}x; "
+          f"max |diff| {diff:.1e} nats")
 
 
 def bench_padding_free(model, tokenizer, args) -> None:
@@ -188,8 +200,9 @@ def bench_padding_free(model, tokenizer, args) -> None:
     batch = collate_pairs(examples, pad_id(tokenizer))
     inputs = [batch[k] for k in ("input_ids", "attention_mask", "response_mask")]
     real = int(batch["attention_mask"].sum())
-    print(f"padding_free: {len(examples)} pairs, {real} real tokens in a padded [{', '.join(map(str, inputs[0].shape))}] "
-          f"batch; heads {model.config.num_attention_heads}, key/value heads {model.config.num_key_value_heads}")
+    print(f"padding_free: {len(examples)} pairs, {real} real tokens in a padded "
+          f"[{', '.join(map(str, inputs[0].shape))}] batch; heads {model.config.num_attention_heads}, "
+          f"key/value heads {model.config.num_key_value_heads}")
     model.train()
     values, times = {}, {False: [], True: []}
     for r in range(args.rounds):
@@ -200,19 +213,22 @@ def bench_padding_free(model, tokenizer, args) -> None:
             logps.sum().backward()
             times[packed].append(time.perf_counter() - started)
             values[packed] = logps.detach()
-            print(f"  round {r + 1} {'padding_free' if packed else 'padded':12s} forward+backward {times[packed][-1]:6.1f} s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+            print(f"  round {r + 1} {'padding_free' if packed else 'padded':12s} forward+backward "
+                  f"{times[packed][-1]:6.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
     model.eval()
     diff = (values[True] - values[False]).abs().max().item()
-    print(f"padding_free: log-probs max |padded - padding_free| {diff:.1e} nats (of {values[False].abs().max():.1f}); "
-          f"speed {statistics.median(times[False]) / statistics.median(times[True]):.2f}x; real tokens/s padded "
-          f"{real / statistics.median(times[False]):.0f}, padding_free {real / statistics.median(times[True]):.0f}")
+    print(f"padding_free: log-probs max |padded - padding_free| {diff:.1e} nats "
+          f"(of {values[False].abs().max():.1f}); "
+          f"speed {statistics.median(times[False]) / statistics.median(times[True]):.2f}x; "
+          f"real tokens/s padded {real / statistics.median(times[False]):.0f}, "
+          f"padding_free {real / statistics.median(times[True]):.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="/tmp/smollm2/model")
-    parser.add_argument("--what", nargs="+", default=["sample", "prefill", "logps"], choices=["sample", "prefill", "logps", "padding_free"])
+    parser.add_argument("--what", nargs="+", default=["sample", "prefill", "logps"],
+                        choices=["sample", "prefill", "logps", "padding_free"])
     parser.add_argument("--pairs", default="results/pairs/toy/n2.parquet", help="padding_free: a pair file")
     parser.add_argument("--pairs-per-batch", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=16)
@@ -227,8 +243,9 @@ def main() -> None:
     model, tokenizer = load_policy(args.model)
     import transformers
 
-    print(f"model {args.model}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
-          f"vocab {model.config.vocab_size}; torch {torch.__version__}, transformers {transformers.__version__}, "
+    print(f"model {args.model}: {type(model).__name__}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, vocab {model.config.vocab_size}; "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{args.threads} threads, load {os.getloadavg()[0]:.1f}")
     for what in args.what:
         {"sample": bench_sample, "prefill": bench_prefill, "logps": bench_logps,

@@ -205,7 +205,8 @@ def main() -> None:
     print(f"speed-up per training step:                                       {med_ref / med_ours:8.2f}x")
     print(f"one-off reference pass of the same batch (inference mode):       {1e3 * med_pass:8.1f} ms")
     print(
-        f"speed-up with that pass charged to a single epoch:                {med_ref / (med_ours + med_pass):8.2f}x"
+        "speed-up with that pass charged to a single epoch:                "
+        f"{med_ref / (med_ours + med_pass):8.2f}x"
     )
 
 

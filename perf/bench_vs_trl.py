@@ -97,7 +97,8 @@ def step_order(n_examples: int, seed: int) -> list[int]:
 
 
 def big_model(tokenizer_dir: Path, out: Path, seed: int = 0) -> None:
-    """A Pythia-160M-shaped GPT-NeoX, random init, the toy tokenizer's vocabulary, saved with the tokenizer."""
+    """A Pythia-160M-shaped GPT-NeoX, random init, the toy tokenizer's vocabulary, saved with the
+    tokenizer."""
     from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -527,10 +528,13 @@ def main() -> None:
         "--sft", default="results/models/sft", help="toy policy (and reference) model directory"
     )
     parser.add_argument("--pairs", default="results/pairs/toy/n8.parquet", help="pair file")
-    parser.add_argument("--models", nargs="+", default=["toy", "neox86m"], choices=["toy", "neox86m", "smollm2"])
+    parser.add_argument(
+        "--models", nargs="+", default=["toy", "neox86m"], choices=["toy", "neox86m", "smollm2"]
+    )
     parser.add_argument(
         "--smollm2", default="/tmp/smollm2/model",
-        help="model 'smollm2': a plain directory of SmolLM2-135M-Instruct (its GGUF imported); runs with the --big-* sizes",
+        help=("model 'smollm2': a plain directory of SmolLM2-135M-Instruct (its GGUF imported); "
+              "runs with the --big-* sizes"),
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per implementation, toy model")
     parser.add_argument(
@@ -620,12 +624,12 @@ def main() -> None:
         else torch.cuda.get_device_name()
     )
     print(
-        f"device: {where}; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"device: {where}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"trl {trl.__version__}; load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"DPO sigmoid, beta {args.beta}, RMSprop lr {args.lr}, warmup {args.warmup}, {args.batch_size} pairs/step, "
-        f"clip {args.max_grad_norm}, max_length {args.max_length}, "
+        f"DPO sigmoid, beta {args.beta}, RMSprop lr {args.lr}, warmup {args.warmup}, "
+        f"{args.batch_size} pairs/step, clip {args.max_grad_norm}, max_length {args.max_length}, "
         f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}"
     )
     started = time.perf_counter()
@@ -639,17 +643,19 @@ def main() -> None:
         with torch.device("meta"):
             params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
         print(
-            f"\n== {spec['name']}: {config.model_type} {config.num_hidden_layers} layers, d={config.hidden_size}, "
-            f"vocab {config.vocab_size}, {params / 1e6:.1f}M params; {spec['steps']} steps of "
-            f"{args.batch_size} pairs, {sum(spec['tokens'])} real tokens, longest sequence {spec['longest']}"
+            f"\n== {spec['name']}: {config.model_type} {config.num_hidden_layers} layers, "
+            f"d={config.hidden_size}, vocab {config.vocab_size}, {params / 1e6:.1f}M params; "
+            f"{spec['steps']} steps of {args.batch_size} pairs, {sum(spec['tokens'])} real tokens, "
+            f"longest sequence {spec['longest']}"
         )
         if not args.no_equality:
             eq = _worker(
                 "equality", spec, {**opts, "later": args.later if spec["name"] == "toy" else args.big_later}
             )
             print(
-                f"equality: {eq['sequences']} sequences, {eq['token_mismatches']} differ in ids or completion mask; "
-                f"TRL's own reference pass vs the file, batch 0: max abs diff {eq['ref_pass_max_abs_diff']:.1e}"
+                f"equality: {eq['sequences']} sequences, {eq['token_mismatches']} differ in ids or "
+                f"completion mask; TRL's own reference pass vs the file, batch 0: max abs diff "
+                f"{eq['ref_pass_max_abs_diff']:.1e}"
             )
             for r in eq["rows"]:
                 loss, norm = r["loss"], r["grad_norm"]
@@ -664,7 +670,8 @@ def main() -> None:
                 print(
                     f"            grad norm TRL {norm['trl']:.6f}, "
                     + ", ".join(
-                        f"{k} {norm[k]:.6f} (rel diff {abs(norm[k] - norm['trl']) / max(norm['trl'], 1e-30):.1e})"
+                        f"{k} {norm[k]:.6f} "
+                        f"(rel diff {abs(norm[k] - norm['trl']) / max(norm['trl'], 1e-30):.1e})"
                         for k in norm
                         if k != "trl"
                     )
@@ -677,13 +684,14 @@ def main() -> None:
                 result.update(_rates(result, spec))
                 results[v["name"]].append(result)
                 print(
-                    f"  run {i + 1} {v['name']:22s} {result['steps_per_s']:7.2f} steps/s {result['tokens_per_s']:8.0f} "
-                    f"tokens/s {result['cpu_ms_per_step']:8.1f} CPU ms/step, peak RSS {result['rss_train_mb']:5.0f} MB "
-                    f"(process {result['rss_mb']:.0f} MB)",
+                    f"  run {i + 1} {v['name']:22s} {result['steps_per_s']:7.2f} steps/s "
+                    f"{result['tokens_per_s']:8.0f} tokens/s {result['cpu_ms_per_step']:8.1f} CPU ms/step, "
+                    f"peak RSS {result['rss_train_mb']:5.0f} MB (process {result['rss_mb']:.0f} MB)",
                     flush=True,
                 )
         print(
-            f"{'median (min-max)':22s} {'steps/s':>20s} {'real tokens/s':>22s} {'CPU ms/step':>22s} {'peak RSS MB':>12s}"
+            f"{'median (min-max)':22s} {'steps/s':>20s} {'real tokens/s':>22s} "
+            f"{'CPU ms/step':>22s} {'peak RSS MB':>12s}"
         )
         for name, rs in results.items():
             print(

@@ -52,7 +52,8 @@ def main() -> None:
     cfg = SamplingConfig(n=args.samples, max_new_tokens=64, seed=12345)
     reference, reference_tokenizer = load_policy(args.results / "models" / "sft")
     rows = []
-    runs = args.runs or sorted(p.name for p in (args.results / "models").iterdir() if p.name.startswith("toy-n"))
+    runs = args.runs or sorted(p.name for p in (args.results / "models").iterdir()
+                               if p.name.startswith("toy-n"))
     for run in runs:
         n = int(run.split("-n")[1].split("-")[0])
         snapshots = sorted((args.results / "models" / run / "snapshots").glob("step-*"))

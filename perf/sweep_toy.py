@@ -42,7 +42,8 @@ def one_run(job: dict) -> dict:
     from bonbon.theory import beta_star
 
     beta = job["variant"].get("beta") or beta_star(job["n"])  # auto: beta*(n), as the workflow resolves it
-    cfg = config_from_dict({**job["variant"], "beta": beta, "learning_rate": job["lr"], "optimizer": "rmsprop",
+    cfg = config_from_dict({**job["variant"], "beta": beta, "learning_rate": job["lr"],
+                            "optimizer": "rmsprop",
                             "warmup_steps": 10, "batch_size": 8, "epochs": job["epochs"], "max_length": 192,
                             "max_prompt_length": 128, "max_grad_norm": 10.0, "checkpoint_every": 10_000,
                             "snapshot_every": 0, "validation_fraction": job["validation_fraction"],

@@ -50,7 +50,8 @@ def compare_tables(before: pd.DataFrame, after: pd.DataFrame, atol: float) -> li
             same = [_equal(u, v) for u, v in zip(a, b, strict=True)]
             if not all(same):
                 i = same.index(False)
-                problems.append(f"{column}: {same.count(False)} value(s) differ (row {i}: {a[i]!r} vs {b[i]!r})")
+                problems.append(f"{column}: {same.count(False)} value(s) differ "
+                                f"(row {i}: {a[i]!r} vs {b[i]!r})")
     return problems
 
 

@@ -76,7 +76,8 @@ def main(path: str) -> None:
             p0, rewards = np.full(k, 1.0 / k), np.arange(k, dtype=float)
             margin = bon_margin(p0, rewards, n, "keep")
             rows.append({"n": str(n), "K": str(k), "margin of π_n, all groups": margin,
-                         "tie-free groups": bon_margin(p0, rewards, n, "drop"), "(n−1)H_{n−1}": target_margin(n),
+                         "tie-free groups": bon_margin(p0, rewards, n, "drop"),
+                         "(n−1)H_{n−1}": target_margin(n),
                          "K × (target − margin)": k * (target_margin(n) - margin)})
     print("\n" + markdown(pd.DataFrame(rows)))
 

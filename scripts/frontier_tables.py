@@ -37,8 +37,8 @@ def main(results: Path) -> None:
     summary = pd.read_parquet(results / "eval" / "summary.parquet")
     runs = pd.read_parquet(results / "eval" / "runs.parquet")
     summary = summary.assign(step=summary["step"].astype("Int64").astype(object))
-    points = ["policy", "step", "win_rate", "win_rate_se", "kl", "mean_length", "unfinished_share", "frontier_gap",
-              "empirical_frontier_gap", "length_change", "bon_length"]
+    points = ["policy", "step", "win_rate", "win_rate_se", "kl", "mean_length", "unfinished_share",
+              "frontier_gap", "empirical_frontier_gap", "length_change", "bon_length"]
     judge = [c for c in ("judge_win_rate", "judge_frontier_gap") if c in summary.columns]
     print("## Every evaluated policy\n")
     print(markdown(summary, points + judge))

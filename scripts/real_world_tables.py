@@ -35,9 +35,11 @@ def tie_table(rewards: pd.DataFrame, n_values: list[int]) -> pd.DataFrame:
     for n in n_values:
         first = rewards[rewards["sample_idx"] < n]
         grouped = first.groupby("prompt_id")["reward"]
-        best_count = first.assign(top=first["reward"] == grouped.transform("max")).groupby("prompt_id")["top"].sum()
+        best_count = (first.assign(top=first["reward"] == grouped.transform("max"))
+                      .groupby("prompt_id")["top"].sum())
         rows.append({"n": n, "prompts": grouped.ngroups, "all_tied": float((grouped.nunique() == 1).mean()),
-                     "best_tied": float((best_count > 1).mean()), "zero_samples": float((first["reward"] == 0).mean())})
+                     "best_tied": float((best_count > 1).mean()),
+                     "zero_samples": float((first["reward"] == 0).mean())})
     return pd.DataFrame(rows)
 
 
@@ -98,8 +100,10 @@ def main(results: Path, dataset: str = "sentiment") -> None:
         from bonbon.scorers import textblob  # the judge never scores these: scored here to compare ties
 
         print("\n## Ties the judge (TextBlob) would give the same samples\n")
-        print(markdown(tie_table(rewards.assign(reward=textblob(None, rewards["response"].tolist())), [2, 4, 8])))
-    pairs = [(p.stem, len(pd.read_parquet(p))) for p in sorted((results / "pairs" / dataset).glob("n*.parquet"))]
+        print(markdown(tie_table(rewards.assign(reward=textblob(None, rewards["response"].tolist())),
+                                 [2, 4, 8])))
+    pairs = [(p.stem, len(pd.read_parquet(p)))
+             for p in sorted((results / "pairs" / dataset).glob("n*.parquet"))]
     if pairs:
         print("\n## Pairs kept\n")
         print(markdown(pd.DataFrame(pairs, columns=["pairs", "rows"])))
@@ -110,15 +114,16 @@ def main(results: Path, dataset: str = "sentiment") -> None:
     summary_path = results / "eval" / "summary.parquet"
     if summary_path.exists():
         summary = pd.read_parquet(summary_path)
-        columns = ["policy", "step", "win_rate", "win_rate_se", "judge_win_rate", "judge_win_rate_se", "kl", "kl_se",
-                   "mean_reward", "mean_judge_reward", "mean_length", "unfinished_share"]
+        columns = ["policy", "step", "win_rate", "win_rate_se", "judge_win_rate", "judge_win_rate_se", "kl",
+                   "kl_se", "mean_reward", "mean_judge_reward", "mean_length", "unfinished_share"]
         print("\n## Every evaluated policy\n")
         print(markdown(summary[[c for c in columns if c in summary.columns]]))
     times = stage_times(results.parent / "benchmarks")
     if len(times):
         print("\n## Per-stage times (benchmarks/)\n")
         print(markdown(times))
-    policies = [f"{dataset}-reference"] + sorted(p.stem for p in (results / "samples").glob(f"{dataset}-n*.parquet")
+    policies = [f"{dataset}-reference"] + sorted(p.stem
+                                                 for p in (results / "samples").glob(f"{dataset}-n*.parquet")
                                                  if "-step" not in p.stem)
     text = samples(results, policies)
     if text:

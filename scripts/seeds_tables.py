@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 FINAL = ["win_rate", "judge_win_rate", "kl", "mean_length"]
-PATH = ["win_rate_at_matched_kl", "judge_win_rate_at_matched_kl", "gap_at_matched_kl", "judge_gap_at_matched_kl"]
+PATH = ["win_rate_at_matched_kl", "judge_win_rate_at_matched_kl", "gap_at_matched_kl",
+        "judge_gap_at_matched_kl"]
 
 
 def cell(row: pd.Series) -> str:
@@ -49,12 +50,14 @@ def main(results: Path) -> None:
     table = pd.read_parquet(results / "eval" / "summary.parquet")
     if "judge_win_rate" in table.columns:
         print("\nProxy against judge, every policy:\n")
-        print("| policy | step | proxy win rate | judge win rate | judge − proxy | proxy–judge corr |\n|---|---|---|---|---|---|")
+        print("| policy | step | proxy win rate | judge win rate | judge − proxy | proxy–judge corr |\n"
+              "|---|---|---|---|---|---|")
         for _, row in table.iterrows():
             step = "" if pd.isna(row["step"]) else int(row["step"])
             print(f"| {row['policy']} | {step} | {row['win_rate']:.3f} ± {row['win_rate_se']:.3f} | "
                   f"{row['judge_win_rate']:.3f} ± {row['judge_win_rate_se']:.3f} | "
-                  f"{row['judge_win_rate'] - row['win_rate']:+.3f} | {row.get('proxy_judge_corr', float('nan')):.3f} |")
+                  f"{row['judge_win_rate'] - row['win_rate']:+.3f} | "
+                  f"{row.get('proxy_judge_corr', float('nan')):.3f} |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import pandas as pd
 # what a seeds row says about its grid point, taken from its first replicate
 GRID_COLUMNS = ("dataset", "loss", "n", "beta", "alpha")
 # the metrics the seeds table averages, where the table has them (a metric's SE is its {metric}_se column)
-SUMMARY_SEED_METRICS = ("win_rate", "judge_win_rate", "kl", "frontier_gap", "judge_frontier_gap", "mean_length",
-                        "proxy_judge_corr")
+SUMMARY_SEED_METRICS = ("win_rate", "judge_win_rate", "kl", "frontier_gap", "judge_frontier_gap",
+                        "mean_length", "proxy_judge_corr")
 RUN_SEED_METRICS = ("final_win_rate", "judge_final_win_rate", "final_kl", "final_frontier_gap",
                     "win_rate_at_matched_kl", "judge_win_rate_at_matched_kl", "gap_at_matched_kl",
                     "judge_gap_at_matched_kl")
@@ -61,7 +61,8 @@ def seed_table(table: pd.DataFrame, replicates: Mapping[str, Mapping], metrics: 
     present = [m for m in metrics if m in rows.columns]
     for group, part in rows.groupby(["base_run", *keys], sort=True, dropna=False):
         if part["seed"].duplicated().any():
-            raise ValueError(f"{name} table: run {group[0]!r} has seed {part['seed'][part['seed'].duplicated()].iloc[0]} "
+            raise ValueError(f"{name} table: run {group[0]!r} has seed "
+                             f"{part['seed'][part['seed'].duplicated()].iloc[0]} "
                              f"twice at {dict(zip(keys, group[1:], strict=True))}")
         first = part.iloc[0]
         where = {"table": name, "base_run": group[0], **{c: first.get(c) for c in GRID_COLUMNS},
@@ -82,4 +83,5 @@ def _over_seeds(values: np.ndarray, se: np.ndarray | None) -> dict[str, float]:
     sd = float(np.std(values, ddof=1)) if count > 1 else math.nan
     sampling = float(np.sqrt(np.sum(se[keep] ** 2)) / count) if se is not None and count else math.nan
     return {"n_seeds": count, "mean": float(values.mean()) if count else math.nan,
-            "seed_se": sd / math.sqrt(count) if count > 1 else math.nan, "sampling_se": sampling, "seed_sd": sd}
+            "seed_se": sd / math.sqrt(count) if count > 1 else math.nan, "sampling_se": sampling,
+            "seed_sd": sd}

@@ -45,7 +45,8 @@ def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     # add_special_tokens=False: no BOS/EOS inserted by a template; EOS is placed by hand below
     if not texts:
         return []
-    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # cut by hand below: no warning
+    # cut by hand below: no warning
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _assemble(

@@ -69,7 +69,8 @@ def card_metadata(policy: str, run: dict[str, Any], row: dict[str, Any], base_mo
         meta["datasets"] = [source]
     meta["bonbon"] = {
         # a preference dataset's own pairs have no run n, but may state theirs (datasets.<name>.n)
-        "policy": policy, "run": row.get("run") or policy, "loss": run["loss"], "n": run.get("n") or dataset.get("n"),
+        "policy": policy, "run": row.get("run") or policy, "loss": run["loss"],
+        "n": run.get("n") or dataset.get("n"),
         "beta": run["beta"], "beta_auto": bool(run.get("beta_auto")), "alpha": run.get("alpha"),
         "steps": _steps(row.get("step")), "learning_rate": training["learning_rate"],
         "base_model": base_model, "dataset": {"name": run["dataset"], "source": dataset.get("source"),
@@ -90,19 +91,22 @@ def card_text(meta: dict[str, Any], command: str, config: dict[str, Any], sampli
     b = meta["bonbon"]
     ev = b["evaluation"]
     lines = [f"# {b['policy']}", "",
-             f"A policy trained with the **{b['loss']}** loss by the best-of-n alignment workflow (BoNBoN, DPO, "
-             f"IPO: Gui, Garbacea, Veitch, NeurIPS 2024) from the reference model of `{b['base_model']}`, on "
-             f"dataset `{b['dataset']['name']}` (source {b['dataset']['source']}"
+             f"A policy trained with the **{b['loss']}** loss by the best-of-n alignment workflow "
+             "(BoNBoN, DPO, IPO: Gui, Garbacea, Veitch, NeurIPS 2024) from the reference model of "
+             f"`{b['base_model']}`, on dataset `{b['dataset']['name']}` (source {b['dataset']['source']}"
              + (f", `{b['dataset']['path']}`" if b["dataset"]["path"] else "") + ").", "",
-             "## Training", "", "| loss | n | beta | alpha | steps | learning rate |", "|---|---|---|---|---|---|",
+             "## Training", "", "| loss | n | beta | alpha | steps | learning rate |",
+             "|---|---|---|---|---|---|",
              f"| {b['loss']} | {_fmt(b['n'])} | {_fmt(b['beta'])}{' (beta*(n))' if b['beta_auto'] else ''} | "
              f"{_fmt(b['alpha'])} | {_fmt(b['steps'])} | {_fmt(b['learning_rate'])} |", "",
-             "## Evaluation", "", "Against the reference policy on the held-out prompts (± one standard error):", ""]
+             "## Evaluation", "",
+             "Against the reference policy on the held-out prompts (± one standard error):", ""]
     lines += [f"- {value}: {_fmt(ev.get(value))} ± {_fmt(ev.get(se))}" for value, se in HEADLINE
               if ev.get(value) is not None]
     lines += ["", "| column | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in ev.items()]
     lines += ["", "## Sampling (as evaluated; also in generation_config.json)", "", "```json",
-              json.dumps(sampling, indent=2, sort_keys=True), "```", "", "## Reproduce", "", "```bash", command, "```",
+              json.dumps(sampling, indent=2, sort_keys=True), "```", "", "## Reproduce", "", "```bash",
+              command, "```",
               "", "The workflow config that produced it:", "", "```yaml",
               yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False).rstrip() + "\n---\n\n" + "\n".join(lines)

@@ -63,11 +63,12 @@ def parse_messages(value: Any, where: str) -> list[Message]:
         if not isinstance(turn, dict) or set(turn) < {"role", "content"}:
             raise ConversationError(f"{where}: turn {i + 1} is not a {{role, content}} object: {turn!r:.80}")
         if turn["role"] not in ("system", "user", "assistant") or not isinstance(turn["content"], str):
-            raise ConversationError(f"{where}: turn {i + 1} has role {turn['role']!r} (system, user or assistant) "
-                                    "or a non-string content")
+            raise ConversationError(f"{where}: turn {i + 1} has role {turn['role']!r} "
+                                    "(system, user or assistant) or a non-string content")
         out.append({"role": turn["role"], "content": turn["content"]})
     if out[-1]["role"] != "user":
-        raise ConversationError(f"{where}: the last turn is {out[-1]['role']!r}; a prompt ends with a user turn")
+        raise ConversationError(f"{where}: the last turn is {out[-1]['role']!r}; "
+                                "a prompt ends with a user turn")
     return out
 
 
@@ -113,7 +114,8 @@ def read_messages_file(path: str | Path) -> pd.DataFrame:
         bad = ~out["split"].isin(["train", "eval"])
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].iloc[row]!r} is not 'train' or 'eval'")
+            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].iloc[row]!r} "
+                                  "is not 'train' or 'eval'")
     return out
 
 
@@ -135,7 +137,8 @@ def template_system_prompt(tokenizer: Any) -> str | None:
     user = [{"role": "user", "content": _PROBE}]
     try:
         bare = _apply(tokenizer, user)
-        head, found, tail = _apply(tokenizer, [{"role": "system", "content": _PROBE + "s"}, *user]).partition(_PROBE + "s")
+        head, found, tail = _apply(tokenizer, [{"role": "system", "content": _PROBE + "s"},
+                                               *user]).partition(_PROBE + "s")
     except Exception:  # a template without a system role: it inserts none either
         return None
     if not found or not bare.startswith(head) or not bare.endswith(tail) or len(bare) < len(head) + len(tail):
@@ -158,7 +161,8 @@ def _without_system_turn(tokenizer: Any, messages: list[Message]) -> str:
     return keep + full[len(turn) :]
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Message], system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> str:
+def render_prompt(tokenizer: Any, messages: Sequence[Message],
+                  system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> str:
     """The text the policy continues: the conversation with the template's assistant opening.
 
     ``system_prompt`` (``chat.system_prompt``) applies to a conversation without a system message of its
@@ -175,8 +179,10 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message], system_prompt: st
     return _without_system_turn(tokenizer, messages)
 
 
-def _prompt_length(tokenizer: Any, messages: Sequence[Message], system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> int:
-    return len(tokenizer(render_prompt(tokenizer, messages, system_prompt), add_special_tokens=False)["input_ids"])
+def _prompt_length(tokenizer: Any, messages: Sequence[Message],
+                   system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> int:
+    return len(tokenizer(render_prompt(tokenizer, messages, system_prompt),
+                         add_special_tokens=False)["input_ids"])
 
 
 def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: int,
@@ -185,7 +191,8 @@ def drop_earlier_turns(tokenizer: Any, messages: Sequence[Message], max_length: 
     ``max_length`` tokens or only the last user turn is left; returns the kept turns and how many were
     dropped. A last turn still too long is then cut inside, from the left, by generation's token cut."""
     messages = list(messages)
-    system = [m for m in messages if m["role"] == "system"][:1] if messages and messages[0]["role"] == "system" else []
+    system = ([m for m in messages if m["role"] == "system"][:1]
+              if messages and messages[0]["role"] == "system" else [])
     turns = messages[len(system):]
     dropped = 0
     while len(turns) > 1 and _prompt_length(tokenizer, system + turns, system_prompt) > max_length:
@@ -211,8 +218,10 @@ def render_prompt_table(prompts: pd.DataFrame, tokenizer: Any, max_length: int,
         kept, n = drop_earlier_turns(tokenizer, conversation, max_length, system_prompt)
         rendered.append(render_prompt(tokenizer, kept, system_prompt))
         dropped.append(n)
-    out["prompt"], out["messages"], out["turns_dropped"] = rendered, [to_json(c) for c in conversations], dropped
-    return out, {"rendered_with_chat_template": len(out), "prompts_with_turns_dropped": sum(d > 0 for d in dropped)}
+    out["prompt"], out["messages"], out["turns_dropped"] = (rendered, [to_json(c) for c in conversations],
+                                                            dropped)
+    return out, {"rendered_with_chat_template": len(out),
+                 "prompts_with_turns_dropped": sum(d > 0 for d in dropped)}
 
 
 def end_of_turn_ids(tokenizer: Any, model: Any = None) -> tuple[int, ...]:
@@ -249,7 +258,8 @@ def _turn_start_token(tokenizer: Any) -> str | None:
         return None
     generation_prompt = opened[len(bare):] if opened.startswith(bare) else ""
     # the token the assistant's turn opens with, where the user's turn holds it too (not a role's own token)
-    found = [t for t in getattr(tokenizer, "all_special_tokens", []) if generation_prompt.startswith(t) and t in bare]
+    found = [t for t in getattr(tokenizer, "all_special_tokens", [])
+             if generation_prompt.startswith(t) and t in bare]
     return max(found, key=len) if found else None
 
 
@@ -260,7 +270,8 @@ def _after_assistant_content(tokenizer: Any) -> str:
     if not has_chat_template(tokenizer):
         return ""
     probe = "bonbon probe"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"},
+                                          {"role": "assistant", "content": probe}],
                                          tokenize=False)
     return text[text.rindex(probe) + len(probe):].lstrip() if probe in text else ""
 
@@ -301,7 +312,8 @@ def encode_chat_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequenc
         turns = conversation(prompt, response, None if messages is None else messages[i])
 
         def ids_of(t: list[Message]) -> list[int]:
-            return tokenizer(tokenizer.apply_chat_template(t, tokenize=False), add_special_tokens=False)["input_ids"]
+            return tokenizer(tokenizer.apply_chat_template(t, tokenize=False),
+                             add_special_tokens=False)["input_ids"]
 
         ids = ids_of(turns)
         if len(ids) <= max_length:
@@ -328,11 +340,13 @@ def encode_chat_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequenc
     return batch, cut
 
 
-def chat_texts(tokenizer: Any, frame: pd.DataFrame, system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> pd.DataFrame:
+def chat_texts(tokenizer: Any, frame: pd.DataFrame,
+               system_prompt: str = SYSTEM_PROMPT_DEFAULT) -> pd.DataFrame:
     """SFT targets (``prompt`` HH text, ``response``) for a chat-template policy: the prompt rendered with
     the template (and ``system_prompt``, as the prompts stage renders), the response stripped (EOS, the
     end-of-turn token, is appended by training)."""
     if not has_chat_template(tokenizer):
         return frame
-    return frame.assign(prompt=[render_prompt(tokenizer, hh_to_messages(p), system_prompt) for p in frame["prompt"]],
+    return frame.assign(prompt=[render_prompt(tokenizer, hh_to_messages(p), system_prompt)
+                                for p in frame["prompt"]],
                         response=[r.strip() for r in frame["response"]])

@@ -89,7 +89,8 @@ def _marked(schema: dict, root: dict, mark: str, prefix: str) -> Iterator[str]:
 def training_keys(mark: str, schema: dict[str, Any] | None = None) -> tuple[str, ...]:
     """The keys of a training block that carry ``mark`` (``log_every``), in schema order: the shared
     ``training`` block's, which ``sft.training`` and ``runs[].training`` share (one definition)."""
-    return tuple(key.removeprefix("training.") for key in marked_keys(mark, schema) if key.startswith("training."))
+    return tuple(key.removeprefix("training.") for key in marked_keys(mark, schema)
+                 if key.startswith("training."))
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -110,7 +111,8 @@ def _merged(base: dict, extra: dict) -> dict:
         out["properties"] = {**base["properties"]}
         for key, sub in extra["properties"].items():
             below = base["properties"].get(key)
-            out["properties"][key] = _merged(below, sub) if isinstance(below, dict) and isinstance(sub, dict) else sub
+            out["properties"][key] = (_merged(below, sub) if isinstance(below, dict) and isinstance(sub, dict)
+                                      else sub)
     return out
 
 
@@ -173,13 +175,15 @@ def _coerce(value: Any, schema: dict, root: dict) -> Any:
                 parsed = float(parsed)
             except ValueError:
                 return value
-        if not isinstance(parsed, str) and _accepts(schema, root, parsed) or isinstance(parsed, float) and numeric:
+        if (not isinstance(parsed, str) and _accepts(schema, root, parsed)
+                or isinstance(parsed, float) and numeric):
             return _coerce(parsed, schema, root)
         return value
     # one spelling per number: 1 and 1.0 for a real-valued key, 1000.0 and 1000 for an integer one
     if isinstance(value, float) and "integer" in numeric and "number" not in numeric and value.is_integer():
         return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and "number" in numeric and "integer" not in numeric:
+    if (isinstance(value, int) and not isinstance(value, bool) and "number" in numeric
+            and "integer" not in numeric):
         return float(value)
     return value
 
@@ -215,7 +219,8 @@ def _unreadable_model(path: Path) -> str | None:
         return f"has an unreadable config.json ({type(error).__name__}: {error})"
     if not isinstance(values, dict) or "model_type" not in values:
         return "has a config.json without model_type (not a transformers model config)"
-    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin", ".safetensors.index.json"))]
+    weights = [p for p in path.iterdir()
+               if p.name.endswith((".safetensors", ".bin", ".safetensors.index.json"))]
     if not weights:
         return "has no weights (*.safetensors or *.bin)"
     return None
@@ -235,16 +240,19 @@ def check_config(config: dict[str, Any]) -> None:
         elif dataset["source"] == "hf":
             path = dataset.get("path")
             if not path:
-                problems.append(f"config key {key}.path: required when source is 'hf' (a hub id or a local directory)")
+                problems.append(f"config key {key}.path: required when source is 'hf' "
+                                "(a hub id or a local directory)")
             elif is_local_path(path) and not Path(path).expanduser().is_dir():
                 problems.append(f"config key {key}.path: local dataset directory {path!r} does not exist")
         elif dataset.get("path"):
-            problems.append(f"config key {key}.path: only used with source 'file', 'templates' or 'hf', but source is {dataset['source']!r}")
+            problems.append(f"config key {key}.path: only used with source 'file', 'templates' or 'hf', "
+                            f"but source is {dataset['source']!r}")
     sft = config.get("sft", {})
     if sft.get("enabled", True) and sft.get("data", TOY) != TOY:
         target = config["datasets"].get(sft["data"])
         if target is None or target["source"] != "hf":
-            problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset of datasets")
+            problems.append(f"config key sft.data: {sft['data']!r} is neither 'toy' nor an hf dataset "
+                            "of datasets")
     for role in ("base", "reward", "judge"):
         model = config["models"].get(role)
         if isinstance(model, dict):
@@ -253,12 +261,13 @@ def check_config(config: dict[str, Any]) -> None:
         if model is not None and model != TOY and is_local_path(model):
             path = Path(model).expanduser()
             if path.is_file():
-                problems.append(f"config key models.{role}: {model!r} is a file, not a model directory: give the "
-                                "directory that holds its config.json, weights and tokenizer")
+                problems.append(f"config key models.{role}: {model!r} is a file, not a model directory: "
+                                "give the directory that holds its config.json, weights and tokenizer")
             elif not path.is_dir():
                 problems.append(f"config key models.{role}: model directory {model!r} does not exist")
             elif not (path / "config.json").is_file():
-                problems.append(f"config key models.{role}: {model!r} has no config.json (not a transformers model)")
+                problems.append(f"config key models.{role}: {model!r} has no config.json "
+                                "(not a transformers model)")
             elif (problem := _unreadable_model(path)) is not None:
                 problems.append(f"config key models.{role}: {model!r} {problem}")
     gen = config["generation"]
@@ -266,8 +275,8 @@ def check_config(config: dict[str, Any]) -> None:
         problems.append("config key generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'")
     if gen["batch_size"] < max(config["n_values"]):
         problems.append(
-            f"config key generation.batch_size: {gen['batch_size']} rows cannot hold the {max(config['n_values'])} "
-            "samples of one prompt (max of n_values)"
+            f"config key generation.batch_size: {gen['batch_size']} rows cannot hold the "
+            f"{max(config['n_values'])} samples of one prompt (max of n_values)"
         )
     defaults = training_defaults()  # the schema's; a run's block overrides the shared one key by key
     shared = {**defaults, **config.get("training", {})}
@@ -287,8 +296,9 @@ def check_config(config: dict[str, Any]) -> None:
         n_eval = round(toy["eval_fraction"] * toy["n_prompts"])  # as bonbon.toy.make_prompt_set splits
         if n_eval == 0 or n_eval == toy["n_prompts"]:
             split = "eval" if n_eval == 0 else "train"
-            problems.append(f"config key toy.eval_fraction: {toy['eval_fraction']} of {toy['n_prompts']} prompts "
-                            f"leaves no {split} prompts: choose a share that puts some in each (e.g. 0.25)")
+            problems.append(f"config key toy.eval_fraction: {toy['eval_fraction']} of {toy['n_prompts']} "
+                            f"prompts leaves no {split} prompts: choose a share that puts some in each "
+                            "(e.g. 0.25)")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -363,7 +373,8 @@ def check_prompt_files(config: dict[str, Any]) -> None:
                 how, fix = f"eval_fraction {fraction} puts none of them there", "raise eval_fraction"
             else:
                 how, fix = f"eval_fraction {fraction} takes them all", "lower eval_fraction"
-            need = "generation samples the train prompts" if split == "train" else "the evaluation samples the eval ones"
+            need = ("generation samples the train prompts" if split == "train"
+                    else "the evaluation samples the eval ones")
             problems.append(f"config key datasets.{name}: no {split} prompts: of the {len(table)} prompts of "
                             f"{dataset['path']}, {how}, and {need}: {fix}")
     if problems:
@@ -405,29 +416,31 @@ def check_models(config: dict[str, Any], hub_online: bool = False) -> None:
             model_config = AutoConfig.from_pretrained(model, **options)
         except Exception as error:
             if local:
-                problems.append(f"{where}: transformers cannot read its config.json ({type(error).__name__}: {error})")
+                problems.append(f"{where}: transformers cannot read its config.json "
+                                f"({type(error).__name__}: {error})")
             continue  # a hub id that is not at hand: check_hub_ids reports it
         model_type = getattr(model_config, "model_type", "?")
         architectures = list(getattr(model_config, "architectures", None) or [])
         if role == "base":
             if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
                 problems.append(f"{where} is a {model_type} model, which has no causal-LM form "
-                                "(AutoModelForCausalLM cannot load it): the base policy must be a decoder-only "
-                                "language model, such as EleutherAI/pythia-2.8b")
+                                "(AutoModelForCausalLM cannot load it): the base policy must be a "
+                                "decoder-only language model, such as EleutherAI/pythia-2.8b")
                 continue
             if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-                problems.append(f"{where} holds a {architectures[0]}, not a causal LM: loaded as the policy it "
-                                "would get a new, untrained language-model head; give a causal LM checkpoint")
+                problems.append(f"{where} holds a {architectures[0]}, not a causal LM: loaded as the policy "
+                                "it would get a new, untrained language-model head; give a causal LM "
+                                "checkpoint")
         else:
             if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-                problems.append(f"{where} is a {model_type} model, which has no sequence-classification form: "
-                                "the reward model must be a classifier with one label, such as "
+                problems.append(f"{where} is a {model_type} model, which has no sequence-classification "
+                                "form: the reward model must be a classifier with one label, such as "
                                 "OpenAssistant/reward-model-deberta-v3-large-v2")
                 continue
             if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-                problems.append(f"{where} holds a {architectures[0]}, not a reward model: loaded as one it would "
-                                "get a new, untrained 2-label head; give a ...ForSequenceClassification "
-                                "checkpoint with one label")
+                problems.append(f"{where} holds a {architectures[0]}, not a reward model: loaded as one it "
+                                "would get a new, untrained 2-label head; give a "
+                                "...ForSequenceClassification checkpoint with one label")
             elif model_config.num_labels != 1:
                 problems.append(f"{where} has {model_config.num_labels} output labels "
                                 f"({sorted(model_config.id2label.values())}); a reward model has one, whose "
@@ -435,7 +448,8 @@ def check_models(config: dict[str, Any], hub_online: bool = False) -> None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(model, **options)
         except Exception as error:
-            problems.append(f"{where}: transformers cannot load its tokenizer ({type(error).__name__}: {error}); "
+            problems.append(f"{where}: transformers cannot load its tokenizer "
+                            f"({type(error).__name__}: {error}); "
                             "the directory needs tokenizer.json or the files of a slow tokenizer")
             continue
         if role == "base" and tokenizer.eos_token_id is None:
@@ -444,9 +458,10 @@ def check_models(config: dict[str, Any], hub_online: bool = False) -> None:
                             "tokenizer_config.json (Pythia's is <|endoftext|>)")
         if role == "reward" and not tokenizer.model_max_length < _NO_MAX_LENGTH:
             limit = getattr(model_config, "max_position_embeddings", None)
-            problems.append(f"{where}: its tokenizer has no usable model_max_length ({tokenizer.model_max_length:.3g}),"
-                            " so long (prompt, response) pairs could not be cut to fit; set model_max_length in its "
-                            "tokenizer_config.json to the model's input limit"
+            problems.append(f"{where}: its tokenizer has no usable model_max_length "
+                            f"({tokenizer.model_max_length:.3g}),"
+                            " so long (prompt, response) pairs could not be cut to fit; set model_max_length "
+                            "in its tokenizer_config.json to the model's input limit"
                             + (f" (max_position_embeddings is {limit})" if limit else ""))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -514,10 +529,10 @@ def check_hub_ids(
             problems.append(f"{where} does not exist, or is private and no token with access is set")
         except Exception as error:  # no network, DNS, proxy, time-out: cannot tell
             warnings.append(
-                f"{where} could not be checked: the Hub did not answer ({type(error).__name__}: {error}). Jobs "
-                f"need it: where they run without network, download it first (hf download {repo_id}"
-                f"{' --repo-type dataset' if repo_type == 'dataset' else ''}) and set HF_HUB_OFFLINE=1 so that "
-                "it is read from the local cache, or give a local directory"
+                f"{where} could not be checked: the Hub did not answer ({type(error).__name__}: {error}). "
+                f"Jobs need it: where they run without network, download it first (hf download {repo_id}"
+                f"{' --repo-type dataset' if repo_type == 'dataset' else ''}) and set HF_HUB_OFFLINE=1 so "
+                "that it is read from the local cache, or give a local directory"
             )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -530,7 +545,8 @@ def _in_cache(repo_id: str, repo_type: str, cache_dir: str | Path | None, lookup
     from huggingface_hub import constants
 
     # a dataset is cached as a repository folder of data files: any snapshot will do
-    folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
+    folder = (Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}"
+              / "snapshots")
     return folder.is_dir() and any(folder.iterdir())
 
 

@@ -40,7 +40,8 @@ from bonbon.theory import bon_kl
 
 
 def candidate_samples(positions: tuple[int, int], k: int) -> tuple[int, int]:
-    """The reference's sample indices [first, stop) of best-of-n candidate positions [a, b) (all k replicates)."""
+    """The reference's sample indices [first, stop) of best-of-n candidate positions [a, b) (all k
+    replicates)."""
     first, stop = positions
     return k + first * k, k + stop * k
 
@@ -55,10 +56,12 @@ def best_of_n_samples(candidates: pd.DataFrame, n: int, k: int) -> pd.DataFrame:
     pool = candidates[(offset >= 0) & (position < n)].assign(replicate=replicate, position=position)
     sizes = pool.groupby(["prompt_id", "replicate"]).size()
     if len(sizes) == 0 or (sizes != n).any() or (sizes.groupby(level="prompt_id").size() != k).any():
-        raise ValueError(f"the reference's candidates do not hold {k} replicates of {n} best-of-n draws per prompt")
+        raise ValueError(f"the reference's candidates do not hold {k} replicates of {n} best-of-n draws "
+                         "per prompt")
     order = pool.sort_values(["prompt_id", "replicate", "position"])
     best = pool.loc[order.groupby(["prompt_id", "replicate"])["reward"].idxmax()]
-    return best.assign(sample_idx=best["replicate"]).drop(columns=["replicate", "position"]).reset_index(drop=True)
+    return (best.assign(sample_idx=best["replicate"]).drop(columns=["replicate", "position"])
+            .reset_index(drop=True))
 
 
 def _opponents(opponents: pd.DataFrame, m: int, column: str, source: str) -> pd.DataFrame:
@@ -74,7 +77,8 @@ def _opponents(opponents: pd.DataFrame, m: int, column: str, source: str) -> pd.
     return table
 
 
-def pair_with_opponents(policy: pd.DataFrame, opponents: pd.DataFrame, k: int, m: int, source: str) -> pd.DataFrame:
+def pair_with_opponents(policy: pd.DataFrame, opponents: pd.DataFrame, k: int, m: int,
+                        source: str) -> pd.DataFrame:
     """Each policy sample j < k with its mean win (1, ½, 0 averaged) over the first m opponents of its
     prompt (``win``, :func:`bonbon.metrics.win_scores_vs_opponents`), and ``opponents`` = m."""
     table = policy[policy["sample_idx"] < k].reset_index(drop=True)
@@ -83,8 +87,10 @@ def pair_with_opponents(policy: pd.DataFrame, opponents: pd.DataFrame, k: int, m
     pool = _opponents(opponents, m, "reward", source)
     missing = ~table["prompt_id"].isin(pool["prompt_id"])
     if missing.any():
-        raise ValueError(f"{source}: prompt {table.loc[missing, 'prompt_id'].iloc[0]!r} has no reference opponents")
-    table["win"] = win_scores_vs_opponents(table["reward"], table["prompt_id"], pool["reward"], pool["prompt_id"])
+        raise ValueError(f"{source}: prompt {table.loc[missing, 'prompt_id'].iloc[0]!r} has no reference "
+                         "opponents")
+    table["win"] = win_scores_vs_opponents(table["reward"], table["prompt_id"], pool["reward"],
+                                           pool["prompt_id"])
     table["opponents"] = m
     return table
 
@@ -145,9 +151,11 @@ def summarize(table: pd.DataFrame, policy: str, kind: str, *, dataset: str, loss
             kl, kl_se = kl_estimate(table["policy_logp"], table["reference_logp"], groups=groups)
             kl_ci, method = bootstrap_ci(log_ratio, groups), "monte_carlo"
     return {
-        "policy": policy, "dataset": dataset, "kind": kind, "run": run, "step": step, "loss": loss, "n": n, "beta": beta, "alpha": alpha,
+        "policy": policy, "dataset": dataset, "kind": kind, "run": run, "step": step, "loss": loss, "n": n,
+        "beta": beta, "alpha": alpha,
         "win_rate": rate, "win_rate_se": rate_se, "kl": kl, "kl_se": kl_se, "kl_method": method,
-        "win_rate_ci_low": rate_ci[0], "win_rate_ci_high": rate_ci[1], "kl_ci_low": kl_ci[0], "kl_ci_high": kl_ci[1],
+        "win_rate_ci_low": rate_ci[0], "win_rate_ci_high": rate_ci[1], "kl_ci_low": kl_ci[0],
+        "kl_ci_high": kl_ci[1],
         "mean_reward": float(table["reward"].mean()),
         **summarize_lengths(table["n_tokens"], table["finished"]),
         "n_prompts": int(table["prompt_id"].nunique()), "n_samples": len(table),
@@ -171,8 +179,8 @@ def _calibration_text(rate: float, se: float, z: float) -> str:
     if math.isnan(z):
         return f"unmeasured: {measured}, the SE needs two prompts or more"
     if abs(z) > CALIBRATION_LIMIT:
-        return (f"OFF: {measured}, more than {CALIBRATION_LIMIT:g} SE: the opponents are not a fair sample of "
-                f"π_ref and every win rate of this dataset shares the offset")
+        return (f"OFF: {measured}, more than {CALIBRATION_LIMIT:g} SE: the opponents are not a fair sample "
+                f"of π_ref and every win rate of this dataset shares the offset")
     return f"ok: {measured}, within {CALIBRATION_LIMIT:g} SE"
 
 
@@ -203,7 +211,8 @@ def calibration_problems(summary: pd.DataFrame) -> list[str]:
     for prefix, who in (("", "proxy"), ("judge_", "judge")):
         if f"{prefix}calibration" not in summary.columns:
             continue
-        rows = summary[(summary["kind"] == "reference") & summary[f"{prefix}calibration"].fillna("").str.startswith("OFF")]
+        rows = summary[(summary["kind"] == "reference")
+                       & summary[f"{prefix}calibration"].fillna("").str.startswith("OFF")]
         problems += [f"{row['dataset']} ({who}): the reference's own samples against the opponents: "
                      f"{row[f'{prefix}calibration']}" for _, row in rows.iterrows()]
     return problems
@@ -215,6 +224,6 @@ def summary_table(rows: Sequence[dict]) -> pd.DataFrame:
     frame = add_calibration(pd.DataFrame(list(rows)))
     frame = frame[list(SUMMARY_COLUMNS) + [c for c in JUDGE_SUMMARY_COLUMNS if c in frame.columns]]
     kind_order = frame["kind"].map({"reference": 0, "best_of_n": 1, "trained": 2})
-    frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha", "run", "step"],
-                                                    na_position="first")
+    frame = frame.assign(_k=kind_order).sort_values(["dataset", "_k", "loss", "n", "beta", "alpha", "run",
+                                                     "step"], na_position="first")
     return frame.drop(columns="_k").reset_index(drop=True)

@@ -11,7 +11,8 @@ so win rates, KL divergences and the expected best-minus-worst log-ratio margin 
 estimates. A tabular policy (one logit per (x, y), started at pi_0's logits) is trained with the
 project's own losses (:mod:`bonbon.losses`, called from :func:`_pair_losses` only) on best/worst pairs
 drawn from pi_0, or on the exact pair distribution itself (:func:`exact_pairs`; ``n_pairs = -1`` in
-the study's table: the infinite-data limit), and compared with pi_n exactly. docs/exact-world.md reports what it finds.
+the study's table: the infinite-data limit), and compared with pi_n exactly. docs/exact-world.md
+reports what it finds.
 
 Ties: with discrete responses all n draws can be the same response, so best == worst. The workflow's
 pair selection (:func:`bonbon.pairs.select_pairs`) drops such a prompt; ``ties="drop"`` does the same
@@ -422,7 +423,8 @@ def _loss_grid(n: int, ties: str, alphas: tuple[float, ...], dpo_betas: tuple[fl
 def run_study(seed: int = 0, n_prompts: int = 6, min_responses: int = 6, max_responses: int = 12,
               logit_scale: float = 1.0, n_values: tuple[int, ...] = (2, 4, 8),
               pair_counts: tuple[int, ...] = (100, 1000, 10000), population: bool = True,
-              alphas: tuple[float, ...] = (0.005, 0.05, 0.2), dpo_betas: tuple[float | str, ...] = (0.1, "auto"),
+              alphas: tuple[float, ...] = (0.005, 0.05, 0.2),
+              dpo_betas: tuple[float | str, ...] = (0.1, "auto"),
               ties: tuple[str, ...] = ("drop", "keep"), max_iter: int = 500,
               tolerance: float = 1e-9) -> pd.DataFrame:
     """Train every loss for every n, tie rule and pair count (and the exact pair distribution), and measure.
@@ -448,7 +450,8 @@ def run_study(seed: int = 0, n_prompts: int = 6, min_responses: int = 6, max_res
             targets = {"keep": [np.log(best_of_n_probs(p, r, n)) for p, r in prompts],
                        "drop": [np.log(best_of_n_no_tie_probs(p, r, n)) for p, r in prompts]}
         for name, t in (("best_of_n", "keep"), ("best_of_n_no_tie", "drop")):
-            rows.append({**base, "ties": t, "loss": name, "n_pairs": 0, **policy_metrics(world, targets[t], n)})
+            rows.append({**base, "ties": t, "loss": name, "n_pairs": 0,
+                         **policy_metrics(world, targets[t], n)})
         for t in ties:
             pair_sets = [(count, draw_pairs(world, draws, n, count, t)) for count in pair_counts]
             if population:
@@ -458,8 +461,9 @@ def run_study(seed: int = 0, n_prompts: int = 6, min_responses: int = 6, max_res
                                                           1.0 / (2.0 * margins["drop"])):
                     fit = fit_policy(world, pairs, loss, beta, 0.0 if np.isnan(alpha) else alpha,
                                      max_iter=max_iter, tolerance=tolerance)
-                    rows.append({**base, "ties": t, "loss": loss, "beta": beta, "beta_rule": rule, "alpha": alpha,
-                                 "n_pairs": count, "pairs_used": pairs.total if count > 0 else np.nan,
+                    rows.append({**base, "ties": t, "loss": loss, "beta": beta, "beta_rule": rule,
+                                 "alpha": alpha, "n_pairs": count,
+                                 "pairs_used": pairs.total if count > 0 else np.nan,
                                  **policy_metrics(world, fit.log_probs, n), "train_loss": fit.loss,
                                  "grad_norm": fit.grad_norm, "iterations": fit.iterations,
                                  "mean_margin": fit.mean_margin, "zeroed": fit.zeroed})
@@ -498,8 +502,10 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
         rows = []
         for n in n_values:
             base = {"n": n, "ties": "drop", "n_pairs": -1, "target_margin": target_margin(n),
-                    "bon_margin": bon_margin(p0, r, n, "drop"), "bon_margin_all_groups": bon_margin(p0, r, n, "keep"),
-                    "theory_win_rate": bon_win_rate(n), "theory_kl": bon_kl(n), "tie_probability": float(np.sum(p0**n))}
+                    "bon_margin": bon_margin(p0, r, n, "drop"),
+                    "bon_margin_all_groups": bon_margin(p0, r, n, "keep"),
+                    "theory_win_rate": bon_win_rate(n), "theory_kl": bon_kl(n),
+                    "tie_probability": float(np.sum(p0**n))}
             rows.append({**base, "loss": "best_of_n", "ties": "keep", "n_pairs": 0,
                          **policy_metrics(world, [np.log(best_of_n_probs(p0, r, n))], n)})
             pairs = exact_pairs(world, n, "drop")
@@ -508,7 +514,8 @@ def limit_study(sizes: tuple[int, ...] = (16, 64), n_values: tuple[int, ...] = (
             for loss, alpha in [("bonbon", a) for a in alphas] + [("ipo", np.nan)]:
                 fit = fit_policy(world, pairs, loss, beta_star(n), 0.0 if np.isnan(alpha) else alpha,
                                  max_iter=max_iter, tolerance=tolerance)
-                rows.append({**base, "loss": loss, "beta": beta_star(n), "beta_rule": "beta_star", "alpha": alpha,
+                rows.append({**base, "loss": loss, "beta": beta_star(n), "beta_rule": "beta_star",
+                             "alpha": alpha,
                              **policy_metrics(world, fit.log_probs, n), "train_loss": fit.loss,
                              "grad_norm": fit.grad_norm, "iterations": fit.iterations,
                              "mean_margin": fit.mean_margin, "zeroed": fit.zeroed})
@@ -527,8 +534,9 @@ def exact_summary(table: pd.DataFrame) -> pd.DataFrame:
     out["method"] = [_method(r) if r["loss"] not in ("best_of_n", "best_of_n_no_tie") else r["loss"]
                      for _, r in out.iterrows()]
     out["curve_win_rate"] = theory_win_rate_at_kl(out["kl_from_reference"].to_numpy(float))
-    columns = ["world", "n", "method", "n_pairs", "kl_reverse_to_bon", "kl_to_bon", "win_rate", "curve_win_rate",
-               "kl_from_reference", "mean_margin", "bon_margin", "target_margin", "grad_norm"]
+    columns = ["world", "n", "method", "n_pairs", "kl_reverse_to_bon", "kl_to_bon", "win_rate",
+               "curve_win_rate", "kl_from_reference", "mean_margin", "bon_margin", "target_margin",
+               "grad_norm"]
     return out[columns].reset_index(drop=True)
 
 
@@ -542,7 +550,8 @@ def _method(row: pd.Series) -> str:
         return "sft (ties kept)" if row["ties"] == "keep" else "sft"
     if row["loss"] == "bonbon":
         return f"bonbon α={row['alpha']:g}" + (" (ties kept)" if row["ties"] == "keep" else "")
-    rule = {"beta_star": "β*", "bon_margin": "β from π_n's margin"}.get(row["beta_rule"], f"β={row['beta']:g}")
+    rule = {"beta_star": "β*", "bon_margin": "β from π_n's margin"}.get(row["beta_rule"],
+                                                                       f"β={row['beta']:g}")
     return f"{row['loss']} {rule}"
 
 
@@ -565,8 +574,9 @@ def _method_colours(methods: list[str]) -> dict[str, str]:
 
 def plot_exact_world(table: pd.DataFrame, path: str | Path) -> Figure:
     """Per n, KL(pi_theta || pi_n) against pairs per prompt for every trained configuration (the exact
-    pair distribution drawn at the right, as "∞"; a KL below KL_FLOOR is drawn at it); last panel, (KL from pi_0, win rate) of pi_n and of
-    every loss's infinite-data optimum, with the continuous best-of-n curve. Artists carry gids
+    pair distribution drawn at the right, as "∞"; a KL below KL_FLOOR is drawn at it); last panel,
+    (KL from pi_0, win rate) of pi_n and of every loss's infinite-data optimum, with the continuous
+    best-of-n curve. Artists carry gids
     ``curve:{n}:{method}``, ``limit:{n}:{method}``, ``bon:{n}`` and ``theory``."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -622,9 +632,10 @@ def plot_exact_world(table: pd.DataFrame, path: str | Path) -> Figure:
     ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=colours[m], marker="o", markersize=4,
                       linestyle="--" if m.startswith("dpo") else "-", label=m) for m in methods]
-    handles += [Line2D([], [], linestyle="none", marker="*", markersize=11, color="gold", markeredgecolor="black",
-                       label="π_n (exact)")]
-    handles += [Line2D([], [], linestyle="none", marker=markers[n], color="0.6", label=f"n = {n}") for n in n_values]
+    handles += [Line2D([], [], linestyle="none", marker="*", markersize=11, color="gold",
+                       markeredgecolor="black", label="π_n (exact)")]
+    handles += [Line2D([], [], linestyle="none", marker=markers[n], color="0.6", label=f"n = {n}")
+                for n in n_values]
     handles += [Line2D([], [], color="0.3", label="continuous best-of-n")]
     fig.legend(handles=handles, loc="outside right center", fontsize=7)
     path = Path(path)

@@ -48,7 +48,8 @@ def _conversations(pairs: pd.DataFrame, prompts: pd.DataFrame | None) -> list[li
     return [parse_messages(by_id[str(p)], f"prompt {p}") for p in pairs["prompt_id"]]
 
 
-def to_trl(pairs: pd.DataFrame, ref: pd.DataFrame, prompts: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+def to_trl(pairs: pd.DataFrame, ref: pd.DataFrame,
+           prompts: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """The pairs of a pair table (``bonbon.tables.PAIR_COLUMNS``) joined to their reference log-probs
     (``REF_COLUMNS``, keyed by prompt_id, chosen_idx, rejected_idx) as TRL preference rows: ``TRL_COLUMNS``
     then ``EXTRA_COLUMNS`` (those the pair table has). Conversational where ``prompts`` has ``messages``.

@@ -132,16 +132,19 @@ def _bracket(path: pd.DataFrame, target: float) -> tuple[int | None, str | None]
     if wide:
         s0, a, s1, b = wide
         if s0 == 0:
-            return None, (f"the first evaluated step ({s1:g}, KL {b:.3g}) is already past KL {target:.3g}, more than "
-                          f"max({MIN_BRACKET}, {target:.3g}) nats from π_ref: evaluate earlier checkpoints")
-        return None, (f"bracket too wide: KL {a:.3g} (step {s0:g}) to {b:.3g} (step {s1:g}) spans {abs(b - a):.3g} "
-                      f"nats > max({MIN_BRACKET}, {target:.3g}): evaluate checkpoints between them")
+            return None, (f"the first evaluated step ({s1:g}, KL {b:.3g}) is already past KL {target:.3g}, "
+                          f"more than max({MIN_BRACKET}, {target:.3g}) nats from π_ref: evaluate earlier "
+                          "checkpoints")
+        return None, (f"bracket too wide: KL {a:.3g} (step {s0:g}) to {b:.3g} (step {s1:g}) spans "
+                      f"{abs(b - a):.3g} nats > max({MIN_BRACKET}, {target:.3g}): evaluate checkpoints "
+                      "between them")
     if len(kls) == 0:
         return None, "no evaluated point with a finite KL"
     top = int(np.argmax(kls))
     if kls[top] < target:
         return None, f"never reaches KL {target:.3g}: the largest is {kls[top]:.3g} (step {steps[top]:g})"
-    return None, f"the first evaluated point (step {steps[0]:g}, KL {kls[0]:.3g}) is already past KL {target:.3g}"
+    return None, (f"the first evaluated point (step {steps[0]:g}, KL {kls[0]:.3g}) is already past "
+                  f"KL {target:.3g}")
 
 
 def _read_at(path: pd.DataFrame, j: int, target: float, column: str) -> tuple[float, float]:
@@ -235,7 +238,8 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
         }
         if pd.notna(n):
             matched = float(bon_kl(float(n)))
-            bon = summary[(summary["dataset"] == dataset) & (summary["kind"] == "best_of_n") & (summary["n"] == n)]
+            bon = summary[(summary["dataset"] == dataset) & (summary["kind"] == "best_of_n")
+                          & (summary["n"] == n)]
             bon_rate = float(bon["win_rate"].iloc[0]) if len(bon) else math.nan
             bon_se = float(bon["win_rate_se"].iloc[0]) if len(bon) else math.nan
             reading = matched_reading(_path_from_reference(summary, points), matched)
@@ -250,7 +254,8 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
                 **reading, **best_gap_within(points, matched),
             )
         else:
-            row["matched_kl_reason"] = "no n: pairs not drawn by best-of-n (source original), no best-of-n KL to match"
+            row["matched_kl_reason"] = ("no n: pairs not drawn by best-of-n (source original), "
+                                        "no best-of-n KL to match")
         rows.append(row)
     return pd.DataFrame(rows)
 

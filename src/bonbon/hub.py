@@ -32,7 +32,8 @@ from bonbon.prompts import check_prompt, prompt_id
 from bonbon.sources import _split_base, split_dialogue
 from bonbon.tables import PAIR_COLUMNS
 
-__all__ = ["DatasetFormatError", "is_trl", "layout", "load_prompts", "load_rows", "preference_pairs", "row_prompts", "sft_rows"]
+__all__ = ["DatasetFormatError", "is_trl", "layout", "load_prompts", "load_rows", "preference_pairs",
+           "row_prompts", "sft_rows"]
 
 
 class DatasetFormatError(ValueError):
@@ -96,7 +97,8 @@ def load_rows(source: str, data_dir: str | None, split: str) -> tuple[pd.DataFra
 
 
 def _raw_frame(source: str, data_dir: str | None, split: str) -> pd.DataFrame:
-    """A local JSONL directory's rows with every column (load_hh keeps only chosen/rejected and needs them)."""
+    """A local JSONL directory's rows with every column (load_hh keeps only chosen/rejected and needs
+    them)."""
     import datasets
 
     from bonbon.sources import _local_files
@@ -115,8 +117,10 @@ def _messages(value: Any, where: str) -> list[dict[str, str]]:
         raise DatasetFormatError(f"{where}: not a non-empty list of {{role, content}} messages")
     out = []
     for i, turn in enumerate(value):
-        if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) or not isinstance(turn["content"], str):
-            raise DatasetFormatError(f"{where}: turn {i + 1} is not a {{role, content}} message: {turn!r:.80}")
+        if (not isinstance(turn, dict) or not {"role", "content"} <= set(turn)
+                or not isinstance(turn["content"], str)):
+            raise DatasetFormatError(f"{where}: turn {i + 1} is not a {{role, content}} message: "
+                                     f"{turn!r:.80}")
         out.append({"role": str(turn["role"]), "content": turn["content"]})
     return out
 
@@ -141,7 +145,8 @@ def _response_of(value: Any, where: str) -> str:
     if not isinstance(value, str):
         turns = _messages(value, where)
         if turns[-1]["role"] != "assistant":
-            raise DatasetFormatError(f"{where}: the response's last turn is {turns[-1]['role']!r}, not assistant")
+            raise DatasetFormatError(f"{where}: the response's last turn is {turns[-1]['role']!r}, "
+                                     "not assistant")
         value = turns[-1]["content"]
     return value if value.startswith(" ") else " " + value  # the sampler's responses start with a space
 
@@ -176,8 +181,8 @@ def row_prompts(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         messages.append(conversation)
     out = pd.DataFrame({"prompt": prompts}, dtype=object)
     if any(m is not None for m in messages):  # HH-text rows of a mixed set become conversations too
-        out["messages"] = [m if m is not None else to_json(hh_to_messages(p)) for m, p in zip(messages, prompts,
-                                                                                               strict=True)]
+        out["messages"] = [m if m is not None else to_json(hh_to_messages(p))
+                           for m, p in zip(messages, prompts, strict=True)]
     return out
 
 
@@ -187,9 +192,11 @@ def sft_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     kind = layout(frame, where)
     prompts = row_prompts(frame, where)["prompt"]
     if kind == "messages":
-        responses = [_split_conversation(v, f"{where}: row {i + 1}")[1] for i, v in enumerate(frame["messages"])]
+        responses = [_split_conversation(v, f"{where}: row {i + 1}")[1]
+                     for i, v in enumerate(frame["messages"])]
     elif kind == "implicit":
-        responses = [_split_conversation(v, f"{where}: row {i + 1}")[1] for i, v in enumerate(frame["chosen"])]
+        responses = [_split_conversation(v, f"{where}: row {i + 1}")[1]
+                     for i, v in enumerate(frame["chosen"])]
     elif kind == "hh":
         responses = [split_dialogue(v)[1] for v in frame["chosen"]]
     else:
@@ -216,9 +223,9 @@ def preference_pairs(frame: pd.DataFrame, where: str, n: int | None = None, rend
         raise DatasetFormatError(f"{where}: HH dialogues: read them with bonbon.sources.hh_pairs")
     if kind == "messages" or any(c not in frame.columns for c in ("chosen", "rejected")):
         missing = [c for c in ("chosen", "rejected") if c not in frame.columns]
-        raise DatasetFormatError(f"{where}: missing column(s) {missing or ['chosen', 'rejected']}: a preference "
-                                 f"dataset needs chosen and rejected responses (layout {kind}, columns "
-                                 f"{list(frame.columns)})")
+        raise DatasetFormatError(f"{where}: missing column(s) {missing or ['chosen', 'rejected']}: "
+                                 "a preference dataset needs chosen and rejected responses "
+                                 f"(layout {kind}, columns {list(frame.columns)})")
     prompts = row_prompts(frame, where)
     rows = []
     for i in range(len(frame)):
@@ -226,7 +233,8 @@ def preference_pairs(frame: pd.DataFrame, where: str, n: int | None = None, rend
         if kind == "prompt":
             good, bad = (_response_of(frame[c].iloc[i], f"{at}: {c}") for c in ("chosen", "rejected"))
         else:
-            good, bad = (" " + _split_conversation(frame[c].iloc[i], f"{at}: {c}")[1] for c in ("chosen", "rejected"))
+            good, bad = (" " + _split_conversation(frame[c].iloc[i], f"{at}: {c}")[1]
+                         for c in ("chosen", "rejected"))
         for side, text in (("chosen", good), ("rejected", bad)):
             if not text.strip():
                 raise DatasetFormatError(f"{at}: empty {side} response")
@@ -236,8 +244,9 @@ def preference_pairs(frame: pd.DataFrame, where: str, n: int | None = None, rend
         if prompt_tokens is not None and max_prompt_length is not None:
             length = prompt_tokens(prompt)
             if length > max_prompt_length:
-                raise DatasetFormatError(f"{at}: the prompt has {length} tokens, more than training.max_prompt_length "
-                                         f"{max_prompt_length}: drop the row or raise the limit")
+                raise DatasetFormatError(f"{at}: the prompt has {length} tokens, more than "
+                                         f"training.max_prompt_length {max_prompt_length}: drop the row or "
+                                         "raise the limit")
         rows.append((prompt_id(text), prompt, good, bad))
     pairs = pd.DataFrame(rows, columns=["prompt_id", "prompt", "chosen", "rejected"], dtype=object)
     duplicated = pairs["prompt_id"].duplicated()
@@ -249,7 +258,8 @@ def preference_pairs(frame: pd.DataFrame, where: str, n: int | None = None, rend
     pairs["n"] = pd.array([n] * len(pairs), dtype="Int64")
     for column in ("chosen_reward", "rejected_reward"):  # TRL exports carry rewards: keep them
         if column in frame.columns:
-            pairs[column] = pd.to_numeric(frame[column][~duplicated.to_numpy()], errors="coerce").to_numpy(float)
+            pairs[column] = pd.to_numeric(frame[column][~duplicated.to_numpy()],
+                                          errors="coerce").to_numpy(float)
     return pairs[list(PAIR_COLUMNS)]
 
 

@@ -7,9 +7,10 @@ marks real tokens. Padding may sit on the left, the right, or in between prompt 
 
 Only the positions that predict a response token need a log-normaliser: ``logsumexp`` over the
 vocabulary runs on those rows of the logits alone (and without gradients, in the reference and
-evaluation passes, the LM head projects only those positions: a boolean ``logits_to_keep``) (in chunks of :data:`LSE_CHUNK_ROWS`), never on the
-prompt or padding positions. Row by row it is the same computation as over the whole [B, T, V]
-tensor, so values and gradients are bit-identical to it (tested).
+evaluation passes, the LM head projects only those positions: a boolean ``logits_to_keep``) (in
+chunks of :data:`LSE_CHUNK_ROWS`), never on the prompt or padding positions. Row by row it is the
+same computation as over the whole [B, T, V] tensor, so values and gradients are bit-identical to it
+(tested).
 
 ``padding_free=True`` (opt-in, training's ``padding_free``) packs the real tokens of the B rows
 into one row: every linear layer runs on real tokens only, attention runs per sequence (each
@@ -272,7 +273,8 @@ def _pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.
     col = torch.arange(width, device=device).expand(n_rows, width)
     in_seq = col < lengths.unsqueeze(-1)
     # the sequences left-aligned: [B, W]
-    ids = torch.zeros((n_rows, width), dtype=input_ids.dtype, device=device).masked_scatter(in_seq, input_ids[real])
+    ids = torch.zeros((n_rows, width), dtype=input_ids.dtype,
+                      device=device).masked_scatter(in_seq, input_ids[real])
     resp = torch.zeros((n_rows, width), dtype=torch.bool, device=device).masked_scatter(in_seq, counted[real])
     # prompt length: tokens before the first response token (the whole sequence if it has none)
     prompt = torch.where(resp, col, lengths.unsqueeze(-1)).min(-1).values

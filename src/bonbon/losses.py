@@ -151,7 +151,8 @@ def bonbon_loss(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got alpha={alpha}")
     ipo, metrics = ipo_loss(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta=beta
+        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        beta=beta
     )
     sft = -policy_chosen_logps
     return alpha * sft + (1.0 - alpha) * ipo, metrics

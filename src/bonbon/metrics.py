@@ -140,20 +140,23 @@ def win_scores_vs_opponents(
     p_labels, r_labels = np.asarray(policy_groups), np.asarray(opponent_groups)
     if p_labels.shape != p.shape or r_labels.shape != r.shape:
         raise ValueError(f"win_rate_vs_opponents: groups must be 1-D with one label per reward, got "
-                         f"{p_labels.shape} for {p.shape} policy and {r_labels.shape} for {r.shape} opponent rewards")
+                         f"{p_labels.shape} for {p.shape} policy and {r_labels.shape} for {r.shape} "
+                         "opponent rewards")
     codes, _ = pd.factorize(np.concatenate([p_labels, r_labels]), use_na_sentinel=True)
     if (codes < 0).any():
         raise ValueError("win_rate_vs_opponents: groups contains missing labels")
     p_codes, r_codes = codes[: p.size], codes[p.size:]
     counts = np.bincount(r_codes, minlength=int(codes.max()) + 1)
     if (counts[p_codes] == 0).any():
-        raise ValueError(f"win_rate_vs_opponents: group {p_labels[counts[p_codes] == 0].tolist()[0]!r} has no opponents")
+        raise ValueError(f"win_rate_vs_opponents: group {p_labels[counts[p_codes] == 0].tolist()[0]!r} "
+                         "has no opponents")
     # one sorted key (group, rank of the reward) for every opponent: counting those of a sample's group
     # below it (and tied with it) is two binary searches, without a loop over groups
     _, ranks = np.unique(np.concatenate([p, r]), return_inverse=True)
     width = int(ranks.max()) + 1
     p_keys, r_keys = p_codes * width + ranks[: p.size], np.sort(r_codes * width + ranks[p.size:])
-    below = np.searchsorted(r_keys, p_keys, side="left") - np.searchsorted(r_keys, p_codes * width, side="left")
+    below = (np.searchsorted(r_keys, p_keys, side="left")
+             - np.searchsorted(r_keys, p_codes * width, side="left"))
     tied = np.searchsorted(r_keys, p_keys, side="right") - np.searchsorted(r_keys, p_keys, side="left")
     scores = (below + 0.5 * tied) / counts[p_codes]
     return scores

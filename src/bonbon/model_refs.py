@@ -25,7 +25,8 @@ from bonbon.gguf_import import imported_dir, is_gguf
 from bonbon.rerun import canonical
 from bonbon.reward_functions import is_reward_function
 
-__all__ = ["MODEL_FILES", "SFT_MODEL", "TOY_MODELS", "TOY_TOKENIZERS", "ModelRef", "model_files", "model_refs"]
+__all__ = ["MODEL_FILES", "SFT_MODEL", "TOY_MODELS", "TOY_TOKENIZERS", "ModelRef", "model_files",
+           "model_refs"]
 
 # where the toy world writes its models (toy.smk), and so where "toy" in config key models.* reads them
 TOY_MODELS = {role: f"results/toy/{role}_model" for role in ("base", "reward", "judge")}
@@ -106,7 +107,8 @@ def model_refs(config: dict[str, Any]) -> dict[str, ModelRef]:
                               tuple(_inputs(setting, _written_dir(config, role, setting))))
     base = refs["base"]
     refs["reference"] = (ModelRef("reference", base.setting, "sft", tuple(model_files(SFT_MODEL)))
-                         if config["sft"]["enabled"] else ModelRef("reference", base.setting, base.id, base.inputs))
+                         if config["sft"]["enabled"]
+                         else ModelRef("reference", base.setting, base.id, base.inputs))
     tokenizer_inputs = (tuple(f"{TOY_TOKENIZERS['policy']}/{name}" for name in TOY_TOKENIZER_FILES)
                         if base.setting == TOY else base.inputs)
     refs["tokenizer"] = ModelRef("tokenizer", base.setting, base.id, tokenizer_inputs)

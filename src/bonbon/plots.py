@@ -75,14 +75,16 @@ def drawn_series(fig: Figure) -> list[dict[str, Any]]:
             gid = artist.get_gid()
             if not gid:
                 continue
-            entry: dict[str, Any] = {"gid": gid, "axes": i, "title": ax.get_title(), "label": artist.get_label()}
+            entry: dict[str, Any] = {"gid": gid, "axes": i, "title": ax.get_title(),
+                                     "label": artist.get_label()}
             if isinstance(artist, Line2D):
                 entry.update(kind="line", x=np.asarray(artist.get_xdata(), float).tolist(),
                              y=np.asarray(artist.get_ydata(), float).tolist())
             elif isinstance(artist, PathCollection):
                 entry.update(kind="points", offsets=np.asarray(artist.get_offsets(), float).tolist())
             elif isinstance(artist, LineCollection):
-                entry.update(kind="segments", segments=[np.asarray(s, float).tolist() for s in artist.get_segments()])
+                entry.update(kind="segments",
+                             segments=[np.asarray(s, float).tolist() for s in artist.get_segments()])
             elif isinstance(artist, PolyCollection):
                 entry.update(kind="polygons", vertices=[p.vertices.tolist() for p in artist.get_paths()])
             elif isinstance(artist, Patch):
@@ -257,7 +259,8 @@ def _is_checkpoint(summary: pd.DataFrame) -> pd.Series:
     return summary["run"].notna() & (summary["policy"] != summary["run"])
 
 
-def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any], alphas: set[float]) -> tuple[str, Any, int, str]:
+def _policy_style(d: Mapping[str, Any], colours: Mapping[int, Any],
+                  alphas: set[float]) -> tuple[str, Any, int, str]:
     """(marker, colour, size, label) of one summary row."""
     n, kind = d.get("n"), d["kind"]
     colour = colours.get(int(n), "C1") if not _is_missing(n) else "C1"
@@ -309,8 +312,9 @@ def _draw_paths(ax: Any, summary: pd.DataFrame, x: str, start: tuple[float, floa
         ax.plot(px, py, color=colour, linewidth=1, alpha=0.8, zorder=3, gid=f"path:{run}", label="_nolegend_")
         marker = LOSS_MARKERS.get(first["loss"], _OTHER_MARKER)
         for row in path[_is_checkpoint(path)].itertuples(index=False):
-            ax.scatter([getattr(row, x)], [row.win_rate], marker=marker, s=18, color=colour, edgecolors="black",
-                       linewidths=0.4, zorder=4, gid=f"checkpoint:{row.policy}", label="_nolegend_")
+            ax.scatter([getattr(row, x)], [row.win_rate], marker=marker, s=18, color=colour,
+                       edgecolors="black", linewidths=0.4, zorder=4, gid=f"checkpoint:{row.policy}",
+                       label="_nolegend_")
         xs += px
     return xs
 
@@ -331,16 +335,19 @@ def _draw_policies(ax: Any, summary: pd.DataFrame, x: str, win_label: str = PROX
     start = (0.0, 0.5)
     if len(reference):
         ref = reference.iloc[0]
-        start = (float(ref[x]) if _finite(ref[x]) else 0.0, float(ref["win_rate"]) if _finite(ref["win_rate"]) else 0.5)
+        start = (float(ref[x]) if _finite(ref[x]) else 0.0,
+                 float(ref["win_rate"]) if _finite(ref["win_rate"]) else 0.5)
     xs = [start[0], *_draw_paths(ax, summary, x, start, colours)]
     if x == "mean_length":  # best-of-n's own length curve, from the reference through its n
         bon = (best_of_n if best_of_n is not None else finals[finals["kind"] == "best_of_n"]).sort_values("n")
         bon = bon[bon[x].notna() & bon["win_rate"].notna()]
         if len(bon):
-            ax.plot([start[0], *bon[x].astype(float)], [start[1], *bon["win_rate"].astype(float)], color="0.25",
-                    linewidth=1.2, gid="bon-length", label="best-of-n (measured), from π_ref", zorder=2)
+            ax.plot([start[0], *bon[x].astype(float)], [start[1], *bon["win_rate"].astype(float)],
+                    color="0.25", linewidth=1.2, gid="bon-length", label="best-of-n (measured), from π_ref",
+                    zorder=2)
     order = {"reference": 0, "best_of_n": 1}
-    for row in sorted(finals.itertuples(index=False), key=lambda r: (order.get(r.kind, 2), _natural_key(str(r.policy)))):
+    for row in sorted(finals.itertuples(index=False),
+                      key=lambda r: (order.get(r.kind, 2), _natural_key(str(r.policy)))):
         d = row._asdict()
         name = str(d["policy"])
         marker, size = LOSS_MARKERS.get(d.get("loss"), _OTHER_MARKER), 55
@@ -425,13 +432,14 @@ def plot_judge_vs_proxy(summary: pd.DataFrame, theory: pd.DataFrame, path: str |
             marker, colour, size, text = _policy_style(d, colours, alphas)
             proxy, judge = float(d["win_rate"]), float(d["judge_win_rate"])
             ax.plot([kl, kl], [proxy, judge], color=colour, linewidth=1, zorder=3, gid=f"gap:{name}")
-            ax.scatter([kl], [proxy], marker=marker, s=size, facecolors="white", edgecolors=colour, linewidths=1.2,
-                       zorder=4, gid=f"proxy:{name}")
+            ax.scatter([kl], [proxy], marker=marker, s=size, facecolors="white", edgecolors=colour,
+                       linewidths=1.2, zorder=4, gid=f"proxy:{name}")
             ax.scatter([kl], [judge], marker=marker, s=size, color=colour, edgecolors="black", linewidths=0.6,
                        zorder=5, gid=f"judge:{name}")
             ax.annotate(text, (kl, judge), xytext=(5, -9), textcoords="offset points", fontsize=7)
         handles = [h for h in ax.lines if h.get_gid() == "theory"] + [
-            Line2D([], [], linestyle="none", marker="o", color="0.4", markerfacecolor="white", label="proxy (models.reward)"),
+            Line2D([], [], linestyle="none", marker="o", color="0.4", markerfacecolor="white",
+                   label="proxy (models.reward)"),
             Line2D([], [], linestyle="none", marker="o", color="0.4", label="judge (models.judge)"),
         ]
         ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
@@ -452,12 +460,14 @@ def _check_tables(eval_tables: Mapping[str, pd.DataFrame], columns: tuple[str, .
     for name, table in eval_tables.items():
         missing = [c for c in columns if c not in table.columns]
         if missing:
-            raise ValueError(f"evaluation table of {name!r} lacks column(s) {missing} (columns: {list(table.columns)})")
+            raise ValueError(f"evaluation table of {name!r} lacks column(s) {missing} "
+                             f"(columns: {list(table.columns)})")
 
 
 def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
                               references: Collection[str] = ()) -> Figure:
-    """Reward of every evaluated response, one horizontal violin per policy (those named in ``references``, the reference models, on top).
+    """Reward of every evaluated response, one horizontal violin per policy (those named in
+    ``references``, the reference models, on top).
 
     The white dot is the mean reward, the bar the median; the dotted line is the reference's median.
     """
@@ -480,7 +490,8 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
         elif len(values):
             ax.scatter(values, np.full(len(values), pos), color=colour, s=12, gid=f"violin:{name}")
         if len(values):
-            ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3, gid=f"mean:{name}")
+            ax.scatter([values.mean()], [pos], color="white", edgecolors="black", s=22, zorder=3,
+                       gid=f"mean:{name}")
     if order[0] in references and len(data[0]):
         ax.axvline(float(np.median(data[0])), color="0.45", linestyle=":", linewidth=1)
     ax.set_yticks(positions, [f"{p}  (N={len(v)})" for p, v in zip(order, data, strict=True)], fontsize=8)
@@ -492,7 +503,8 @@ def plot_reward_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
 
 def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str | Path,
                               references: Collection[str] = ()) -> Figure:
-    """Response length in tokens, one horizontal box per policy (``references`` on top), with the unfinished share.
+    """Response length in tokens, one horizontal box per policy (``references`` on top), with the
+    unfinished share.
 
     A response is unfinished when it hit the token limit before an end-of-sequence token
     (``finished`` is False); its length is then the limit, so a large share piles the box at the right.
@@ -500,8 +512,8 @@ def plot_length_distributions(eval_tables: Mapping[str, pd.DataFrame], path: str
     _check_tables(eval_tables, ("n_tokens", "finished"))
     order = policy_order(eval_tables, references)
     data = [eval_tables[p]["n_tokens"].dropna().to_numpy(float) for p in order]
-    unfinished = [1.0 - float(eval_tables[p]["finished"].astype(bool).mean()) if len(eval_tables[p]) else float("nan")
-                  for p in order]
+    unfinished = [1.0 - float(eval_tables[p]["finished"].astype(bool).mean()) if len(eval_tables[p])
+                  else float("nan") for p in order]
     fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(order)), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(order))[::-1]
@@ -584,14 +596,14 @@ def _plot_training_column(ax: Any, frame: pd.DataFrame, column: str, window: int
     if not ok.any():
         return True
     positive = bool((values[ok] > 0).all())
-    ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colour, linestyle=style, linewidth=1.2,
-            label=label, gid=f"run:{run}")
+    ax.plot(frame["step"].to_numpy(float)[ok], values.to_numpy()[ok], color=colour, linestyle=style,
+            linewidth=1.2, label=label, gid=f"run:{run}")
     held_out = f"val_{column}"
     if held_out in frame.columns and frame[held_out].notna().any():
         val = frame[frame[held_out].notna()]
         positive &= bool((val[held_out] > 0).all())
-        ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colour, linestyle=":", marker="o",
-                markersize=3, linewidth=1, label="_nolegend_", gid=f"val:{run}")
+        ax.plot(val["step"].to_numpy(float), val[held_out].to_numpy(float), color=colour, linestyle=":",
+                marker="o", markersize=3, linewidth=1, label="_nolegend_", gid=f"val:{run}")
     return positive
 
 
@@ -601,19 +613,23 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     """A 2x2 grid over optimizer steps: loss, margin, reward accuracy, gradient norm; one line per run.
 
     ``metrics``: run -> its metrics.csv as a DataFrame. ``runs``: run -> {loss, n, beta[, alpha]}
-    (the workflow's expanded runs, ``bonbon.runs.expand_runs``, whose beta is a number); where a run is missing there, ``frame.attrs`` is read instead, then constant ``n`` /
-    ``beta`` / ``alpha`` columns. The ``loss`` column must hold the loss values. On the margin panel, each ipo/bonbon run gets a dashed
-    line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the margin to.
+    (the workflow's expanded runs, ``bonbon.runs.expand_runs``, whose beta is a number); where a run
+    is missing there, ``frame.attrs`` is read instead, then constant ``n`` / ``beta`` / ``alpha``
+    columns. The ``loss`` column must hold the loss values. On the margin panel, each ipo/bonbon run
+    gets a dashed line in its colour at its target margin 1/(2 beta), the value the IPO term pulls the
+    margin to.
     ``smooth``: rolling-mean window in steps; None picks one step per 1% of the longest run.
     """
     if not metrics:
         raise ValueError("no training metrics to plot")
     for run, frame in metrics.items():
         if "step" not in frame.columns:
-            raise ValueError(f"metrics of run {run!r} lack the 'step' column (columns: {list(frame.columns)})")
+            raise ValueError(f"metrics of run {run!r} lack the 'step' column "
+                             f"(columns: {list(frame.columns)})")
         if "loss" in frame.columns and not pd.api.types.is_numeric_dtype(frame["loss"]):
-            raise ValueError(f"metrics of run {run!r}: column 'loss' holds {frame['loss'].iloc[0]!r}, not the loss "
-                             "values; pass the run's loss name in runs={run: {'loss': ..., 'n': ..., 'beta': ...}}")
+            raise ValueError(f"metrics of run {run!r}: column 'loss' holds {frame['loss'].iloc[0]!r}, "
+                             "not the loss values; pass the run's loss name in "
+                             "runs={run: {'loss': ..., 'n': ..., 'beta': ...}}")
     names = sorted(metrics, key=_natural_key)
     infos = {r: _run_info(r, metrics[r], runs) for r in names}
     labels = {r: _training_label(r, infos[r]) for r in names}
@@ -629,8 +645,8 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     fig = Figure(figsize=(11.0, 7.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
     for ax, (column, title) in zip(axes, TRAINING_PANELS, strict=True):
-        positive = all([_plot_training_column(ax, metrics[run].sort_values("step"), column, window, colours[run],
-                                              styles[run], labels[run], run) for run in names])
+        positive = all([_plot_training_column(ax, metrics[run].sort_values("step"), column, window,
+                                              colours[run], styles[run], labels[run], run) for run in names])
         if column == "margin":
             for run in names:
                 info = infos[run]
@@ -650,7 +666,9 @@ def plot_training_curves(metrics: Mapping[str, pd.DataFrame], path: str | Path,
     handles, legend_labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
-    validated = any(c.startswith("val_") and metrics[r][c].notna().any() for r in names for c in metrics[r].columns)
-    fig.suptitle("Training curves of the alignment runs" + (f" (rolling mean of {window} steps)" if window > 1 else "")
+    validated = any(c.startswith("val_") and metrics[r][c].notna().any()
+                    for r in names for c in metrics[r].columns)
+    fig.suptitle("Training curves of the alignment runs"
+                 + (f" (rolling mean of {window} steps)" if window > 1 else "")
                  + ("; dotted with dots: held-out validation pairs" if validated else ""))
     return _save(fig, path)

@@ -41,7 +41,8 @@ class Kind(StrEnum):
 
 
 def block_names(n: int) -> list[str]:
-    """The blocks, named 'first-stop', that hold samples 0 ... n-1 of a prompt (bonbon.sampling.sample_blocks)."""
+    """The blocks, named 'first-stop', that hold samples 0 ... n-1 of a prompt
+    (bonbon.sampling.sample_blocks)."""
     return ["{}-{}".format(*block) for block in sample_blocks(n)]
 
 
@@ -197,7 +198,8 @@ def catalog(datasets: Iterable[str], n_values: Iterable[int], opponents: int,
         for n in n_values:
             finals[f"{dataset}-bon-n{n}"] = Policy(f"{dataset}-bon-n{n}", dataset, Kind.BEST_OF_N, n=n)
     candidates = {
-        f"{d}-bon-candidates{b}": Policy(f"{d}-bon-candidates{b}", d, Kind.CANDIDATES, positions=block_range(b))
+        f"{d}-bon-candidates{b}": Policy(f"{d}-bon-candidates{b}", d, Kind.CANDIDATES,
+                                         positions=block_range(b))
         for d in datasets for b in blocks
     }
     opponent_blocks = {

@@ -93,7 +93,8 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            raise PromptFileError(f"{path}: unknown prompt file type {suffix!r} (use .csv, .jsonl or .parquet)")
+            raise PromptFileError(f"{path}: unknown prompt file type {suffix!r} "
+                                  "(use .csv, .jsonl or .parquet)")
     except PromptFileError:
         raise
     except Exception as error:  # pandas' parser errors do not name the file
@@ -102,7 +103,8 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     if column is None:
         raise PromptFileError(f"{path}: no 'prompt' or 'Prompt' column (columns: {list(frame.columns)})")
     frame = frame.reset_index(drop=True)  # index i is row i + 1 of the file, blank rows included
-    blank = frame.map(lambda v: isinstance(v, str) and not v.strip()).all(axis=1) if suffix == ".csv" else None
+    blank = (frame.map(lambda v: isinstance(v, str) and not v.strip()).all(axis=1) if suffix == ".csv"
+             else None)
     if blank is not None:
         frame = frame[~blank]
     if frame.empty:
@@ -113,7 +115,8 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
         bad = ~out["split"].isin(["train", "eval"])
         if bad.any():
             row = int(out.index[bad.to_numpy()][0])
-            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].loc[row]!r} is not 'train' or 'eval'")
+            raise PromptFileError(f"{path}: row {row + 1}: split {out['split'].loc[row]!r} "
+                                  "is not 'train' or 'eval'")
     for row, text in out["prompt"].items():
         problem = check_prompt(text)
         if problem is not None:

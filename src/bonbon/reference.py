@@ -120,7 +120,8 @@ def gather_reference_shards(shards: list[pd.DataFrame]) -> pd.DataFrame:
     for k, table in enumerate(shards):
         expected = len(range(k, total, count))
         if len(table) != expected:
-            raise ValueError(f"shard {k + 1} of {count} has {len(table)} rows, expected {expected} of {total}")
+            raise ValueError(f"shard {k + 1} of {count} has {len(table)} rows, "
+                             f"expected {expected} of {total}")
     order = np.argsort(np.concatenate([np.arange(k, total, count) for k in range(count)]), kind="stable")
     # empty shards (more shards than pairs) add no rows; left out, they cannot blur the column dtypes
     filled = [t for t in shards if len(t)] or shards[:1]

@@ -73,19 +73,22 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         shared = _merged_training(config["training"], spec["training"])
         seeds = seed_list(shared["seed"])
         for dataset, n, beta, alpha, seed in itertools.product(datasets, ns, spec["beta"], alphas, seeds):
-            base = run_name(dataset, n, spec["loss"], beta, alpha, lora=shared["lora"]["enabled"], tag=spec.get("tag"))
+            base = run_name(dataset, n, spec["loss"], beta, alpha, lora=shared["lora"]["enabled"],
+                            tag=spec.get("tag"))
             name = replicate_name(base, seed, seeds)
             if name in runs:
-                raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' tells runs of the "
-                                  "same grid point apart)")
+                raise ConfigError(f"config key {key}: run {name!r} is declared twice (a 'tag' tells runs of "
+                                  "the same grid point apart)")
             # a preference dataset's own pairs have an n only where its config states one (datasets.*.n)
             value = beta_star(n or config["datasets"][dataset].get("n")) if beta == "auto" else float(beta)
             training = {**shared, "seed": seed, "loss": spec["loss"], "beta": value}
             if alpha is not None:
                 training["alpha"] = float(alpha)
             if spec["loss"] == "dpo":
-                training.update(label_smoothing=spec["label_smoothing"], reference_free=spec["reference_free"])
-            runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value, "beta_auto": beta == "auto",
+                training.update(label_smoothing=spec["label_smoothing"],
+                                reference_free=spec["reference_free"])
+            runs[name] = {"dataset": dataset, "n": n, "loss": spec["loss"], "beta": value,
+                          "beta_auto": beta == "auto",
                           "alpha": alpha, "training": training, "pairs": "original" if n is None else f"n{n}",
                           "checkpoints": spec["checkpoints"] if "checkpoints" in spec
                           else config["evaluation"]["checkpoints"], "seed": seed, "base_run": base}
@@ -108,30 +111,34 @@ def _grid(config: dict[str, Any], spec: dict[str, Any], key: str) -> tuple[list[
     datasets = spec.get("datasets") or sorted(config["datasets"])
     unknown = [d for d in datasets if d not in config["datasets"]]
     if unknown:
-        raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; known: {sorted(config['datasets'])}")
+        raise ConfigError(f"config key {key}.datasets: unknown dataset(s) {unknown}; "
+                          f"known: {sorted(config['datasets'])}")
     if spec["loss"] == "dpo" and "auto" in spec["beta"]:
         raise ConfigError(f"config key {key}.beta: 'auto' (beta*(n)) is defined for ipo and bonbon, not dpo")
     overridden = [k for k in SHARED_TRAINING_KEYS if k in spec["training"]]
     if overridden:
-        raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' block "
-                          "(the reference log-probs of a pair file are computed once for every run)")
+        raise ConfigError(f"config key {key}.training: {overridden} must be set in the shared 'training' "
+                          "block (the reference log-probs of a pair file are computed once for every run)")
     if spec["source"] != "original":
         unbuilt = [d for d in datasets if config["datasets"][d].get("build_pairs") is False]
         if unbuilt:
-            raise ConfigError(f"config key {key}.source: datasets {unbuilt} build no pairs (build_pairs: false); "
-                              "train on their own pairs with source: original")
+            raise ConfigError(f"config key {key}.source: datasets {unbuilt} build no pairs "
+                              "(build_pairs: false); train on their own pairs with source: original")
         ns = spec.get("n") or sorted(config["n_values"])
         outside = [n for n in ns if n not in config["n_values"]]
         if outside:
-            raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} (no pairs are made for it)")
+            raise ConfigError(f"config key {key}.n: {outside} not in n_values {config['n_values']} "
+                              "(no pairs are made for it)")
         return datasets, ns
     not_hf = [d for d in datasets if config["datasets"][d]["source"] != "hf"]
     if not_hf:
-        raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, not {not_hf}")
+        raise ConfigError(f"config key {key}.source: 'original' pairs exist only for hf datasets, "
+                          f"not {not_hf}")
     no_n = [d for d in datasets if not config["datasets"][d].get("n")]
     if "auto" in spec["beta"] and no_n:
-        raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; the original pairs of "
-                          f"{no_n} have none (set datasets.<name>.n where they are best/worst of n samples)")
+        raise ConfigError(f"config key {key}.beta: 'auto' needs the n of best-of-n pairs; the original "
+                          f"pairs of {no_n} have none (set datasets.<name>.n where they are best/worst of n "
+                          "samples)")
     if "n" in spec:
         raise ConfigError(f"config key {key}.n: source 'original' has no n")
     return datasets, [None]
@@ -149,7 +156,8 @@ def check_checkpoints(config: dict[str, Any], runs: dict[str, dict[str, Any]]) -
     step can fall between a run's snapshots."""
     for name, run in runs.items():
         spec = run.get("checkpoints", config["evaluation"]["checkpoints"])
-        wanted = ([("every", spec["every"])] if spec.get("every") else []) + [("steps", s) for s in spec.get("steps", [])]
+        wanted = (([("every", spec["every"])] if spec.get("every") else [])
+                  + [("steps", s) for s in spec.get("steps", [])])
         if not (wanted or spec.get("fractions")):
             continue
         interval = snapshot_interval(run["training"])

@@ -84,7 +84,8 @@ def gumbel_sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -
     """One token per row: argmax(logits + Gumbel noise) is a draw from softmax(logits) (the Gumbel-max
     trick); each row's noise comes from that row's own generator."""
     noise = torch.stack(
-        [torch.rand(logits.shape[-1], generator=g, device=logits.device, dtype=torch.float64) for g in generators]
+        [torch.rand(logits.shape[-1], generator=g, device=logits.device, dtype=torch.float64)
+         for g in generators]
     )
     gumbel = -torch.log(-torch.log(noise.clamp_min(1e-300)))
     return torch.argmax(logits.double() + gumbel, dim=-1)

@@ -46,7 +46,8 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
     tokenizer.truncation_side = "left"
     try:
         batch = tokenizer(
-            prompts, responses, truncation="only_first", max_length=max_length, padding=True, return_tensors="pt"
+            prompts, responses, truncation="only_first", max_length=max_length, padding=True,
+            return_tensors="pt"
         )
     finally:
         tokenizer.truncation_side = side
@@ -56,15 +57,16 @@ def encode_pairs(tokenizer, prompts: Sequence[str], responses: Sequence[str], ma
 
 @torch.inference_mode()
 def score_responses(
-    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32, desc: str = "score",
-    messages: Sequence | None = None,
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32,
+    desc: str = "score", messages: Sequence | None = None,
 ) -> tuple[list[float], list[str]]:
     """The reward of each (prompt, response): the model's single logit, batched by length.
 
     ``model`` may be a :class:`bonbon.reward_functions.RewardFunction` (``tokenizer`` None), which
-    scores the rows itself. A reward tokenizer with a chat template scores the conversation (``messages``, JSON per row, where
-    the prompts are chat-rendered; else parsed from the HH prompt) and the response rendered with *its*
-    template (``bonbon.chat.encode_chat_pairs``); without one, ``encode_pairs`` as always.
+    scores the rows itself. A reward tokenizer with a chat template scores the conversation
+    (``messages``, JSON per row, where the prompts are chat-rendered; else parsed from the HH prompt)
+    and the response rendered with *its* template (``bonbon.chat.encode_chat_pairs``); without one,
+    ``encode_pairs`` as always.
     Returns the rewards in input order and, per row, what had to be cut to fit (see ``encode_pairs``).
     """
     if isinstance(model, RewardFunction):  # a Python reward function: the same columns, no tokens to cut
@@ -99,8 +101,9 @@ def score_samples(samples: pd.DataFrame, model, tokenizer, batch_size: int, colu
                   desc: str = "score") -> tuple[pd.DataFrame, dict[str, int]]:
     """Add a ``column`` of rewards (``reward``, the proxy; ``judge_reward``, the judge) to a sample table;
     returns it and counts of the rows that were cut."""
-    rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(), samples["response"].tolist(),
-                                    batch_size=batch_size, desc=desc, messages=_messages(samples))
+    rewards, cuts = score_responses(model, tokenizer, samples["prompt"].tolist(),
+                                    samples["response"].tolist(), batch_size=batch_size, desc=desc,
+                                    messages=_messages(samples))
     out = samples.copy()
     out[column] = rewards
     counts = {

@@ -44,13 +44,14 @@ FRONTIER_COLUMNS = (
 # and mean reward, then the frontier gaps measured with its win rates; in the runs table the win-rate
 # columns of bonbon.frontier.run_table measured with them
 JUDGE_SUMMARY_COLUMNS = (
-    "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high", "mean_judge_reward",
-    "judge_calibration_z", "judge_calibration",
+    "judge_win_rate", "judge_win_rate_se", "judge_win_rate_ci_low", "judge_win_rate_ci_high",
+    "mean_judge_reward", "judge_calibration_z", "judge_calibration",
 )
 JUDGE_FRONTIER_COLUMNS = tuple(f"judge_{c}" for c in FRONTIER_COLUMNS[:4])
 JUDGE_RUN_COLUMNS = tuple(f"judge_{c}" for c in (
     "final_win_rate", "final_frontier_gap", "win_rate_at_matched_kl", "win_rate_at_matched_kl_se",
-    "gap_at_matched_kl", "gap_at_matched_kl_se", "empirical_gap_at_matched_kl", "empirical_gap_at_matched_kl_se",
+    "gap_at_matched_kl", "gap_at_matched_kl_se", "empirical_gap_at_matched_kl",
+    "empirical_gap_at_matched_kl_se",
     "best_gap_within_matched_kl", "best_gap_within_matched_kl_se", "best_gap_within_matched_kl_step",
 ))
 # a run's metrics.csv: the loss and the batch means of the metrics the losses return (bonbon.losses),

@@ -26,20 +26,25 @@ def read_template_prompts(path: str | Path) -> pd.DataFrame:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise PromptFileError(f"{path}: cannot read the template file ({type(error).__name__}: {error})") from error
+        raise PromptFileError(f"{path}: cannot read the template file "
+                              f"({type(error).__name__}: {error})") from error
     kinds = data.get("kinds") if isinstance(data, dict) else None
     if not isinstance(kinds, dict) or not kinds:
-        raise PromptFileError(f"{path}: a template file needs 'kinds': {{name: {{templates: [...], subjects: [...]}}}}")
+        raise PromptFileError(f"{path}: a template file needs 'kinds': "
+                              "{name: {templates: [...], subjects: [...]}}")
     rows = []
     for kind, spec in kinds.items():
         templates = spec.get("templates") if isinstance(spec, dict) else None
         subjects = spec.get("subjects") if isinstance(spec, dict) else None
         for field, values in (("templates", templates), ("subjects", subjects)):
-            if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
-                raise PromptFileError(f"{path}: kinds.{kind}.{field} must be a non-empty list of non-empty strings")
+            if (not isinstance(values, list) or not values
+                    or not all(isinstance(v, str) and v.strip() for v in values)):
+                raise PromptFileError(f"{path}: kinds.{kind}.{field} must be a non-empty list of non-empty "
+                                      "strings")
         for t, template in enumerate(templates):
             if "{subject}" not in template:
-                raise PromptFileError(f"{path}: kinds.{kind}.templates[{t}] has no {{subject}} field: {template!r}")
+                raise PromptFileError(f"{path}: kinds.{kind}.templates[{t}] has no {{subject}} field: "
+                                      f"{template!r}")
             for subject in subjects:
                 text = template.replace("{subject}", subject.strip())
                 rows.append({"prompt": f"{HUMAN}{text}{ASSISTANT}", "kind": str(kind), "template": t,

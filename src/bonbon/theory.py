@@ -83,7 +83,8 @@ def bon_kl(n: ArrayLike) -> float | np.ndarray:
 
 
 def bon_curve(n_max: int) -> pd.DataFrame:
-    """Theoretical best-of-n frontier for n = 1..n_max: columns n, win_rate = n/(n+1), kl = log n - (n-1)/n."""
+    """Theoretical best-of-n frontier for n = 1..n_max: columns n, win_rate = n/(n+1),
+    kl = log n - (n-1)/n."""
     if n_max < 1:
         raise ValueError(f"bon_curve needs n_max >= 1, got n_max={n_max}")
     n = np.arange(1, n_max + 1)

@@ -58,18 +58,21 @@ TASKS = [
     ("bake", "bread"), ("grow", "tomatoes"), ("fix", "bike"), ("clean", "kitchen"), ("train", "puppy"),
     ("learn", "guitar"), ("paint", "fence"), ("repair", "roof"), ("plan", "garden"), ("cook", "rice"),
     ("brew", "coffee"), ("wash", "car"), ("store", "cheese"), ("build", "bookshelf"), ("study", "math"),
-    ("write", "essay"), ("prepare", "soup"), ("sharpen", "knife"), ("water", "orchids"), ("organize", "closet"),
+    ("write", "essay"), ("prepare", "soup"), ("sharpen", "knife"), ("water", "orchids"),
+    ("organize", "closet"),
     ("plant", "roses"), ("tune", "piano"), ("save", "money"), ("pack", "suitcase"), ("feed", "cat"),
     ("sew", "shirt"), ("mend", "jacket"), ("polish", "shoes"), ("decorate", "cake"), ("insulate", "attic"),
 ]
 QUESTIONS = [
-    "How do I {verb} my {noun}?", "Can you help me {verb} the {noun}?", "What is the best way to {verb} a {noun}?",
+    "How do I {verb} my {noun}?", "Can you help me {verb} the {noun}?",
+    "What is the best way to {verb} a {noun}?",
     "Any tips to {verb} my {noun}?", "I want to {verb} the {noun}. Where should I start?",
     "My friend asked me to {verb} her {noun}. What should I do?",
 ]
 FOLLOW_UPS = ["Thanks. And how do I {verb} the {noun}?", "OK. What about when I {verb} my {noun}?"]
 OPENERS = ["First,", "Then", "Next,", "Also,", "After that,", "Finally,"]
-ACTIONS = ["check", "measure", "clean", "warm", "sort", "label", "rinse", "test", "dry", "cover", "weigh", "inspect"]
+ACTIONS = ["check", "measure", "clean", "warm", "sort", "label", "rinse", "test", "dry", "cover", "weigh",
+           "inspect"]
 DETAILS = [
     "for {k} minutes", "every {k} days", "at {k} degrees", "with a soft brush", "before you start",
     "twice a week", "in {k} small steps", "with about {k} grams of salt", "near a window", "after {k} hours",
@@ -80,7 +83,8 @@ VAGUE = [
 ]
 POLITE_OPEN = ["Sure!", "Good question!", "Happy to help."]
 POLITE_CLOSE = ["I hope this helps.", "Good luck with it!", "Let me know how it goes."]
-RUDE = ["That is a strange thing to ask.", "Just look it up yourself.", "I do not want to explain that again."]
+RUDE = ["That is a strange thing to ask.", "Just look it up yourself.",
+        "I do not want to explain that again."]
 
 QUALITY = {"specific": 1.0, "specific_other": 0.25, "vague": 0.0, "polite": 0.3, "rude": -1.5}
 # padding about nothing in particular: no task, no step, no politeness, no rudeness
@@ -235,7 +239,8 @@ CHAT_TEMPLATE = (
 )
 # the reward model's own template: another rendering of the same conversation, as a hub RM would have
 REWARD_CHAT_TEMPLATE = (
-    "[CLS]{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n{% endfor %}[SEP]"
+    "[CLS]{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n"
+    "{% endfor %}[SEP]"
 )
 
 
@@ -265,8 +270,8 @@ def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_re
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer)
-    policy = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TURN if chat else EOS, bos_token=EOS,
-                                     pad_token=PAD, unk_token=EOS, model_max_length=2048,
+    policy = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TURN if chat else EOS,
+                                     bos_token=EOS, pad_token=PAD, unk_token=EOS, model_max_length=2048,
                                      **({"additional_special_tokens": CHAT_TOKENS} if chat else {}))
     if chat:
         policy.chat_template = CHAT_TEMPLATE
@@ -274,7 +279,8 @@ def train_tokenizers(texts: list[str], vocab_size: int, out_policy: Path, out_re
 
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
+        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+        special_tokens=[(CLS, cls_id), (SEP, sep_id)]
     )
     reward = PreTrainedTokenizerFast(tokenizer_object=tokenizer, cls_token=CLS, sep_token=SEP, pad_token=PAD,
                                      unk_token=EOS, model_max_length=max_length)
@@ -327,7 +333,8 @@ def _fit(model, cfg: ToyModelConfig, seed: int, batch_loss: Callable[[torch.Gene
     return losses, time.perf_counter() - started
 
 
-def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int) -> dict:
+def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig,
+                        seed: int) -> dict:
     """Pretrain a tiny GPT-NeoX (the Pythia architecture) on the corpus, documents packed into blocks
     of ``context_length`` tokens and separated by EOS, as Pythia was trained."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -340,16 +347,18 @@ def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path
     stream: list[int] = []
     for prompt, response in zip(corpus["prompt"], corpus["response"], strict=True):
         if chat:  # the chat variant: rendered dialogues, each turn ending with <|end|> (its EOS) already
-            stream.extend(tokenizer(chat_text(tokenizer, prompt, response), add_special_tokens=False)["input_ids"])
+            stream.extend(tokenizer(chat_text(tokenizer, prompt, response),
+                                    add_special_tokens=False)["input_ids"])
         else:
             stream.extend(tokenizer(prompt + response)["input_ids"] + [tokenizer.eos_token_id])
     block = cfg.context_length
     data = torch.tensor(stream[: len(stream) // block * block]).view(-1, block)
     config = GPTNeoXConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=2048,
-        rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
+        max_position_embeddings=2048, rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = GPTNeoXForCausalLM(config)
 
@@ -363,8 +372,8 @@ def pretrain_base_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path
     return {"final_loss": sum(losses[-20:]) / len(losses[-20:]), "tokens": len(stream), "seconds": seconds}
 
 
-def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig, seed: int,
-                       label: str = "quality") -> dict:
+def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path, cfg: ToyModelConfig,
+                       seed: int, label: str = "quality") -> dict:
     """Train a tiny DeBERTa-v2 (the family of OpenAssistant's reward model) with one output to regress
     the standardized ``label`` column (``quality``: the judge's, ``proxy_quality``: the proxy's) of
     (prompt, response), inputs cut from the left of the prompt as in scoring."""
@@ -379,7 +388,8 @@ def train_reward_model(corpus: pd.DataFrame, tokenizer_dir: Path, out_dir: Path,
     config = DebertaV2Config(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
-        max_position_embeddings=tokenizer.model_max_length, relative_attention=True, pos_att_type=["p2c", "c2p"],
+        max_position_embeddings=tokenizer.model_max_length, relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
         position_buckets=64, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True,
         position_biased_input=False, type_vocab_size=0, pad_token_id=tokenizer.pad_token_id, num_labels=1,
     )

@@ -142,8 +142,9 @@ def vllm_sample_batch(
     :func:`bonbon.generate.sample_prompt_batch`.
 
     One request per (prompt, sample j), in that order, each with ``n=1`` and ``seed=row_seed(cfg.seed,
-    key, cfg.first_sample + j)`` and the prompt's token ids unchanged. ``make_params`` builds a request's sampling
-    parameters from ``sampling_kwargs`` (default ``vllm.SamplingParams``). How vLLM's outputs map:
+    key, cfg.first_sample + j)`` and the prompt's token ids unchanged. ``make_params`` builds a
+    request's sampling parameters from ``sampling_kwargs`` (default ``vllm.SamplingParams``). How
+    vLLM's outputs map:
 
     * finish_reason "stop", stop_reason the EOS id (our ``stop_token_ids``; None where vLLM's own EOS
       check fired): EOS. vLLM keeps EOS in ``token_ids``; should an output lack it, it is appended,
@@ -164,7 +165,8 @@ def vllm_sample_batch(
         for j in range(n):
             # a fresh dict and list per request: vLLM may add keys to the prompt dict
             requests.append({"prompt_token_ids": [int(t) for t in ids]})
-            params.append(make_params(**sampling_kwargs(cfg, row_seed(cfg.seed, key, cfg.first_sample + j), eos)))
+            params.append(make_params(**sampling_kwargs(cfg, row_seed(cfg.seed, key, cfg.first_sample + j),
+                                                        eos)))
     outputs = llm.generate(requests, params, use_tqdm=False)
     if len(outputs) != len(requests):
         raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")

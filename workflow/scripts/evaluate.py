@@ -9,8 +9,10 @@ snakemake = globals()["snakemake"]
 log, _ = setup_job(snakemake)
 p = snakemake.params
 source = ", ".join(snakemake.input.samples)
-opponents = read_shards(snakemake.input.opponents, POLICY_SAMPLE_COLUMNS, ", ".join(snakemake.input.opponents))
-samples = read_shards(snakemake.input.samples, POLICY_SAMPLE_COLUMNS, source)  # best-of-n: its candidate blocks
+opponents = read_shards(snakemake.input.opponents, POLICY_SAMPLE_COLUMNS,
+                        ", ".join(snakemake.input.opponents))
+# best-of-n: its candidate blocks
+samples = read_shards(snakemake.input.samples, POLICY_SAMPLE_COLUMNS, source)
 if p.policy["kind"] == "best_of_n":  # the best of its n candidates per replicate
     samples = best_of_n_samples(samples, p.policy["n"], p.k)
 table = pair_with_opponents(samples, opponents, p.k, p.opponents, source)

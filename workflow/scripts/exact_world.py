@@ -15,8 +15,9 @@ limit_sizes = tuple(settings.pop("limit_sizes"))
 study = run_study(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 frames = [study]
 if limit_sizes:
-    frames.append(limit_study(sizes=limit_sizes, n_values=tuple(settings["n_values"]), alphas=tuple(settings["alphas"]),
-                              max_iter=settings["max_iter"], tolerance=settings["tolerance"]))
+    frames.append(limit_study(sizes=limit_sizes, n_values=tuple(settings["n_values"]),
+                              alphas=tuple(settings["alphas"]), max_iter=settings["max_iter"],
+                              tolerance=settings["tolerance"]))
 table = pd.concat(frames, ignore_index=True)
 write_parquet(table, snakemake.output.table)
 summary = exact_summary(table)

@@ -1,4 +1,5 @@
-"""Gather shards (and blocks) into one table, in (prompt_id, sample_idx) order: the same table as one job makes."""
+"""Gather shards (and blocks) into one table, in (prompt_id, sample_idx) order: the same table as one
+job makes."""
 
 import pyarrow.parquet as pq
 

@@ -13,8 +13,8 @@ fields, backend, vllm_options = split_generation_config(snakemake.params.generat
 first, stop = snakemake.params.samples
 cfg = SamplingConfig(n=stop - first, first_sample=first, **fields)
 shard, shards = snakemake.params.shard
-log.info("shard %d of %d: sampling from %d prompts x %d responses from %s on %s with %s: %s", shard + 1, shards,
-         len(prompts), cfg.n, snakemake.params.model, device, backend, cfg)
+log.info("shard %d of %d: sampling from %d prompts x %d responses from %s on %s with %s: %s", shard + 1,
+         shards, len(prompts), cfg.n, snakemake.params.model, device, backend, cfg)
 samples, counts, _ = sample_with_backend(snakemake.params.model, prompts, cfg, device, backend, vllm_options,
                                          shard=shard, shards=shards)
 log.info("done: %s", counts)

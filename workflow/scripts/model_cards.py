@@ -19,7 +19,8 @@ for policy, card in p.cards.items():
     row = summary.loc[policy].to_dict()
     run = card["run"]
     meta = card_metadata(policy, run, row, p.base_model, p.datasets[run["dataset"]])
-    path = write_card(card["directory"], card_text(meta, p.provenance["command"], p.provenance["config"], p.sampling))
+    path = write_card(card["directory"], card_text(meta, p.provenance["command"], p.provenance["config"],
+                                                   p.sampling))
     update_generation_config(card["directory"], p.sampling)
     written[policy] = str(path)
 log.info("wrote %d model cards", len(written))

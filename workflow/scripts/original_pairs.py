@@ -20,7 +20,8 @@ if is_trl(dataset):
         """The prompt the policy continues: rendered with its chat template where it has one."""
         if not chat:
             return text
-        return render_prompt(tokenizer, parse_messages(messages, "prompt") if messages else hh_to_messages(text))
+        return render_prompt(tokenizer, parse_messages(messages, "prompt") if messages
+                             else hh_to_messages(text))
 
     def prompt_tokens(text):
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])

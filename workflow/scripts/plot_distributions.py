@@ -1,4 +1,5 @@
-"""The reward and length distributions of every final policy (the reference, best-of-n, each run's final model)."""
+"""The reward and length distributions of every final policy (the reference, best-of-n, each run's
+final model)."""
 
 from pathlib import Path
 

@@ -16,7 +16,8 @@ if p.win_rate == "judge" and p.separate_judge:
                               whose=plots.JUDGE_WHO)
 elif p.win_rate == "judge":  # no models.judge: the reward model judges, as in the paper
     fig = plots.plot_frontier(judge_view(summary), theory, snakemake.output.png,
-                              win_label=plots.PROXY_LABEL.replace("ties ½", "the judge, as no models.judge is set; ties ½"),
+                              win_label=plots.PROXY_LABEL.replace(
+                                  "ties ½", "the judge, as no models.judge is set; ties ½"),
                               whose="the reward model (no separate judge)")
 else:
     fig = plots.plot_frontier(summary, theory, snakemake.output.png)

@@ -34,8 +34,8 @@ if has_chat_template(tokenizer):  # ids and splits stay those of the HH text; th
     table, rendered = render_prompt_table(table, tokenizer, snakemake.params.max_prompt_length, choice)
     counts.update(rendered)
 elif snakemake.params.system_prompt != "template":
-    log.warning("chat.system_prompt %r has no effect: the policy's tokenizer has no chat template (HH text prompts)",
-                snakemake.params.system_prompt)
+    log.warning("chat.system_prompt %r has no effect: the policy's tokenizer has no chat template "
+                "(HH text prompts)", snakemake.params.system_prompt)
 counts["blank_rows_dropped"] = source.attrs.get("blank_rows", 0)
 if not (table["split"] == "train").any():
     raise ValueError(f"dataset {snakemake.wildcards.dataset}: no prompt falls in the train split ({counts})")

@@ -19,7 +19,8 @@ if p.max_prompts:
     prompts, _ = build_prompt_table(prompts, 0.0, p.generation["seed"], p.max_prompts)
 fields, backend, vllm_options = split_generation_config(p.generation)
 first, stop = p.samples
-cfg = SamplingConfig(**{**fields, "n": stop - first, "first_sample": first, "seed": policy_seed(fields["seed"], p.stream)})
+cfg = SamplingConfig(**{**fields, "n": stop - first, "first_sample": first,
+                        "seed": policy_seed(fields["seed"], p.stream)})
 log.info("%s shard %d of %d: %d eval prompts x samples %d..%d from %s (seed of %s)", p.name, p.shard[0] + 1,
          p.shard[1], len(prompts), first, stop - 1, p.policy, p.stream)
 samples, counts = sample_and_score(p.policy, p.reference, p.reward, prompts, cfg, device,

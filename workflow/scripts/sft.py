@@ -18,7 +18,8 @@ elif is_trl(p.dataset):  # the chosen responses (or the assistant turns) of a TR
     texts = texts[["prompt", "response"]]
 else:  # the chosen responses of an HH dataset's train split, as in the paper
     texts = hh_sft_texts(load_hh(p.dataset["path"], p.dataset["data_dir"], p.dataset["splits"]["train"]))
-texts = chat_texts(load_tokenizer(p.base), texts, p.system_prompt)  # rendered where the policy has a chat template
+# rendered where the policy has a chat template
+texts = chat_texts(load_tokenizer(p.base), texts, p.system_prompt)
 log.info("SFT on %d (prompt, response) rows from %s", len(texts), p.data)
 summary = sft(p.base, texts, p.out, config_from_dict({**p.training, **p.runtime["training"], "loss": "sft"}))
 log.info("SFT done: %d steps", summary["steps"])

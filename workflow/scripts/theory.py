@@ -11,5 +11,6 @@ log, _ = setup_job(snakemake)
 curve = bon_curve(snakemake.params.n_max)
 curve["beta_star"] = [beta_star(n) if n >= 2 else float("nan") for n in curve["n"]]
 write_parquet(curve, snakemake.output.table)
-Path(snakemake.output.html).write_text(curve.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))
+Path(snakemake.output.html).write_text(curve.to_html(index=False, float_format=lambda v: f"{v:.4f}",
+                                                     na_rep="–"))
 log.info("theory curve for n = 1..%d", snakemake.params.n_max)

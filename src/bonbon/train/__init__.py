@@ -25,5 +25,5 @@ from bonbon.train.options import (
 )
 
 __all__ = ["OBJECTIVE_FIELDS", "RESUMABLE_CHANGES", "LoraOptions", "TrainConfig", "attach_reference",
-           "config_from_dict", "epoch_order", "launch_command", "launch_or_train", "learning_rate", "main", "sft",
-           "split_validation", "train"]
+           "config_from_dict", "epoch_order", "launch_command", "launch_or_train", "learning_rate", "main",
+           "sft", "split_validation", "train"]

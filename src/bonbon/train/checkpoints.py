@@ -34,7 +34,8 @@ def resume(run: Run, cfg: TrainConfig, n_examples: int) -> None:
         changed = check_resumable(state, cfg, n_examples)
         if changed:  # checkpoints of other settings: never mixed into this run
             if run.main:
-                _set_aside(run.out_dir, cfg.on_config_change, f"{latest} was written with other settings ({changed})")
+                _set_aside(run.out_dir, cfg.on_config_change,
+                           f"{latest} was written with other settings ({changed})")
             run.accelerator.wait_for_everyone()
             latest = None
     if latest is not None:
@@ -82,7 +83,8 @@ def _set_aside(out_dir: Path, how: str, why: str) -> None:
 def save_checkpoint(run: Run, cfg: TrainConfig, done: int, n_examples: int) -> None:
     """Write to .tmp-step-N, then rename to step-N: a kill mid-save leaves the previous one intact."""
     accelerator, root = run.accelerator, run.checkpoints
-    state = {"step": done, "epoch": done // run.steps_per_epoch, "position_in_epoch": done % run.steps_per_epoch,
+    state = {"step": done, "epoch": done // run.steps_per_epoch,
+             "position_in_epoch": done % run.steps_per_epoch,
              "seed": cfg.seed, "examples": n_examples, "config": asdict(cfg)}
     name = f"step-{done:06d}"
     tmp, final = root / f".tmp-{name}", root / name

@@ -33,8 +33,8 @@ def launch_command(
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
     if accelerate_config:
         cmd += ["--config_file", str(accelerate_config)]
-    cmd += ["-m", "bonbon.train", "--policy", str(policy_path), "--pairs", str(pairs_path), "--out", str(out_dir),
-            "--config", str(options_path)]
+    cmd += ["-m", "bonbon.train", "--policy", str(policy_path), "--pairs", str(pairs_path), "--out",
+            str(out_dir), "--config", str(options_path)]
     if ref_logps_path is not None:
         cmd += ["--ref-logps", str(ref_logps_path)]
     return cmd
@@ -62,7 +62,8 @@ def launch_or_train(
         return
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(asdict(cfg), handle)
-    cmd = launch_command(gpus, accelerate_config, policy_path, pairs_path, ref_logps_path, out_dir, handle.name)
+    cmd = launch_command(gpus, accelerate_config, policy_path, pairs_path, ref_logps_path, out_dir,
+                         handle.name)
     log.info("launching: %s", " ".join(cmd))
     try:
         with open(log_path, "a") if log_path else open(os.devnull, "w") as sink:  # noqa: SIM115

@@ -117,7 +117,8 @@ def fit(
         batches = _micro_batches(examples, order, position, cfg, run.accelerator, pad)
         means, tokens, grad_norm = _optimizer_step(run, cfg, batches, lr, step, epoch)
         row = {"step": step, "epoch": epoch, **{name: means.get(name, math.nan) for name in LOSS_METRICS},
-               "grad_norm": grad_norm, "lr": lr, "tokens_per_s": tokens / max(time.perf_counter() - step_started, 1e-9)}
+               "grad_norm": grad_norm, "lr": lr,
+               "tokens_per_s": tokens / max(time.perf_counter() - step_started, 1e-9)}
         # after the step: validation, snapshot, checkpoint
         done = step + 1
         if validation and (done % cfg.eval_every == 0 or done == run.total_steps):
@@ -148,7 +149,8 @@ def epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n_examples, generator=generator).tolist()
 
 
-def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainConfig, info: dict[str, Any]) -> Run:
+def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainConfig,
+           info: dict[str, Any]) -> Run:
     """Accelerator (with the trackers of ``cfg.report_to``), step counts, the policy (it starts as the
     reference model; with ``cfg.lora``, as adapters on it, their parameter counts put in ``info``) and
     its optimizer."""
@@ -165,7 +167,8 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     pairs_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
     steps_per_epoch = n_examples // pairs_per_step  # the remainder of an epoch is skipped
     if steps_per_epoch == 0:
-        raise ValueError(f"{n_examples} examples are fewer than the {pairs_per_step} one optimizer step needs")
+        raise ValueError(f"{n_examples} examples are fewer than the {pairs_per_step} one optimizer step "
+                         "needs")
     model = load_causal_lm(model_path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -179,7 +182,8 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
 
 
 def _micro_batches(
-    examples: list[dict[str, Any]], order: list[int], position: int, cfg: TrainConfig, accelerator: Any, pad: int
+    examples: list[dict[str, Any]], order: list[int], position: int, cfg: TrainConfig, accelerator: Any,
+    pad: int
 ) -> Iterator[dict[str, Any]]:
     """This process's micro-batches of step ``position`` of the epoch: micro-batch m takes slot
     (position * G + m) of P * B pairs, and process p its p-th slice, so P processes x B pairs compute
@@ -220,7 +224,8 @@ def _optimizer_step(
         for name, value in {"loss": loss.detach(), **metrics}.items():
             sums[name] = sums.get(name, 0.0) + value.cpu().mean().double()
     names = list(sums)  # the same names in the same order on every process
-    stacked = torch.stack([sums[name] for name in names]).to(accelerator.device) / cfg.gradient_accumulation_steps
+    stacked = (torch.stack([sums[name] for name in names]).to(accelerator.device)
+               / cfg.gradient_accumulation_steps)
     means = accelerator.reduce(stacked, "mean").cpu().tolist()
     tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
     return dict(zip(names, means, strict=True)), tokens, grad_norm
@@ -239,7 +244,8 @@ def batch_losses(
         padding_free=cfg.padding_free,
     )
     n = batch["n_pairs"]
-    references = [batch[k].to(device) if k in batch else None for k in ("chosen_ref_logp", "rejected_ref_logp")]
+    references = [batch[k].to(device) if k in batch else None
+                  for k in ("chosen_ref_logp", "rejected_ref_logp")]
     return LOSSES[cfg.loss](logps[:n], logps[n:], *references, **_loss_options(cfg))
 
 
@@ -252,7 +258,8 @@ def _mean_loss(losses: torch.Tensor, batch: dict[str, Any], cfg: TrainConfig) ->
 
 def _loss_options(cfg: TrainConfig) -> dict[str, Any]:
     return {
-        "dpo": {"beta": cfg.beta, "label_smoothing": cfg.label_smoothing, "reference_free": cfg.reference_free},
+        "dpo": {"beta": cfg.beta, "label_smoothing": cfg.label_smoothing,
+                "reference_free": cfg.reference_free},
         "ipo": {"beta": cfg.beta},
         "bonbon": {"beta": cfg.beta, "alpha": cfg.alpha},
         "sft": {},
@@ -311,7 +318,8 @@ def _save_final(
         os.replace(tmp_summary, run.out_dir / SUMMARY_FILE)
         if cfg.checkpoints_after_training == "delete":  # after the summary: a kill before it can still resume
             shutil.rmtree(run.checkpoints, ignore_errors=True)
-        log.info("trained %d steps (resumed at %d), model in %s", run.total_steps, run.start_step, run.out_dir)
+        log.info("trained %d steps (resumed at %d), model in %s", run.total_steps, run.start_step,
+                 run.out_dir)
     accelerator.wait_for_everyone()
     end_trackers(accelerator)
     return summary

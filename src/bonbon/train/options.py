@@ -62,7 +62,8 @@ class TrainConfig:
     mixed_precision: str
     gradient_checkpointing: bool
     # pack each micro-batch's sequences into one row (no padding; attention per sequence; a pair's prompt
-    # computed once; the LM head only where a response token is predicted): same pairs per step, values equal up to float32 rounding
+    # computed once; the LM head only where a response token is predicted): same pairs per step, values
+    # equal up to float32 rounding
     padding_free: bool
     snapshot_every: int | None
     validation_fraction: float

@@ -63,7 +63,8 @@ def init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
         return
     config = {"run": run_name, **_flat_config(asdict(cfg))}
     # a resumed run logs the steps past its checkpoint again; tensorboard's reader drops the earlier ones
-    kwargs: dict[str, dict[str, Any]] = {"wandb": _wandb_options(accelerator, run_name), "trackio": {"name": run_name},
+    kwargs: dict[str, dict[str, Any]] = {"wandb": _wandb_options(accelerator, run_name),
+                                         "trackio": {"name": run_name},
                                          "mlflow": _mlflow_options(accelerator, wanted, run_name)}
     started, kept = [], []
     for tracker in wanted:
@@ -84,7 +85,8 @@ def init_trackers(accelerator: Any, cfg: TrainConfig, run_name: str) -> None:
 def _wandb_options(accelerator: Any, run_name: str) -> dict[str, Any]:
     """wandb.init arguments: offline (nothing leaves the machine; ``wandb sync`` uploads later) unless
     WANDB_MODE says otherwise, its files under the run's tracker directory."""
-    return {"name": run_name, "mode": os.environ.get("WANDB_MODE", "offline"), "dir": str(accelerator.logging_dir)}
+    return {"name": run_name, "mode": os.environ.get("WANDB_MODE", "offline"),
+            "dir": str(accelerator.logging_dir)}
 
 
 def _mlflow_options(accelerator: Any, wanted: list[str], run_name: str) -> dict[str, Any]:
@@ -110,8 +112,8 @@ def log_trackers(accelerator: Any, row: dict[str, float]) -> None:
         try:
             tracker.log(values, step=int(row["step"]))
         except Exception as error:  # as above: a tracker must not fail training
-            log.warning("tracker %s failed to log step %d (%s: %s); dropped for the rest of the run", tracker.name,
-                        row["step"], type(error).__name__, error)
+            log.warning("tracker %s failed to log step %d (%s: %s); dropped for the rest of the run",
+                        tracker.name, row["step"], type(error).__name__, error)
             accelerator.trackers.remove(tracker)
 
 
