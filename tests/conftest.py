@@ -16,6 +16,27 @@ REPO = Path(__file__).resolve().parent.parent
 HH_PROMPTS = REPO.parent / "shared" / "data" / "hh_prompt_subset.csv"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_servers():
+    """The session's workflow jobs share warm servers of their own (bonbon.warm: a short directory, a
+    socket's path holds 107 bytes), stopped when the session ends."""
+    import shutil
+    import tempfile
+
+    from bonbon import warm
+
+    folder = tempfile.mkdtemp(prefix="bw", dir="/tmp")
+    before = os.environ.get("BONBON_WARM_DIR")
+    os.environ["BONBON_WARM_DIR"] = folder
+    yield Path(folder)
+    warm.stop_servers()
+    shutil.rmtree(folder, ignore_errors=True)
+    if before is None:
+        del os.environ["BONBON_WARM_DIR"]
+    else:
+        os.environ["BONBON_WARM_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def toy_models(tmp_path_factory) -> dict[str, Path]:
     """A tiny toy world (tokenizers, base model, reward model) trained for a few steps."""

@@ -1,6 +1,10 @@
 """One policy's samples, each against all M reference opponents of its prompt (best-of-n built from
 reference draws), with the proxy's mean verdict (win) and the judge's (judge_win)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.evaluate import add_judge_wins, best_of_n_samples, pair_with_opponents
 from bonbon.jobs import setup_job
 from bonbon.tables import POLICY_SAMPLE_COLUMNS, read_shards, write_parquet

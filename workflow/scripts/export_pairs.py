@@ -1,5 +1,9 @@
 """A pair file and its reference log-probs as a TRL preference dataset (bonbon.export)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.export import to_trl, write_trl
 from bonbon.jobs import setup_job
 from bonbon.tables import PAIR_TEXT_COLUMNS, PROMPT_COLUMNS, REF_COLUMNS, read_table

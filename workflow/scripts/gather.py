@@ -1,6 +1,10 @@
 """Gather shards (and blocks) into one table, in (prompt_id, sample_idx) order: the same table as one
 job makes."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import pyarrow.parquet as pq
 
 from bonbon.jobs import setup_job

@@ -1,5 +1,9 @@
 """Gather the shards of a pair file's reference log-probs into the table one job would write."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.jobs import setup_job
 from bonbon.reference import gather_reference_shards
 from bonbon.tables import REF_COLUMNS, read_table, write_parquet

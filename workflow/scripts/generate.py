@@ -1,5 +1,9 @@
 """Reference generation: one block of sample indices [first, stop) for each train prompt."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.generate import sample_with_backend, split_generation_config
 from bonbon.jobs import setup_job
 from bonbon.sampling import SamplingConfig

@@ -1,5 +1,9 @@
 """Import a GGUF file into a plain model directory (weights, config, tokenizer, chat template)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import shutil
 from pathlib import Path
 

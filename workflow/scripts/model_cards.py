@@ -1,6 +1,10 @@
 """Model cards: README.md and the evaluation's sampling settings in generation_config.json for every
 trained model and evaluated snapshot, from the summary's rows; cards.json lists what was written."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import json
 from pathlib import Path
 

@@ -1,6 +1,10 @@
 """A dataset's own chosen/rejected pairs as a training source: HH dialogues, or a preference dataset in
 one of TRL's layouts (bonbon.hub), checked up front (columns, empty responses, prompt lengths)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.hub import is_trl, load_rows, preference_pairs
 from bonbon.jobs import setup_job
 from bonbon.sources import hh_pairs, load_hh

@@ -1,5 +1,9 @@
 """Best/worst pairs of the first n samples of each prompt, from the scored blocks that hold them."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.jobs import setup_job
 from bonbon.pairs import select_pairs
 from bonbon.tables import REWARD_COLUMNS, read_shards, write_parquet

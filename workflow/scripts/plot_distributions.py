@@ -1,6 +1,10 @@
 """The reward and length distributions of every final policy (the reference, best-of-n, each run's
 final model)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from pathlib import Path
 
 from bonbon import plots

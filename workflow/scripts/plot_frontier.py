@@ -1,6 +1,10 @@
 """The frontier figure: win rate vs KL (and vs length) of every policy, one panel per n, with the best-of-n
 theory; the judge's win rates (evaluation.frontier_win_rate: judge) or the proxy's, and the axes say whose."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon import plots
 from bonbon.frontier import judge_view
 from bonbon.jobs import setup_job

@@ -1,5 +1,9 @@
 """Proxy against judge: every final policy's win rate by the training reward and by the judge, at its KL."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon import plots
 from bonbon.jobs import setup_job
 from bonbon.tables import read_table

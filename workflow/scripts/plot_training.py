@@ -1,5 +1,9 @@
 """The training curves of every alignment run, from their metrics.csv."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from pathlib import Path
 
 import pandas as pd

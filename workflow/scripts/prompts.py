@@ -1,6 +1,10 @@
 """Prompts: read the source, check the HH format (or the conversations), assign ids and splits, and
 render them with the policy's chat template where it has one."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.chat import has_chat_template, read_messages_file, render_prompt_table, template_system_prompt
 from bonbon.hub import is_trl, load_prompts
 from bonbon.jobs import setup_job

@@ -1,5 +1,9 @@
 """Reference log-probs of every chosen and rejected response of a pair file, once."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.jobs import setup_job
 from bonbon.reference import write_reference_logps
 

@@ -2,6 +2,10 @@
 block of best-of-n's candidates for the reference), with policy and reference log-probs, rewards and the
 judge's rewards."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.generate import sample_and_score, split_generation_config
 from bonbon.jobs import setup_job
 from bonbon.prompts import build_prompt_table

@@ -1,5 +1,9 @@
 """Reward scoring of every sample."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import pandas as pd
 
 from bonbon.jobs import setup_job

@@ -1,5 +1,9 @@
 """SFT of the base model on the SFT targets: the reference model of every later stage."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.chat import chat_texts
 from bonbon.hub import is_trl, load_rows, sft_rows
 from bonbon.jobs import setup_job

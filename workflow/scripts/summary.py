@@ -1,6 +1,10 @@
 """The summary table (one row per policy, with its distance to the best-of-n frontier) and the runs
 table (one row per trained run, over its trajectory of checkpoints)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from pathlib import Path
 
 import pandas as pd

@@ -1,5 +1,9 @@
 """The best-of-n curve: win rate n/(n+1) against KL log n - (n-1)/n."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from pathlib import Path
 
 from bonbon.jobs import setup_job

@@ -1,5 +1,9 @@
 """Toy world: pretrain the base model."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import json
 from pathlib import Path
 

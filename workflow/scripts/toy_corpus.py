@@ -1,5 +1,9 @@
 """Toy world: the synthetic HH corpus and the prompt set."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.jobs import setup_job
 from bonbon.tables import write_parquet
 from bonbon.toy import Filler, make_corpus, make_prompt_set

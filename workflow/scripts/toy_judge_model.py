@@ -1,6 +1,10 @@
 """Toy world: train the judge, a reward model on its own corpus from its own seed, on the gold labels
 (``quality``, which penalise the filler the proxy's labels reward; bonbon.toy)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import json
 from pathlib import Path
 

@@ -1,5 +1,9 @@
 """Toy world: train the reward model (the proxy) on the proxy's labels, which reward filler (bonbon.toy)."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 import json
 from pathlib import Path
 

@@ -1,5 +1,9 @@
 """Toy world: byte-level BPE tokenizers for the policy and the reward model."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from pathlib import Path
 
 from bonbon.jobs import setup_job

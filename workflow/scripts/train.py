@@ -1,5 +1,9 @@
 """One alignment run: on one device in this process, or on K GPUs through `accelerate launch`."""
 
+from bonbon.warm import hand_over
+
+hand_over(globals())  # the job runs in a warm worker (imports done) where one is up: bonbon.warm
+
 from bonbon.jobs import setup_job
 from bonbon.train import config_from_dict, launch_or_train
 
