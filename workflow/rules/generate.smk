@@ -5,7 +5,7 @@
 
 rule generate:
     input:
-        prompts="results/prompts/{dataset}.parquet",
+        prompts=rules.prompts.output.prompts,
         model=MODELS["reference"].files,
     output:
         samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
@@ -34,7 +34,7 @@ rule generate:
 
 rule gather_samples:
     input:
-        shards=lambda wc: block_shards("generate", wc.dataset, BLOCKS),
+        shards=shards(rules.generate.output.samples, "generate", block=BLOCKS),
     output:
         table="results/generate/{dataset}/samples.parquet",
     log:

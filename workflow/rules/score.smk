@@ -4,7 +4,7 @@
 
 rule score:
     input:
-        samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
+        samples=rules.generate.output.samples,
         model=MODELS["reward"].files,
     output:
         rewards="results/score/{dataset}/shards/samples{block}/{scatteritem}.parquet",
@@ -32,7 +32,7 @@ rule score:
 
 rule gather_rewards:
     input:
-        shards=lambda wc: block_shards("score", wc.dataset, BLOCKS),
+        shards=shards(rules.score.output.rewards, "generate", block=BLOCKS),
     output:
         table="results/score/{dataset}/rewards.parquet",
     log:
