@@ -60,8 +60,9 @@ rule sample:
         "../scripts/sample.py"
 
 
-# the gathered samples are where bonbon.policies (Policy.sample_files) reads them
-rule gather_policy_samples:
+# a policy's shards in one table, as rule gather_samples does (generate.smk), where bonbon.policies
+# (Policy.sample_files) reads them
+use rule gather_samples as gather_policy_samples with:
     input:
         shards=shards(rules.sample.output.samples, "sample"),
     output:
@@ -70,16 +71,6 @@ rule gather_policy_samples:
         "logs/sample/{policy}/gather.log",
     benchmark:
         "benchmarks/sample/{policy}/gather.tsv"
-    conda:
-        "../../envs/tables.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        code=code("gather.py"),
-    script:
-        "../scripts/gather.py"
 
 
 rule evaluate:

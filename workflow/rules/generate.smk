@@ -32,6 +32,10 @@ rule generate:
         "../scripts/generate.py"
 
 
+# The samples of every block and shard in one table. The gathers of the other stages are this rule,
+# reused with `use rule gather_samples as ... with:` (gather_rewards in score.smk, gather_policy_samples
+# in evaluate.smk) with their own shards, table, log and benchmark; the script, conda env, resources and
+# params are this rule's.
 rule gather_samples:
     input:
         shards=shards(rules.generate.output.samples, "generate", block=BLOCKS),

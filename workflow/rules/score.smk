@@ -30,7 +30,8 @@ rule score:
         "../scripts/score.py"
 
 
-rule gather_rewards:
+# the rewards of every block and shard in one table, as rule gather_samples does (generate.smk)
+use rule gather_samples as gather_rewards with:
     input:
         shards=shards(rules.score.output.rewards, "generate", block=BLOCKS),
     output:
@@ -39,13 +40,3 @@ rule gather_rewards:
         "logs/score/{dataset}/gather.log",
     benchmark:
         "benchmarks/score/{dataset}/gather.tsv"
-    conda:
-        "../../envs/tables.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        code=code("gather.py"),
-    script:
-        "../scripts/gather.py"
