@@ -101,5 +101,6 @@ def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True) ->
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n"
+                             f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result

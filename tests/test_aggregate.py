@@ -13,8 +13,10 @@ def test_agreement_by_hand():
     same = pd.DataFrame({"reward": [1.0, 2.0, 3.0, 4.0], "judge_reward": [2.0, 4.0, 6.0, 8.0]})
     assert reward_agreement(same) == pytest.approx({"proxy_judge_corr": 1.0, "proxy_judge_rank_corr": 1.0})
     opposite = same.assign(judge_reward=[4.0, 3.0, 2.0, 1.0])
-    assert reward_agreement(opposite) == pytest.approx({"proxy_judge_corr": -1.0, "proxy_judge_rank_corr": -1.0})
-    # x = (1, 2, 3), y = (1, 3, 2): centred (-1, 0, 1) . (-1, 1, 0) = 1 over 2: r = 0.5; ranks equal the values
+    assert reward_agreement(opposite) == pytest.approx({"proxy_judge_corr": -1.0,
+                                                        "proxy_judge_rank_corr": -1.0})
+    # x = (1, 2, 3), y = (1, 3, 2): centred (-1, 0, 1) . (-1, 1, 0) = 1 over 2: r = 0.5; ranks equal the
+    # values
     swapped = pd.DataFrame({"reward": [1.0, 2.0, 3.0], "judge_reward": [1.0, 3.0, 2.0]})
     assert reward_agreement(swapped) == pytest.approx({"proxy_judge_corr": 0.5, "proxy_judge_rank_corr": 0.5})
     # Spearman is Pearson's on ranks: a monotone but curved judge agrees in rank exactly, not linearly
@@ -28,11 +30,13 @@ def test_agreement_by_hand():
 def replicated(values, ses, seeds=(0, 1, 2), step=40, base="toy-n8-ipo-betaauto"):
     return pd.DataFrame({
         "run": [f"{base}-seed{s}" for s in seeds], "step": step, "dataset": "toy", "loss": "ipo", "n": 8,
-        "beta": 0.0275, "alpha": None, "win_rate": values, "win_rate_se": ses, "mean_length": [30.0, 32.0, 34.0][:len(values)],
+        "beta": 0.0275, "alpha": None, "win_rate": values, "win_rate_se": ses,
+        "mean_length": [30.0, 32.0, 34.0][:len(values)],
     })
 
 
-REPLICATES = {f"toy-n8-ipo-betaauto-seed{s}": {"base_run": "toy-n8-ipo-betaauto", "seed": s} for s in (0, 1, 2)}
+REPLICATES = {f"toy-n8-ipo-betaauto-seed{s}": {"base_run": "toy-n8-ipo-betaauto", "seed": s}
+              for s in (0, 1, 2)}
 
 
 def test_mean_over_seeds_and_both_standard_errors():

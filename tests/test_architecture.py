@@ -51,14 +51,15 @@ def test_cycle_finder_finds_a_cycle():
     assert cycles({"generate": {"vllm_backend"}, "vllm_backend": {"generate"}}) == [
         ["generate", "vllm_backend", "generate"]]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
-    assert imported_modules("import bonbon.tables\ndef f():\n    from bonbon.models import load_policy\n") == {
-        "tables", "models"}
+    assert imported_modules("import bonbon.tables\ndef f():\n"
+                            "    from bonbon.models import load_policy\n") == {"tables", "models"}
     assert imported_modules("from bonbon.train.lora import wrap_lora\nfrom bonbon import train\n") == {
         "train.lora", "train"}
 
 
 def test_no_import_cycle_in_the_package():
-    graph = {module_name(p): imported_modules(p.read_text()) - {module_name(p)} for p in PACKAGE.rglob("*.py")}
+    graph = {module_name(p): imported_modules(p.read_text()) - {module_name(p)}
+             for p in PACKAGE.rglob("*.py")}
     graph.pop("", None)  # bonbon/__init__.py
     assert len(graph) > 20 and "generate" not in graph["vllm_backend"]  # the cycle the backend once had
     assert "train.loop" in graph["train"] and "train.options" in graph["train.loop"]  # subpackages are seen

@@ -89,7 +89,8 @@ def test_pair_file_drops_and_counts_empty_responses(tokenizer, tmp_path, caplog)
     frame.to_parquet(path)
     with caplog.at_level("WARNING"):
         frame = read_table(path, PAIR_TEXT_COLUMNS)  # as training reads it
-        examples, counts = tokenize_pairs(frame, tokenizer, max_prompt_length=24, max_length=48, source=str(path))
+        examples, counts = tokenize_pairs(frame, tokenizer, max_prompt_length=24, max_length=48,
+                                          source=str(path))
     assert [e["prompt_id"] for e in examples] == ["p000", "p002", "p003", "p005"]
     assert counts["dropped_empty"] == 2 and counts["kept"] == 4
     assert counts["dropped_empty_chosen"] == 1 and counts["dropped_empty_rejected"] == 1

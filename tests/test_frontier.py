@@ -34,9 +34,12 @@ def test_theory_win_rate_at_kl_known_points():
 def _summary() -> pd.DataFrame:
     kl2, kl4 = math.log(2) - 0.5, math.log(4) - 0.75
     rows = [
-        dict(policy="t-reference", kind="reference", n=None, kl=0.0, win_rate=0.5, win_rate_se=0.0, mean_length=30.0),
-        dict(policy="t-bon-n2", kind="best_of_n", n=2, kl=kl2, win_rate=0.62, win_rate_se=0.02, mean_length=32.0),
-        dict(policy="t-bon-n4", kind="best_of_n", n=4, kl=kl4, win_rate=0.78, win_rate_se=0.02, mean_length=35.0),
+        dict(policy="t-reference", kind="reference", n=None, kl=0.0, win_rate=0.5, win_rate_se=0.0,
+             mean_length=30.0),
+        dict(policy="t-bon-n2", kind="best_of_n", n=2, kl=kl2, win_rate=0.62, win_rate_se=0.02,
+             mean_length=32.0),
+        dict(policy="t-bon-n4", kind="best_of_n", n=4, kl=kl4, win_rate=0.78, win_rate_se=0.02,
+             mean_length=35.0),
         # a trained point half-way between best-of-2 and best-of-4 in KL
         dict(policy="r@10", run="r", step=10, kind="trained", n=4, kl=(kl2 + kl4) / 2, win_rate=0.75,
              win_rate_se=0.03, mean_length=40.0),
@@ -44,7 +47,8 @@ def _summary() -> pd.DataFrame:
         dict(policy="r", run="r", step=20, kind="trained", n=4, kl=2.0, win_rate=0.80, win_rate_se=0.03,
              mean_length=50.0),
     ]
-    frame = pd.DataFrame(rows).assign(dataset="t", loss=lambda f: np.where(f["kind"] == "trained", "ipo", None),
+    frame = pd.DataFrame(rows).assign(dataset="t",
+                                      loss=lambda f: np.where(f["kind"] == "trained", "ipo", None),
                                       beta=None, alpha=None)
     return frame
 
@@ -74,7 +78,8 @@ def test_frontier_columns_by_hand():
 
 def test_run_table_matched_kl_by_hand():
     summary = _summary()
-    summary.loc[summary["policy"] == "r", "kl"] = 1.0  # 0.59 nats past step 10: within max(0.5, KL(4) = 0.636)
+    # 0.59 nats past step 10: within max(0.5, KL(4) = 0.636)
+    summary.loc[summary["policy"] == "r", "kl"] = 1.0
     summary = add_frontier_columns(summary)
     table = run_table(summary).set_index("run")
     row = table.loc["r"]
@@ -95,7 +100,8 @@ def test_run_table_matched_kl_by_hand():
     assert row["bracket_kl_width"] == pytest.approx(1.0 - mid)
     assert row["matched_kl_reason"] is None
     # SE: both points have 0.03, so any weighted mean's SE bound is 0.03; best-of-4's 0.02 in quadrature
-    assert row["win_rate_at_matched_kl_se"] == pytest.approx(0.03) and row["gap_at_matched_kl_se"] == pytest.approx(0.03)
+    assert (row["win_rate_at_matched_kl_se"] == pytest.approx(0.03)
+            and row["gap_at_matched_kl_se"] == pytest.approx(0.03))
     assert row["empirical_gap_at_matched_kl_se"] == pytest.approx(math.hypot(0.03, 0.02))
     # only step 10 spent no more KL than best-of-4: the final point (past it) does not count
     gaps = summary.set_index("policy")["frontier_gap"]
@@ -104,7 +110,8 @@ def test_run_table_matched_kl_by_hand():
 
 
 def _path(kls, rates=None, ses=None, n: int = 8) -> pd.Series:
-    """The runs-table row of one run of n at these KLs (steps 1, 2, ...), beside the reference and best-of-n."""
+    """The runs-table row of one run of n at these KLs (steps 1, 2, ...), beside the reference and
+    best-of-n."""
     k = len(kls)
     rates = rates if rates is not None else list(np.linspace(0.6, 0.9, k))
     ses = ses if ses is not None else [0.02] * k
@@ -113,9 +120,10 @@ def _path(kls, rates=None, ses=None, n: int = 8) -> pd.Series:
             dict(policy=f"t-bon-n{n}", kind="best_of_n", n=n, kl=bon_kl(n), win_rate=0.85, win_rate_se=0.02,
                  mean_length=40.0)]
     for i, (kl, rate, se) in enumerate(zip(kls, rates, ses, strict=True)):
-        rows.append(dict(policy="r" if i == k - 1 else f"r-step{i + 1}", run="r", step=i + 1, kind="trained", n=n,
-                         kl=kl, win_rate=rate, win_rate_se=se, mean_length=30.0 + 10 * i))
-    frame = pd.DataFrame(rows).assign(dataset="t", loss=lambda f: np.where(f["kind"] == "trained", "ipo", None),
+        rows.append(dict(policy="r" if i == k - 1 else f"r-step{i + 1}", run="r", step=i + 1, kind="trained",
+                         n=n, kl=kl, win_rate=rate, win_rate_se=se, mean_length=30.0 + 10 * i))
+    frame = pd.DataFrame(rows).assign(dataset="t",
+                                      loss=lambda f: np.where(f["kind"] == "trained", "ipo", None),
                                       beta=None, alpha=None)
     return run_table(add_frontier_columns(frame)).iloc[0]
 
@@ -142,7 +150,8 @@ def test_matched_kl_empty_where_the_bracket_is_too_wide():
     for column in ("win_rate_at_matched_kl", "gap_at_matched_kl", "empirical_gap_at_matched_kl",
                    "length_at_matched_kl", "win_rate_at_matched_kl_se", "bracket_from_step"):
         assert math.isnan(row[column]), column
-    assert row["matched_kl_reason"].startswith("bracket too wide: KL 0.5 (step 1) to 1.8 (step 2) spans 1.3 nats")
+    assert row["matched_kl_reason"].startswith("bracket too wide: KL 0.5 (step 1) to 1.8 (step 2) spans "
+                                               "1.3 nats")
     # at n = 2 the limit is 0.5 nats (its KL is 0.193): a path 0.45 -> 0.9 is read only through 0.45
     assert _path([0.45, 0.9])["matched_kl_reason"] is not None  # n = 8's KL lies past 0.9: never reached
     assert bracket_limit(bon_kl(2)) == 0.5 and bracket_limit(bon_kl(8)) == pytest.approx(bon_kl(8))
@@ -171,7 +180,8 @@ def test_matched_kl_empty_where_the_first_checkpoint_is_already_past_the_target(
     assert math.isnan(row["win_rate_at_matched_kl"]) and math.isnan(row["gap_at_matched_kl"])
     assert row["matched_kl_reason"].startswith("the first evaluated step (1, KL 4.3) is already past KL 1.2")
     # and no point spent as little KL as best-of-8: no best gap either, however close to theory far out
-    assert math.isnan(row["best_gap_within_matched_kl"]) and math.isnan(row["best_gap_within_matched_kl_step"])
+    assert (math.isnan(row["best_gap_within_matched_kl"])
+            and math.isnan(row["best_gap_within_matched_kl_step"]))
 
 
 def test_best_gap_does_not_reward_spending_kl():

@@ -66,11 +66,14 @@ def test_samples_do_not_depend_on_batching_order_or_subset(policy, prompts):
     full, counts = generate_samples(model, tokenizer, prompts, cfg)
     assert counts["samples"] == 48 and len(full) == 48
     assert full.groupby("prompt_id")["sample_idx"].apply(list).map(lambda s: s == [0, 1, 2, 3]).all()
-    small_batches, _ = generate_samples(model, tokenizer, prompts.iloc[::-1], SamplingConfig(**{**cfg.__dict__, "batch_size": 4}))
+    small_batches, _ = generate_samples(model, tokenizer, prompts.iloc[::-1],
+                                        SamplingConfig(**{**cfg.__dict__, "batch_size": 4}))
     pd.testing.assert_frame_equal(full, small_batches)
     subset, _ = generate_samples(model, tokenizer, prompts.iloc[3:7], cfg)
-    pd.testing.assert_frame_equal(subset, full[full["prompt_id"].isin(prompts["prompt_id"].iloc[3:7])].reset_index(drop=True))
-    other_seed, _ = generate_samples(model, tokenizer, prompts, SamplingConfig(**{**cfg.__dict__, "seed": 12}))
+    pd.testing.assert_frame_equal(subset, full[full["prompt_id"].isin(prompts["prompt_id"].iloc[3:7])]
+                                  .reset_index(drop=True))
+    other_seed, _ = generate_samples(model, tokenizer, prompts,
+                                     SamplingConfig(**{**cfg.__dict__, "seed": 12}))
     assert (other_seed["response"] != full["response"]).mean() > 0.5
     # samples of one prompt are different draws, not copies
     assert full.groupby("prompt_id")["response"].nunique().min() > 1
@@ -111,21 +114,26 @@ def test_stops_at_eos_and_at_a_new_human_turn(policy, prompts):
     eos = tokenizer.eos_token_id
     hook = model.get_output_embeddings().register_forward_hook(ForceTokens([eos], eos))
     try:
-        samples, _ = generate_samples(model, tokenizer, prompts.iloc[:1], SamplingConfig(n=2, max_new_tokens=8))
+        samples, _ = generate_samples(model, tokenizer, prompts.iloc[:1],
+                                      SamplingConfig(n=2, max_new_tokens=8))
     finally:
         hook.remove()
-    assert samples["finished"].all() and (samples["response"] == "").all() and (samples["n_tokens"] == 0).all()
+    assert (samples["finished"].all() and (samples["response"] == "").all()
+            and (samples["n_tokens"] == 0).all())
 
-    target = tokenizer(" Sure! Check the bread.\n\nHuman: and more text here", add_special_tokens=False)["input_ids"]
+    target = tokenizer(" Sure! Check the bread.\n\nHuman: and more text here",
+                       add_special_tokens=False)["input_ids"]
     forcer = ForceTokens(target, eos)
     hook = model.get_output_embeddings().register_forward_hook(forcer)
     try:
-        samples, _ = generate_samples(model, tokenizer, prompts.iloc[:1], SamplingConfig(n=1, max_new_tokens=40))
+        samples, _ = generate_samples(model, tokenizer, prompts.iloc[:1],
+                                      SamplingConfig(n=1, max_new_tokens=40))
     finally:
         hook.remove()
     assert samples["response"].tolist() == [" Sure! Check the bread."]
     assert samples["finished"].all()
-    assert samples["n_tokens"].iloc[0] == len(tokenizer(" Sure! Check the bread.", add_special_tokens=False)["input_ids"])
+    assert samples["n_tokens"].iloc[0] == len(tokenizer(" Sure! Check the bread.",
+                                                        add_special_tokens=False)["input_ids"])
     assert forcer.calls < len(target)  # decoding stopped at the turn, it did not run on to the limit
 
 
@@ -133,7 +141,8 @@ def test_long_prompts_are_cut_from_the_left(policy):
     model, tokenizer = policy
     long = "\n\nHuman: Hello.\n\nAssistant: Hi." * 30 + "\n\nHuman: How do I bake my bread?\n\nAssistant:"
     table = pd.DataFrame({"prompt": [long], "prompt_id": [prompt_id(long)]})
-    samples, counts = generate_samples(model, tokenizer, table, SamplingConfig(n=2, max_new_tokens=4, max_prompt_length=16))
+    samples, counts = generate_samples(model, tokenizer, table,
+                                       SamplingConfig(n=2, max_new_tokens=4, max_prompt_length=16))
     assert counts["prompts_cut"] == 1 and samples["prompt_cut"].all()
     assert samples["prompt"].iloc[0] == long  # the table keeps the whole prompt
     assert math.isfinite(samples["n_tokens"].mean())
@@ -206,7 +215,8 @@ class RecordingSampler:
         from bonbon.generate import sample_prompt_batch
 
         calls = []
-        hook = model.register_forward_hook(lambda m, a, out: calls.append(out.logits[:, -1].float().log_softmax(-1)))
+        hook = model.register_forward_hook(
+            lambda m, a, out: calls.append(out.logits[:, -1].float().log_softmax(-1)))
         try:
             results = sample_prompt_batch(model, tokenizer, prompt_ids, keys, cfg)
         finally:
@@ -244,7 +254,8 @@ def test_kv_cache_sampler_log_probs_equal_a_full_forward_pass(rotary_model):
     prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert len({len(p) for p in prompt_ids}) >= 3  # different lengths: left padding in the batch
     recorder = RecordingSampler()
-    recorder(model, tokenizer, prompt_ids, [f"p{i}" for i in range(6)], SamplingConfig(n=2, max_new_tokens=12, seed=3))
+    recorder(model, tokenizer, prompt_ids, [f"p{i}" for i in range(6)],
+             SamplingConfig(n=2, max_new_tokens=12, seed=3))
     assert sum(len(ids) for ids in recorder.drawn.values()) > 60
     for key, ids in recorder.drawn.items():
         expected = forward_logps(model, recorder.prompt_ids[key[0]], ids)

@@ -40,16 +40,17 @@ def layouts() -> dict[str, dict[str, list]]:
     """The same two prompts and pairs in each layout TRL reads."""
     hh = [messages_to_hh(c) for c in CONVERSATIONS]
     return {
-        "prompt_text": {"prompt": [CONVERSATIONS[0][0]["content"], hh[1]], "chosen": CHOSEN, "rejected": REJECTED},
+        "prompt_text": {"prompt": [CONVERSATIONS[0][0]["content"], hh[1]], "chosen": CHOSEN,
+                        "rejected": REJECTED},
         "prompt_conversational": {"prompt": CONVERSATIONS,
                                   "chosen": [[{"role": "assistant", "content": c}] for c in CHOSEN],
                                   "rejected": [[{"role": "assistant", "content": r}] for r in REJECTED]},
-        "messages": {"messages": [c + [{"role": "assistant", "content": r}] for c, r in zip(CONVERSATIONS, CHOSEN,
-                                                                                             strict=True)]},
-        "implicit": {"chosen": [c + [{"role": "assistant", "content": r}] for c, r in zip(CONVERSATIONS, CHOSEN,
-                                                                                           strict=True)],
-                     "rejected": [c + [{"role": "assistant", "content": r}] for c, r in zip(CONVERSATIONS, REJECTED,
-                                                                                             strict=True)]},
+        "messages": {"messages": [c + [{"role": "assistant", "content": r}]
+                                  for c, r in zip(CONVERSATIONS, CHOSEN, strict=True)]},
+        "implicit": {"chosen": [c + [{"role": "assistant", "content": r}]
+                                for c, r in zip(CONVERSATIONS, CHOSEN, strict=True)],
+                     "rejected": [c + [{"role": "assistant", "content": r}]
+                                  for c, r in zip(CONVERSATIONS, REJECTED, strict=True)]},
     }
 
 
@@ -99,10 +100,12 @@ def test_preference_layouts_give_the_pair_table(tmp_path, name):
     assert pairs["chosen"].tolist() == [" " + c for c in CHOSEN]  # the sampler's leading space
     assert pairs["rejected"].tolist() == [" " + r for r in REJECTED]
     assert pairs["prompt_id"].tolist() == [prompt_id(messages_to_hh(c)) for c in CONVERSATIONS]
-    assert pairs["n"].tolist() == [8, 8] and pairs[["chosen_idx", "rejected_idx"]].values.tolist() == [[0, 1]] * 2
+    assert (pairs["n"].tolist() == [8, 8]
+            and pairs[["chosen_idx", "rejected_idx"]].values.tolist() == [[0, 1]] * 2)
     rendered = preference_pairs(frame, where, render=lambda text, messages: f"<{len(json.loads(messages))}>")
     turns = 3 if name == "prompt_text" else 4  # HH text folds the system turn into the user's
-    assert rendered["prompt"].tolist() == ["<1>", f"<{turns}>"]  # the policy's rendering; ids stay the HH text's
+    # the policy's rendering; ids stay the HH text's
+    assert rendered["prompt"].tolist() == ["<1>", f"<{turns}>"]
     assert rendered["prompt_id"].tolist() == pairs["prompt_id"].tolist() and rendered["n"].isna().all()
 
 
@@ -127,7 +130,8 @@ def test_bad_preference_rows_are_named_up_front():
 def run_config(n: int | None, build_pairs: bool | None = None, runs: list | None = None) -> dict:
     dataset = {"source": "hf", "path": "data", "format": "trl", **({"n": n} if n else {}),
                **({} if build_pairs is None else {"build_pairs": build_pairs})}
-    return {"datasets": {"prefs": dataset}, "n_values": [2, 4], "training": {"lora": {"enabled": False}, "seed": 0},
+    return {"datasets": {"prefs": dataset}, "n_values": [2, 4],
+            "training": {"lora": {"enabled": False}, "seed": 0},
             "evaluation": {"checkpoints": {}},
             "runs": runs or [{"loss": "bonbon", "source": "original", "beta": ["auto"], "alpha": [0.005],
                               "training": {}}]}
@@ -137,7 +141,8 @@ def test_beta_auto_of_a_preference_dataset_comes_from_its_n():
     runs = expand_runs(run_config(8))
     (run,) = runs.values()
     assert run["beta"] == pytest.approx(beta_star(8)) and run["pairs"] == "original" and run["n"] is None
-    with pytest.raises(ConfigError, match=r"the original pairs of \['prefs'\] have none \(set datasets.<name>.n"):
+    with pytest.raises(ConfigError,
+                       match=r"the original pairs of \['prefs'\] have none \(set datasets.<name>.n"):
         expand_runs(run_config(None))
     built = [{"loss": "ipo", "source": "pairs", "beta": [0.1], "training": {}}]
     with pytest.raises(ConfigError, match=r"datasets \['prefs'\] build no pairs \(build_pairs: false\)"):

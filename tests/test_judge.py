@@ -44,7 +44,8 @@ def test_judge_is_checked_like_the_other_models(tmp_path):
     config = filled(models={"base": "toy", "reward": "toy", "judge": "Skywork/judge-rm"})
     check_config(config)
     assert ("models.judge", "Skywork/judge-rm", "model") in hub_ids(config)
-    assert [key for key, _, _ in hub_ids(filled(models={"base": "toy", "reward": "toy", "judge": None}))] == []
+    assert [key for key, _, _ in hub_ids(filled(models={"base": "toy", "reward": "toy",
+                                                        "judge": None}))] == []
 
 
 def test_judge_corpus_is_its_own_draw():
@@ -96,7 +97,8 @@ def test_judge_wins_and_win_rate_by_hand():
     # each sample against both opponents of its prompt (the estimator of issue 21; it was sample j
     # against opponent j only: proxy 1, ½, ½, 0 and judge 0, ½, 1, ½)
     assert evaluated["win"].tolist() == [0.5, 0.75, 0.5, 0.0]          # the proxy's verdicts
-    assert evaluated["judge_win"].tolist() == [0.0, 0.75, 1.0, 0.25]   # the judge's: -1 vs {0, 1}, 1 vs {0, 1}, ...
+    # the judge's: -1 vs {0, 1}, 1 vs {0, 1}, ...
+    assert evaluated["judge_win"].tolist() == [0.0, 0.75, 1.0, 0.25]
     row = summarize_judge(evaluated)
     # prompt means 0.375 (a) and 0.625 (b): rate 0.5, clustered SE = sd(0.375, 0.625) / sqrt(2) = 0.125
     assert row["judge_win_rate"] == pytest.approx(0.5)
@@ -104,7 +106,8 @@ def test_judge_wins_and_win_rate_by_hand():
     assert (row["judge_win_rate_ci_low"], row["judge_win_rate_ci_high"]) == pytest.approx((0.375, 0.625))
     assert row["mean_judge_reward"] == pytest.approx((-1.0 + 1.0 + 4.0 + 0.0) / 4)
     with pytest.raises(ValueError, match=r"p: prompt 'c' has an opponent without judge_reward"):
-        add_judge_wins(pair_with_opponents(table({"c": [(1.0, 1.0)]}), table({"c": [(1.0, math.nan)]}), 1, 1, "p"),
+        add_judge_wins(pair_with_opponents(table({"c": [(1.0, 1.0)]}), table({"c": [(1.0, math.nan)]}), 1, 1,
+                                           "p"),
                        table({"c": [(1.0, math.nan)]}), 1, "p")
 
 
@@ -137,16 +140,20 @@ def test_summary_gets_judge_columns_and_keeps_the_proxy_columns():
     # every sample against both opponents {1, 0} of its prompt (issue 21; it was sample j against opponent j
     # only: bon-n2 1.0 and 0.625, run 0.75 by the judge)
     # proxy: bon-n2 wins 1, ¾, 1, ¾ -> 0.875; judge: 0 vs {1, 0} (¼), 1 (¾), 2 (1), 0 (¼) -> 0.5625
-    assert by.loc["bon-n2", "win_rate"] == 0.875 and by.loc["bon-n2", "judge_win_rate"] == pytest.approx(0.5625)
+    assert (by.loc["bon-n2", "win_rate"] == 0.875
+            and by.loc["bon-n2", "judge_win_rate"] == pytest.approx(0.5625))
     # run: proxy 0.875; judge 2, 1, 0, 1 vs {1, 0} -> 1, ¾, ¼, ¾ -> 0.6875, at KL 0.5
-    assert by.loc["run", "judge_win_rate"] == pytest.approx(0.6875) and by.loc["run", "kl"] == pytest.approx(0.5)
+    assert (by.loc["run", "judge_win_rate"] == pytest.approx(0.6875)
+            and by.loc["run", "kl"] == pytest.approx(0.5))
     # theory at KL 0.5 is m/(m+1) with log m - (m-1)/m = 0.5 (m = 2.6937...)
     theory = 0.875 - by.loc["run", "frontier_gap"]
     assert by.loc["run", "judge_frontier_gap"] == pytest.approx(0.6875 - theory)
-    # the reference's samples (here equal to the opponents) against the opponents: ½ (1 vs {1, 0}, 0 vs {1, 0})
+    # the reference's samples (here equal to the opponents) against the opponents: ½ (1 vs {1, 0}, 0 vs
+    # {1, 0})
     assert by.loc["ref", "judge_frontier_gap"] == pytest.approx(0.0)
     runs = judge_run_table(judged)
-    assert runs["run"].tolist() == ["run"] and runs["judge_final_win_rate"].tolist() == pytest.approx([0.6875])
+    assert (runs["run"].tolist() == ["run"]
+            and runs["judge_final_win_rate"].tolist() == pytest.approx([0.6875]))
     view = judge_view(judged)
     assert view["win_rate"].tolist() == judged["judge_win_rate"].tolist()
     assert view["frontier_gap"].tolist() == judged["judge_frontier_gap"].tolist()
@@ -160,8 +167,10 @@ def test_judge_vs_proxy_figure(tmp_path):
     assert (tmp_path / "judge.png").stat().st_size > 0
     ax = fig.axes[0]
     points = {c.get_gid(): tuple(c.get_offsets()[0]) for c in ax.collections if c.get_gid()}
-    assert points["proxy:run"] == pytest.approx((0.5, 0.875)) and points["judge:run"] == pytest.approx((0.5, 0.6875))
+    assert (points["proxy:run"] == pytest.approx((0.5, 0.875))
+            and points["judge:run"] == pytest.approx((0.5, 0.6875)))
     assert points["judge:bon-n2"] == pytest.approx((math.log(2) - 0.5, 0.5625))
-    assert points["proxy:ref"] == pytest.approx((0.0, 0.5)) and points["judge:ref"] == pytest.approx((0.0, 0.5))
+    assert (points["proxy:ref"] == pytest.approx((0.0, 0.5))
+            and points["judge:ref"] == pytest.approx((0.0, 0.5)))
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['judge_win_rate'\]"):
         plot_judge_vs_proxy(summary.drop(columns="judge_win_rate"), theory, tmp_path / "x.png")

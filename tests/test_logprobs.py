@@ -192,7 +192,8 @@ def test_padding_free_equals_padded_to_float32_rounding():
     packed_model = tiny_neox(6, vocab=37, init=0.3, attn="sdpa", layers=2).train()
     ids, att, rsp = mixed_batch()
     weights = torch.linspace(-1.0, 2.0, len(ids))
-    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp),
+                                    weights)
     packed, packed_grads = grads_of(
         packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
     )
@@ -221,9 +222,11 @@ def test_padding_free_computes_a_pairs_prompt_once():
     padded_model = tiny_neox(10, vocab=37, init=0.3, attn="sdpa", layers=2).train()
     packed_model = tiny_neox(10, vocab=37, init=0.3, attn="sdpa", layers=2).train()
     seen = []
-    packed_model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape), with_kwargs=True)
+    packed_model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape),
+                                           with_kwargs=True)
     weights = torch.tensor([1.0, -0.5, 2.0, 0.25])
-    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp),
+                                    weights)
     packed, packed_grads = grads_of(
         packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
     )
@@ -273,7 +276,8 @@ def test_padding_free_on_a_grouped_query_model_equals_padded():
         ]
     )
     weights = torch.tensor([1.0, -0.5, 2.0, 0.75])
-    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp), weights)
+    padded, padded_grads = grads_of(padded_model, lambda: sequence_logps(padded_model, ids, att, rsp),
+                                    weights)
     packed, packed_grads = grads_of(
         packed_model, lambda: sequence_logps(packed_model, ids, att, rsp, padding_free=True), weights
     )
@@ -429,5 +433,6 @@ def test_no_grad_passes_project_only_the_predicting_positions(attn):
     assert head_rows[0][:-1] == (counted,) and head_rows[1][:-1] == tuple(ids.shape)
     assert counted < ids.numel() / 2
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fast, full_vocabulary_token_logps(model, ids, att, rsp).detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast, full_vocabulary_token_logps(model, ids, att, rsp).detach(),
+                               atol=1e-6, rtol=0)
     assert (fast != 0).sum() == counted

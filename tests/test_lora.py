@@ -43,7 +43,8 @@ ATTENTION = {"query_key_value": (HIDDEN, 3 * HIDDEN), "dense": (HIDDEN, HIDDEN)}
 MLP = {"dense_h_to_4h": (HIDDEN, INTERMEDIATE), "dense_4h_to_h": (INTERMEDIATE, HIDDEN)}
 
 
-def merged_expected(base: dict[str, torch.Tensor], adapter_dir: Path, scale: float) -> dict[str, torch.Tensor]:
+def merged_expected(base: dict[str, torch.Tensor], adapter_dir: Path,
+                    scale: float) -> dict[str, torch.Tensor]:
     """The base weights plus B @ A * scale for every adapter in adapter_dir, computed here by hand."""
     adapter = load_file(adapter_dir / "adapter_model.safetensors")
     expected = dict(base)
@@ -59,7 +60,8 @@ def merged_expected(base: dict[str, torch.Tensor], adapter_dir: Path, scale: flo
 def test_lora_options_from_mapping_and_errors():
     options = config_from_dict({"loss": "sft", "lora": {"enabled": True, "r": 16}}).lora
     # the other fields keep the schema's defaults
-    assert options == LoraOptions(enabled=True, r=16, alpha=16.0, dropout=0.0, target_modules=["query_key_value", "dense"])
+    assert options == LoraOptions(enabled=True, r=16, alpha=16.0, dropout=0.0,
+                                  target_modules=["query_key_value", "dense"])
     assert config_from_dict({"loss": "sft"}).lora.enabled is False  # off unless asked for
     assert cfg(lora={"r": 4}).lora.enabled is False
     with pytest.raises(ValueError, match=r"training.lora: Additional properties .*'rank'"):
@@ -81,7 +83,8 @@ def test_lora_options_from_mapping_and_errors():
 def test_only_adapters_train_and_are_counted(world, tmp_path, targets, modules, checkpointing):
     out = tmp_path / "run"
     summary = train(world["model"], world["pairs"], world["ref"], out,
-                    lora_cfg(max_steps=2, lora={"target_modules": targets}, gradient_checkpointing=checkpointing))
+                    lora_cfg(max_steps=2, lora={"target_modules": targets},
+                             gradient_checkpointing=checkpointing))
     expected = adapter_count(4, modules)
     assert summary["trainable_parameters"] == expected  # 1536 for attention only, 4608 with the MLP
     base = params(world["model"])
@@ -142,7 +145,8 @@ def test_lora_loss_goes_down_and_saved_model_is_the_merged_adapted_policy(world,
 
 def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):
     full, broken = tmp_path / "full", tmp_path / "broken"
-    options = {"max_steps": 6, "checkpoint_every": 2, "lora": {"dropout": 0.1}}  # dropout: RNG state resumed too
+    # dropout: RNG state resumed too
+    options = {"max_steps": 6, "checkpoint_every": 2, "lora": {"dropout": 0.1}}
     train(world["model"], world["pairs"], world["ref"], full, lora_cfg(**options))
 
     def crash_at_step_2(step, row):
@@ -150,7 +154,8 @@ def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**options), callback=crash_at_step_2)
+        train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**options),
+              callback=crash_at_step_2)
     summary = train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**options))
     assert summary["resumed_from_step"] == 2
     a, b = pd.read_csv(full / "metrics.csv"), pd.read_csv(broken / "metrics.csv")
@@ -161,8 +166,8 @@ def test_lora_resume_after_crash_matches_uninterrupted_run(world, tmp_path):
     for k in pa:
         torch.testing.assert_close(pb[k], pa[k], atol=1e-6, rtol=0)
     # another LoRA setting does not resume these checkpoints: they are moved aside, the run starts afresh
-    summary = train(world["model"], world["pairs"], world["ref"], broken, lora_cfg(**{**options, "max_steps": 2,
-                                                                                    "lora": {"r": 8}}))
+    summary = train(world["model"], world["pairs"], world["ref"], broken,
+                    lora_cfg(**{**options, "max_steps": 2, "lora": {"r": 8}}))
     assert summary["resumed_from_step"] == 0 and len(list(tmp_path.glob("broken.stale-*"))) == 1
 
 
@@ -171,7 +176,8 @@ def test_an_extended_lora_run_replaces_its_adapter(world, tmp_path):
     train(world["model"], world["pairs"], world["ref"], out, lora_cfg(max_steps=3, checkpoint_every=1))
     first = load_file(out / ADAPTER_DIR / "adapter_model.safetensors")
     # from the kept step-2 checkpoint to step 5; the final save moves a new adapter/ over the old one
-    summary = train(world["model"], world["pairs"], world["ref"], out, lora_cfg(max_steps=5, checkpoint_every=1))
+    summary = train(world["model"], world["pairs"], world["ref"], out,
+                    lora_cfg(max_steps=5, checkpoint_every=1))
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 5
     assert not (out / ".model-tmp").exists()
     second = load_file(out / ADAPTER_DIR / "adapter_model.safetensors")
@@ -189,7 +195,8 @@ def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # the scalars' directory; add_hparams writes its own events under a time-named subdirectory
-    runs = {p.parent for p in logdir.rglob("events.out.tfevents.*") if not p.parent.name.replace(".", "").isdigit()}
+    runs = {p.parent for p in logdir.rglob("events.out.tfevents.*")
+            if not p.parent.name.replace(".", "").isdigit()}
     assert len(runs) == 1, runs
     events = EventAccumulator(str(runs.pop()), size_guidance={"scalars": 0})
     events.Reload()
@@ -215,7 +222,8 @@ def test_tensorboard_logs_what_metrics_csv_holds_and_the_config(world, tmp_path)
     compared = 0
     for column in METRIC_COLUMNS[1:]:
         logged = scalars.get(column, {})
-        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True) if math.isfinite(v)}
+        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True)
+                   if math.isfinite(v)}
         assert set(logged) == set(present), column  # every value, at its step, and no blank cell
         for step, value in present.items():
             assert logged[step] == pytest.approx(value, rel=1e-6, abs=1e-7), (column, step)
@@ -261,7 +269,8 @@ def assert_logged_as_metrics_csv(logged: dict[str, dict[int, float]], metrics: p
     """Every finite metrics.csv value logged at its step, nothing else; returns how many were compared."""
     compared = 0
     for column in METRIC_COLUMNS[1:]:
-        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True) if math.isfinite(v)}
+        present = {int(s): float(v) for s, v in zip(metrics["step"], metrics[column], strict=True)
+                   if math.isfinite(v)}
         assert set(logged.get(column, {})) == set(present), column
         for step, value in present.items():
             assert logged[column][step] == pytest.approx(value, rel=1e-6, abs=1e-7), (column, step)
@@ -301,7 +310,8 @@ def test_mlflow_logs_what_metrics_csv_holds_to_a_local_file_store(world, tmp_pat
     (experiment,) = [e for e in client.search_experiments() if e.name == "bonbon"]
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "run" and float(run.data.params["beta"]) == pytest.approx(beta_star(4))
-    logged = {key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)} for key in run.data.metrics}
+    logged = {key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+              for key in run.data.metrics}
     metrics = pd.read_csv(out / "metrics.csv")
     assert assert_logged_as_metrics_csv(logged, metrics) > 5 * 10 and len(logged["val_loss"]) == 3
 
@@ -323,9 +333,11 @@ def test_a_tracker_that_cannot_start_does_not_fail_the_run(world, tmp_path, monk
 def test_a_tracker_whose_package_is_missing_is_skipped_with_a_warning(world, tmp_path, caplog):
     from accelerate.tracking import get_available_trackers
 
-    absent = next(t for t in ("wandb", "mlflow", "comet_ml", "aim") if t not in {x.value for x in get_available_trackers()})
+    absent = next(t for t in ("wandb", "mlflow", "comet_ml", "aim")
+                  if t not in {x.value for x in get_available_trackers()})
     with caplog.at_level(logging.WARNING, logger="bonbon.train"):
-        train(world["model"], world["pairs"], world["ref"], tmp_path / "run", cfg(max_steps=1, report_to=[absent]))
+        train(world["model"], world["pairs"], world["ref"], tmp_path / "run",
+              cfg(max_steps=1, report_to=[absent]))
     assert f"the package of tracker(s) ['{absent}'] is not installed" in caplog.text
     assert not (tmp_path / "run" / "tracker").exists()
 
@@ -339,17 +351,21 @@ def test_lora_options_reach_peft():
     from bonbon.train.lora import wrap_lora
 
     torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                             intermediate_size=32, max_position_embeddings=32))
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=32, hidden_size=16, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=32,
+                                             max_position_embeddings=32))
     info: dict = {}
     options = LoraOptions(enabled=True, r=2, alpha=6.0, dropout=0.3, target_modules=["query_key_value"])
     wrapped = wrap_lora(model, options, info)
     config = wrapped.peft_config["default"]
     assert (config.r, config.lora_alpha, config.lora_dropout) == (2, 6.0, 0.3)
-    adapted = [m for name, m in wrapped.named_modules() if name.endswith("query_key_value") and hasattr(m, "lora_A")]
+    adapted = [m for name, m in wrapped.named_modules()
+               if name.endswith("query_key_value") and hasattr(m, "lora_A")]
     assert len(adapted) == 2
     for module in adapted:
         assert module.lora_dropout["default"].p == 0.3 and module.scaling["default"] == pytest.approx(3.0)
-    assert info["trainable_parameters"] == 2 * 2 * (16 + 48) and info["parameters"] > info["trainable_parameters"]
+    assert (info["trainable_parameters"] == 2 * 2 * (16 + 48)
+            and info["parameters"] > info["trainable_parameters"])
     off = {}
-    assert wrap_lora(model, LoraOptions(enabled=False, r=2, alpha=6.0, dropout=0.3, target_modules=[]), off) is model
+    assert wrap_lora(model, LoraOptions(enabled=False, r=2, alpha=6.0, dropout=0.3, target_modules=[]),
+                     off) is model

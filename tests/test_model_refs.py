@@ -13,7 +13,8 @@ def test_toy_world_models_are_the_files_toy_smk_writes():
     assert refs["base"].files == [f"results/toy/base_model/{f}" for f in files]
     assert refs["base"].location == "results/toy/base_model"
     # the judge left unset is the reward model: the same files, so no separate judge figure
-    assert refs["judge"].inputs == refs["reward"].inputs and refs["judge"].location == "results/toy/reward_model"
+    assert (refs["judge"].inputs == refs["reward"].inputs
+            and refs["judge"].location == "results/toy/reward_model")
     # the SFT model is the reference, named 'sft' in params (its files are inputs)
     assert (refs["reference"].id, refs["reference"].location) == ("sft", "results/models/sft")
     # the toy tokenizer is built before the toy model

@@ -147,7 +147,8 @@ def samples(rewards: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
 
 
 def test_pair_with_opponents_compares_each_sample_with_all_m():
-    opponents = samples({"a": [(1.0, 0.0), (2.0, 1.0), (9.0, 9.0)], "b": [(0.5, 3.0), (0.5, 0.0), (9.0, 9.0)]})
+    opponents = samples({"a": [(1.0, 0.0), (2.0, 1.0), (9.0, 9.0)],
+                         "b": [(0.5, 3.0), (0.5, 0.0), (9.0, 9.0)]})
     policy = samples({"a": [(1.5, -1.0), (2.0, 1.0), (7.0, 7.0)], "b": [(0.5, 4.0), (0.1, 0.0)]})
     table = add_judge_wins(pair_with_opponents(policy, opponents, 2, 2, "p"), opponents, 2, "p")
     # only samples j < k = 2 and opponents l < M = 2 take part
@@ -162,8 +163,10 @@ def test_pair_with_opponents_compares_each_sample_with_all_m():
 
 
 def summary_of(reference_draws: pd.DataFrame, opponents: pd.DataFrame) -> pd.DataFrame:
-    table = add_judge_wins(pair_with_opponents(reference_draws, opponents, 2, 16, "ref"), opponents, 16, "ref")
-    return summary_table([{**summarize(table, "d-reference", "reference", dataset="d"), **summarize_judge(table)}])
+    table = add_judge_wins(pair_with_opponents(reference_draws, opponents, 2, 16, "ref"), opponents, 16,
+                           "ref")
+    return summary_table([{**summarize(table, "d-reference", "reference", dataset="d"),
+                           **summarize_judge(table)}])
 
 
 def test_calibration_row_in_the_summary():
@@ -171,17 +174,20 @@ def test_calibration_row_in_the_summary():
     rng = np.random.default_rng(0)
 
     def world(shift: float, rows: int) -> pd.DataFrame:
-        return samples({f"p{i}": [(rng.normal() + shift, rng.normal()) for _ in range(rows)] for i in range(200)})
+        return samples({f"p{i}": [(rng.normal() + shift, rng.normal()) for _ in range(rows)]
+                        for i in range(200)})
 
     fair = summary_of(world(0.0, 2), world(0.0, 16)).iloc[0]
     assert abs(fair["calibration_z"]) <= 3 and fair["calibration"].startswith("ok: ")
     assert fair["calibration"].endswith("within 3 SE") and fair["judge_calibration"].startswith("ok: ")
     assert fair["calibration_z"] == pytest.approx((fair["win_rate"] - 0.5) / fair["win_rate_se"])
     assert fair["n_opponents"] == 16 and fair["n_samples"] == 400
-    # opponents that are better than pi_ref (here: shifted up by a standard deviation): the proxy's check fails
+    # opponents that are better than pi_ref (here: shifted up by a standard deviation): the proxy's check
+    # fails
     off = summary_of(world(-1.0, 2), world(0.0, 16))
     assert off.iloc[0]["calibration_z"] < -3 and abs(off.iloc[0]["judge_calibration_z"]) <= 3
-    assert off.iloc[0]["calibration"].startswith("OFF: ") and off.iloc[0]["judge_calibration"].startswith("ok: ")
+    assert (off.iloc[0]["calibration"].startswith("OFF: ")
+            and off.iloc[0]["judge_calibration"].startswith("ok: "))
     assert calibration_problems(off) == [f"d (proxy): the reference's own samples against the opponents: "
                                          f"{off.iloc[0]['calibration']}"]
     assert calibration_problems(summary_of(world(0.0, 2), world(0.0, 16))) == []

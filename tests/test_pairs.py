@@ -36,7 +36,8 @@ def test_ties_drop_only_fully_tied_prompts():
     assert counts == {"prompts": 3, "pairs": 2, "all_tied": 1}
     p = pairs.set_index("prompt_id")
     assert "tied" not in p.index
-    assert (p.loc["partly", "chosen_idx"], p.loc["partly", "rejected_idx"]) == (0, 2)  # first of the tied best
+    # the first of the tied best
+    assert (p.loc["partly", "chosen_idx"], p.loc["partly", "rejected_idx"]) == (0, 2)
     assert (p.loc["top", "chosen_idx"], p.loc["top", "rejected_idx"]) == (1, 0)
     assert (pairs["chosen_idx"] != pairs["rejected_idx"]).all()
 
@@ -72,7 +73,8 @@ def test_a_prompt_with_n_minus_1_samples_or_a_gap_is_an_error():
     """Exactly n - 1 samples, or n samples with one of the first n missing (indices 0, 1, 2, 4 for n = 4), is
     a best-of-fewer: an error naming the prompt and its count. Pins an off-by-one in the check and counting
     all of a prompt's samples instead of its first n."""
-    with pytest.raises(ValueError, match=r"1 prompts have fewer than n=4 samples \(e.g. prompt_id 'a' has 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"1 prompts have fewer than n=4 samples \(e.g. prompt_id 'a' has 3\)"):
         select_pairs(rewards_table({"a": [0.1, 0.2, 0.3], "b": [0.3, 0.4, 0.5, 0.6]}), 4)
     gap = rewards_table({"a": [0.1, 0.2, 0.3, 0.9, 0.4], "b": [0.3, 0.4, 0.5, 0.6]})
     gap = gap[~((gap["prompt_id"] == "a") & (gap["sample_idx"] == 3))]
@@ -113,7 +115,8 @@ def test_shards_read_as_one_table_and_overlapping_shards_are_an_error(tmp_path):
         [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p2", 1)]
     assert table.index.tolist() == list(range(5))
     overlap = _shard(tmp_path / "o.parquet", {"p3": [0], "p1": [1]})
-    with pytest.raises(TableError, match=r"pairs\.parquet: the input tables overlap: prompt 'p1' sample 1 appears twice"):
+    with pytest.raises(TableError,
+                       match=r"pairs\.parquet: the input tables overlap: prompt 'p1' sample 1 appears twice"):
         read_shards([a, b, overlap], columns, "pairs.parquet")
     with pytest.raises(TableError, match=r"x: all 2 input tables are empty"):
         read_shards([empty, empty], columns, "x")
@@ -132,14 +135,15 @@ def test_read_table_errors_and_empty_tables_keep_their_types(tmp_path):
     (tmp_path / "text.parquet").write_text("not parquet")
     with pytest.raises(TableError, match=r"text\.parquet: not a readable Parquet file"):
         read_table(tmp_path / "text.parquet", ["a"])
-    empty = pd.DataFrame({"prompt_id": [], "sample_idx": [], "reward": [], "finished": [], "response_ids": []})
+    empty = pd.DataFrame({"prompt_id": [], "sample_idx": [], "reward": [], "finished": [],
+                          "response_ids": []})
     write_parquet(empty.astype(object), tmp_path / "e.parquet")
     with pytest.raises(TableError, match=r"e\.parquet: has no rows"):
         read_table(tmp_path / "e.parquet", ["prompt_id"])
     assert read_table(tmp_path / "e.parquet", ["prompt_id"], allow_empty=True).empty
     types = {f.name: str(f.type) for f in pq.read_schema(tmp_path / "e.parquet")}
-    assert types == {"prompt_id": "large_string", "sample_idx": "int64", "reward": "double", "finished": "bool",
-                     "response_ids": "list<element: int64>"}
+    assert types == {"prompt_id": "large_string", "sample_idx": "int64", "reward": "double",
+                     "finished": "bool", "response_ids": "list<element: int64>"}
     with pytest.raises(TableError, match=r"e\.parquet: missing columns \['chosen'\]"):
         read_table(tmp_path / "e.parquet", ["prompt_id", "chosen"], allow_empty=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet", "text.parquet"]

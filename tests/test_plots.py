@@ -47,14 +47,16 @@ def make_summary() -> pd.DataFrame:
         ("reference", "reference", None, pd.NA, nan, nan, 0.5, nan, 0.0, nan, "zero"),
         ("bon-n2", "best_of_n", None, 2, nan, nan, 0.66, 0.02, float(bon_kl(2)), nan, "analytic"),
         ("bon-n8", "best_of_n", None, 8, nan, nan, 0.87, 0.015, float(bon_kl(8)), nan, "analytic"),
-        ("toy-n8-bonbon-betaauto-alpha0.005", "trained", "bonbon", 8, beta_star(8), 0.005, 0.81, 0.03, 1.1, 0.07,
+        ("toy-n8-bonbon-betaauto-alpha0.005", "trained", "bonbon", 8, beta_star(8), 0.005, 0.81, 0.03, 1.1,
+         0.07, "monte_carlo"),
+        ("toy-n8-ipo-betaauto", "trained", "ipo", 8, beta_star(8), nan, 0.78, 0.025, 1.4, 0.09,
          "monte_carlo"),
-        ("toy-n8-ipo-betaauto", "trained", "ipo", 8, beta_star(8), nan, 0.78, 0.025, 1.4, 0.09, "monte_carlo"),
         ("toy-n2-dpo-beta0.1", "trained", "dpo", 2, 0.1, nan, 0.74, 0.02, 2.3, 0.2, "monte_carlo"),
         # a trained policy whose SEs are unknown: no error bars
         ("toy-n2-ipo-betaauto", "trained", "ipo", 2, 0.5, nan, 0.6, nan, 0.2, nan, "monte_carlo"),
     ]
-    cols = ["policy", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se", "kl_method"]
+    cols = ["policy", "kind", "loss", "n", "beta", "alpha", "win_rate", "win_rate_se", "kl", "kl_se",
+            "kl_method"]
     frame = pd.DataFrame(rows, columns=cols)
     frame["n"] = frame["n"].astype("Int64")
     for col, value in (("mean_reward", 0.0), ("mean_length", 30.0), ("unfinished_share", 0.1),
@@ -89,7 +91,8 @@ def frontier(tmp_path_factory):
 def test_frontier_png_written(frontier):
     _, _, _, path = frontier
     width, height = png_size(path)
-    assert (width, height) == (1440, 1560)  # n = 2 and 8: two columns of 6 x 6.5 inch panels (KL, length), 120 dpi
+    # n = 2 and 8: two columns of 6 x 6.5 inch panels (KL, length), 120 dpi
+    assert (width, height) == (1440, 1560)
     assert path.stat().st_size > 20_000  # markers, text and a legend, not a blank canvas
 
 
@@ -135,9 +138,10 @@ def test_frontier_one_panel_per_n_one_point_per_policy_in_place(frontier):
     assert colour["toy-n8-ipo-betaauto"] != colour["toy-n8-bonbon-betaauto-alpha0.005"]
     # every point named in the legend below the panel (no label drawn on the data)
     assert {p: points[p].get_label() for p in points} == {
-        "reference": "π_ref", "bon-n8": "best-of-8", "toy-n8-bonbon-betaauto-alpha0.005": "bonbon n=8 β=0.0275",
-        "toy-n8-ipo-betaauto": "ipo n=8 β=0.0275"}
-    assert {"π_ref", "best-of-8", "bonbon n=8 β=0.0275", "ipo n=8 β=0.0275"} <= set(legend_texts(kl_panels[8]))
+        "reference": "π_ref", "bon-n8": "best-of-8",
+        "toy-n8-bonbon-betaauto-alpha0.005": "bonbon n=8 β=0.0275", "toy-n8-ipo-betaauto": "ipo n=8 β=0.0275"}
+    assert ({"π_ref", "best-of-8", "bonbon n=8 β=0.0275", "ipo n=8 β=0.0275"}
+            <= set(legend_texts(kl_panels[8])))
     assert "dpo n=2 β=0.1" in legend_texts(kl_panels[2])
     assert fig.get_suptitle().endswith("judged by the proxy reward model (models.reward)")
 
@@ -169,7 +173,8 @@ def test_frontier_error_bars_only_for_finite_se(frontier):
         yerr |= by_gid(ax, "yerr:")
     finite_kl = set(summary.loc[summary["kl_se"].notna(), "policy"])
     finite_wr = set(summary.loc[summary["win_rate_se"].notna(), "policy"])
-    assert set(xerr) == finite_kl == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n8-ipo-betaauto", "toy-n2-dpo-beta0.1"}
+    assert set(xerr) == finite_kl == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n8-ipo-betaauto",
+                                      "toy-n2-dpo-beta0.1"}
     assert set(yerr) == finite_wr
     assert "bon-n8" in yerr and "bon-n8" not in xerr  # analytic KL: no horizontal bar
     for row in summary.itertuples():
@@ -211,14 +216,16 @@ def make_eval_tables() -> dict[str, pd.DataFrame]:
 
 
 def test_policy_order_reference_first_natural_order():
-    assert policy_order(["bon-n16", "reference", "bon-n2", "a"], {"reference"}) == ["reference", "a", "bon-n2",
-                                                                                   "bon-n16"]
+    assert policy_order(["bon-n16", "reference", "bon-n2", "a"], {"reference"}) == [
+        "reference", "a", "bon-n2", "bon-n16"]
     assert policy_order(["b", "a"]) == ["a", "b"]
     names = ["toy-n2-ipo", "toy-reference", "hh-reference"]
-    assert policy_order(names, {"toy-reference", "hh-reference"}) == ["hh-reference", "toy-reference", "toy-n2-ipo"]
+    assert policy_order(names, {"toy-reference", "hh-reference"}) == ["hh-reference", "toy-reference",
+                                                                      "toy-n2-ipo"]
     # a reference is one by kind, not by name: a run tagged "reference" stays among the trained runs
     names = ["toy-n8-dpo-beta0.1-reference", "toy-reference", "toy-bon-n8"]
-    assert policy_order(names, {"toy-reference"}) == ["toy-reference", "toy-bon-n8", "toy-n8-dpo-beta0.1-reference"]
+    assert policy_order(names, {"toy-reference"}) == ["toy-reference", "toy-bon-n8",
+                                                      "toy-n8-dpo-beta0.1-reference"]
 
 
 def test_length_plot_one_box_per_policy(tmp_path):
@@ -277,8 +284,8 @@ def make_metrics(steps: int, seed: int, loss: str) -> pd.DataFrame:
 
 def test_training_curves(tmp_path):
     runs = {
-        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8, "beta": beta_star(8),
-                                              "beta_auto": True, "alpha": 0.005},
+        "toy-n8-bonbon-betaauto-alpha0.005": {"dataset": "toy", "loss": "bonbon", "n": 8,
+                                              "beta": beta_star(8), "beta_auto": True, "alpha": 0.005},
         "toy-n4-ipo-beta0.2": {"dataset": "toy", "loss": "ipo", "n": 4, "beta": 0.2},
         "toy-n2-dpo-beta0.1": {"dataset": "toy", "loss": "dpo", "n": 2, "beta": 0.1},
     }
@@ -295,8 +302,10 @@ def test_training_curves(tmp_path):
         assert set(by_gid(ax, "run:")) == set(runs)
     targets = by_gid(margin_ax, "target:")
     assert set(targets) == {"toy-n8-bonbon-betaauto-alpha0.005", "toy-n4-ipo-beta0.2"}  # not dpo
-    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(), [1 / (2 * beta_star(8))] * 2)
-    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(), [18.15] * 2, atol=0.01)
+    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(),
+                               [1 / (2 * beta_star(8))] * 2)
+    np.testing.assert_allclose(targets["toy-n8-bonbon-betaauto-alpha0.005"].get_ydata(), [18.15] * 2,
+                               atol=0.01)
     np.testing.assert_allclose(targets["toy-n4-ipo-beta0.2"].get_ydata(), [2.5, 2.5])
     assert targets["toy-n4-ipo-beta0.2"].get_linestyle() == "--"
     assert targets["toy-n4-ipo-beta0.2"].get_color() == lines["toy-n4-ipo-beta0.2"].get_color()
@@ -353,7 +362,8 @@ def test_frontier_paths_through_checkpoints_and_length_panel(tmp_path):
         for s, kl, wr, length in ((20, 0.9, 0.74, 38.0), (10, 0.4, 0.65, 33.0))
     ])
     summary.loc[summary["kind"] == "best_of_n", "mean_length"] = [32.0, 36.0]
-    fig = plot_frontier(pd.concat([summary, checkpoints], ignore_index=True), bon_curve(8), tmp_path / "f.png")
+    fig = plot_frontier(pd.concat([summary, checkpoints], ignore_index=True), bon_curve(8),
+                        tmp_path / "f.png")
     kl_ax, length_ax = panels(fig)[8], panels(fig, "length")[8]
     summary = summary[summary["n"].isna() | (summary["n"] == 8)]
     # checkpoints are not final points: small markers on the run's path, which starts at the reference
@@ -376,8 +386,8 @@ def test_training_curves_draw_validation_beside_training(tmp_path):
                           "margin": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "reward_accuracy": 0.5, "grad_norm": 1.0,
                           "val_loss": [None, 3.5, None, 3.0, None, 3.2],
                           "val_margin": [None, 0.5, None, 1.5, None, 2.0]})
-    fig = plot_training_curves({"r": frame}, tmp_path / "t.png", runs={"r": {"loss": "ipo", "n": 4, "beta": None}},
-                               smooth=1)
+    fig = plot_training_curves({"r": frame}, tmp_path / "t.png",
+                               runs={"r": {"loss": "ipo", "n": 4, "beta": None}}, smooth=1)
     loss_ax, margin_ax, accuracy_ax, _ = fig.axes
     val = by_gid(loss_ax, "val:")["r"]
     np.testing.assert_allclose(val.get_xdata(), [1, 3, 5])
@@ -400,13 +410,15 @@ def test_frontier_theory_continues_past_n_max_and_log_scale_far_out(tmp_path):
     assert extended.get_ydata()[-1] == pytest.approx(m / (m + 1), abs=1e-6)
     assert ax.get_xscale() == "symlog"
     assert make_summary()["kl"].max() < 5  # the fixture itself keeps a linear axis
-    assert panels(plot_frontier(make_summary(), bon_curve(16), tmp_path / "g.png"))[2].get_xscale() == "linear"
+    assert panels(plot_frontier(make_summary(), bon_curve(16),
+                                tmp_path / "g.png"))[2].get_xscale() == "linear"
     assert panels(fig)[8].get_xscale() == "linear"  # only the panel with the far point
 
 
 def test_frontier_labels_lora_runs_beside_full_weight_ones(tmp_path):
     summary = make_summary()
-    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora", win_rate=0.7)
+    lora = summary[summary["policy"] == "toy-n8-ipo-betaauto"].assign(policy="toy-n8-ipo-betaauto-lora",
+                                                                      win_rate=0.7)
     fig = plot_frontier(pd.concat([summary, lora], ignore_index=True), bon_curve(16), tmp_path / "f.png")
     texts = legend_texts(panels(fig)[8])
     # one LoRA label; the full-weight ipo and bonbon runs (one alpha: not shown) keep theirs

@@ -32,7 +32,8 @@ def test_catalog_names_and_kinds(policies):
         "toy-n8-bonbon-betaauto-alpha0.005": Kind.TRAINED,
         "toy-n2-dpo-beta0.1": Kind.TRAINED,
     }
-    assert list(policies.candidates) == ["toy-bon-candidates0-2", "toy-bon-candidates2-4", "toy-bon-candidates4-8"]
+    assert list(policies.candidates) == ["toy-bon-candidates0-2", "toy-bon-candidates2-4",
+                                         "toy-bon-candidates4-8"]
     assert list(policies.opponents) == ["toy-opponents0-2", "toy-opponents2-4", "toy-opponents4-8",
                                         "toy-opponents8-16"]
     # best-of-n has no samples of its own: it is built from the candidates'
@@ -56,13 +57,14 @@ def test_sample_ranges_are_disjoint_streams(policies):
 
 def test_checkpoints_by_name(policies):
     snapshot = policies["toy-n2-dpo-beta0.1-step12"]
-    assert (snapshot.kind, snapshot.run, snapshot.step, snapshot.snapshot) == (Kind.TRAINED, "toy-n2-dpo-beta0.1",
-                                                                              12, True)
+    assert (snapshot.kind, snapshot.run, snapshot.step, snapshot.snapshot) == (
+        Kind.TRAINED, "toy-n2-dpo-beta0.1", 12, True)
     assert snapshot.model_dir == "results/models/toy-n2-dpo-beta0.1/snapshots/step-000012"
     assert snapshot.sample_files() == ["results/samples/toy-n2-dpo-beta0.1-step12.parquet"]
     assert not snapshot.is_final
     final = policies["toy-n2-dpo-beta0.1"].at_step(40)
-    assert (final.model_dir, final.snapshot, final.is_final) == ("results/models/toy-n2-dpo-beta0.1", False, True)
+    assert (final.model_dir, final.snapshot, final.is_final) == ("results/models/toy-n2-dpo-beta0.1",
+                                                                 False, True)
     with pytest.raises(KeyError, match="toy-n4-ipo-step3"):
         policies["toy-n4-ipo-step3"]  # not a run of the config
     with pytest.raises(KeyError, match="toy-bon-n4"):
@@ -81,11 +83,13 @@ def test_spec_is_the_plain_mapping_the_scripts_read(policies):
     assert policies["toy-reference"].spec() == {"dataset": "toy", "kind": "reference"}
     assert repr(policies["toy-reference"].spec()["kind"]) == "'reference'"
     assert policies["toy-bon-n8"].spec() == {"dataset": "toy", "kind": "best_of_n", "n": 8}
-    assert policies["toy-bon-candidates2-4"].spec() == {"dataset": "toy", "kind": "candidates", "positions": (2, 4)}
+    assert policies["toy-bon-candidates2-4"].spec() == {"dataset": "toy", "kind": "candidates",
+                                                        "positions": (2, 4)}
     assert policies["toy-opponents8-16"].spec() == {"dataset": "toy", "kind": "opponents", "samples": (8, 16)}
     dpo = {"dataset": "toy", "kind": "trained", "n": 2, "loss": "dpo", "beta": 0.1, "alpha": None}
     assert policies["toy-n2-dpo-beta0.1"].spec() == dpo
-    assert policies["toy-n2-dpo-beta0.1"].at_step(40).spec() == {**dpo, "run": "toy-n2-dpo-beta0.1", "step": 40}
+    assert policies["toy-n2-dpo-beta0.1"].at_step(40).spec() == {**dpo, "run": "toy-n2-dpo-beta0.1",
+                                                                 "step": 40}
     assert policies["toy-n2-dpo-beta0.1-step7"].spec() == {**dpo, "run": "toy-n2-dpo-beta0.1", "step": 7}
 
 

@@ -14,7 +14,8 @@ from bonbon.prompts import (
 
 from conftest import HH_PROMPTS
 
-MULTI_TURN = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke about cats.\n\nAssistant:"
+MULTI_TURN = ("\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke about cats."
+              "\n\nAssistant:")
 
 
 def test_split_turns_multi_turn():
@@ -57,7 +58,8 @@ def test_left_truncation_keeps_final_assistant(toy_models):
 
 def test_read_prompt_file_names_file_and_row(tmp_path):
     path = tmp_path / "prompts.csv"
-    pd.DataFrame({"Prompt": [MULTI_TURN, "\n\nHuman: no assistant turn", MULTI_TURN]}).to_csv(path, index=False)
+    pd.DataFrame({"Prompt": [MULTI_TURN, "\n\nHuman: no assistant turn", MULTI_TURN]}).to_csv(
+        path, index=False)
     with pytest.raises(PromptFileError, match=r"prompts\.csv: row 2: does not end"):
         read_prompt_file(path)
     jsonl = tmp_path / "prompts.jsonl"
@@ -83,7 +85,8 @@ def test_prompt_table_ids_splits_and_dedup():
     half, _ = build_prompt_table(prompts.iloc[:200], eval_fraction=0.25, seed=3)
     merged = half.merge(table, on="prompt_id", suffixes=("_half", "_all"))
     assert len(merged) == 200 and (merged["split_half"] == merged["split_all"]).all()
-    assert prompt_id(prompts["prompt"].iloc[0]) == table.set_index("prompt")["prompt_id"][prompts["prompt"].iloc[0]]
+    assert (prompt_id(prompts["prompt"].iloc[0])
+            == table.set_index("prompt")["prompt_id"][prompts["prompt"].iloc[0]])
     sub, counts = build_prompt_table(prompts, eval_fraction=0.25, seed=3, max_prompts=50)
     assert len(sub) == 50 and set(sub["prompt_id"]) <= set(table["prompt_id"])
 

@@ -50,9 +50,11 @@ def test_the_gguf_file_imports_into_a_plain_directory(smollm2):
 def test_samples_scores_logprobs_and_the_end_of_turn(smollm2):
     _, _, model, tokenizer = smollm2
     torch.manual_seed(0)
-    questions = ["Answer with one word: is the sky blue?", "In one sentence, review a rainy day at the beach."]
+    questions = ["Answer with one word: is the sky blue?",
+                 "In one sentence, review a rainy day at the beach."]
     prompts = pd.DataFrame({"prompt_id": ["a", "b"],
-                            "prompt": [render_prompt(tokenizer, [{"role": "user", "content": q}]) for q in questions],
+                            "prompt": [render_prompt(tokenizer, [{"role": "user", "content": q}])
+                                       for q in questions],
                             "messages": [json.dumps([{"role": "user", "content": q}]) for q in questions]})
     cfg = SamplingConfig(n=2, max_new_tokens=16, batch_size=4, max_prompt_length=128, seed=0)
     samples, counts = generate_samples(model, tokenizer, prompts, cfg)
@@ -87,5 +89,6 @@ def test_samples_scores_logprobs_and_the_end_of_turn(smollm2):
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyzer = SentimentIntensityAnalyzer()
-    assert scored["response"].map(lambda t: analyzer.polarity_scores(t)["compound"]).tolist() == \
-        score_samples(samples, load_scorer({"function": "bonbon.scorers:vader"})[0], None, 4)[0]["reward"].tolist()
+    assert scored["response"].map(lambda t: analyzer.polarity_scores(t)["compound"]).tolist() == (
+        score_samples(samples, load_scorer({"function": "bonbon.scorers:vader"})[0], None, 4)[0]
+        ["reward"].tolist())

@@ -19,10 +19,11 @@ from conftest import REPO
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def snakemake(workdir: Path, *args: str, cwd: Path | None = None, repo: Path = REPO) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, cwd: Path | None = None,
+              repo: Path = REPO) -> subprocess.CompletedProcess:
     """The Snakemake CLI on the repository's Snakefile, as a user types it (no --configfile)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           *args]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", *args]
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd or workdir.parent)
 
@@ -60,7 +61,8 @@ def test_text_values_take_the_type_the_schema_wants():
 
 
 def test_yaml_1_1_exponent_without_a_dot_is_a_number(tmp_path):
-    text = (REPO / "config" / "config.yaml").read_text().replace("learning_rate: 0.0001", "learning_rate: 1e-4")
+    text = (REPO / "config" / "config.yaml").read_text().replace("learning_rate: 0.0001",
+                                                                 "learning_rate: 1e-4")
     config = yaml.safe_load(text)
     assert config["training"]["learning_rate"] == "1e-4"  # what PyYAML (YAML 1.1) makes of it
     assert coerce_config(config, SCHEMA)["training"]["learning_rate"] == 1e-4
@@ -124,18 +126,24 @@ def test_models_are_checked_before_any_job(toy_models, tmp_path):
                                config=lambda c: c.update(id2label={"0": "bad", "1": "good"},
                                                          label2id={"bad": 0, "good": 1}))
     no_eos = model_variant(toy_models, tmp_path, "base", "no-eos", tokenizer=lambda t: t.pop("eos_token"))
-    no_max = model_variant(toy_models, tmp_path, "reward", "no-max", tokenizer=lambda t: t.pop("model_max_length"))
+    no_max = model_variant(toy_models, tmp_path, "reward", "no-max",
+                           tokenizer=lambda t: t.pop("model_max_length"))
     cases = [
-        ({"reward": two_labels}, r"models.reward: '.*two' has 2 output labels \(\['bad', 'good'\]\); a reward model "
-                                 r"has one.*give a one-label reward model"),
-        ({"reward": base}, r"models.reward: '.*base' holds a GPTNeoXForCausalLM, not a reward model: loaded as one "
-                           r"it would get a new, untrained 2-label head"),
-        ({"base": no_eos}, r"models.base: '.*no-eos': its tokenizer has no EOS token.*generation.max_new_tokens; "
-                           r"set eos_token in its tokenizer_config.json"),
-        ({"base": reward}, r"models.base: '.*reward' is a deberta-v2 model, which has no causal-LM form.*must be a "
-                           r"decoder-only language model"),
-        ({"reward": no_max}, r"models.reward: '.*no-max': its tokenizer has no usable model_max_length \(1e\+30\).*"
-                             r"set model_max_length in its tokenizer_config.json.*max_position_embeddings is"),
+        ({"reward": two_labels},
+         r"models.reward: '.*two' has 2 output labels \(\['bad', 'good'\]\); a reward model "
+         r"has one.*give a one-label reward model"),
+        ({"reward": base},
+         r"models.reward: '.*base' holds a GPTNeoXForCausalLM, not a reward model: loaded as one "
+         r"it would get a new, untrained 2-label head"),
+        ({"base": no_eos},
+         r"models.base: '.*no-eos': its tokenizer has no EOS token.*generation.max_new_tokens; "
+         r"set eos_token in its tokenizer_config.json"),
+        ({"base": reward},
+         r"models.base: '.*reward' is a deberta-v2 model, which has no causal-LM form.*must be a "
+         r"decoder-only language model"),
+        ({"reward": no_max},
+         r"models.reward: '.*no-max': its tokenizer has no usable model_max_length \(1e\+30\).*"
+         r"set model_max_length in its tokenizer_config.json.*max_position_embeddings is"),
     ]
     for models, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -164,15 +172,18 @@ def test_config_checks_that_need_no_model(tmp_path):
 
     model_file = tmp_path / "model.safetensors"
     model_file.write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"models.base: '.*model.safetensors' is a file, not a model directory: "
-                                          r"give the directory that holds its config.json"):
+    with pytest.raises(ConfigError,
+                       match=r"models.base: '.*model.safetensors' is a file, not a model directory: "
+                             r"give the directory that holds its config.json"):
         check_config(config_with(models={"base": str(model_file), "reward": "toy"}))
-    with pytest.raises(ConfigError, match=r"config key training.max_prompt_length: 192 leaves no room for the "
-                                          r"response in training.max_length 192: make it smaller"):
+    with pytest.raises(ConfigError,
+                       match=r"config key training.max_prompt_length: 192 leaves no room for the "
+                             r"response in training.max_length 192: make it smaller"):
         check_config(config_with(training={**DEFAULT["training"], "max_prompt_length": 192}))
     with pytest.raises(ConfigError, match=r"config key sft.training.max_prompt_length: 256 leaves no room"):
         check_config(config_with(sft={**DEFAULT["sft"], "training": {"max_length": 128}}))  # 256 by default
-    with pytest.raises(ConfigError, match=r"config key toy.eval_fraction: 0.0 of 640 prompts leaves no eval prompts"):
+    with pytest.raises(ConfigError,
+                       match=r"config key toy.eval_fraction: 0.0 of 640 prompts leaves no eval prompts"):
         check_config(config_with(toy={**DEFAULT["toy"], "eval_fraction": 0.0}))
 
 
@@ -190,18 +201,21 @@ def test_prompt_files_are_read_before_any_job(tmp_path):
     def check(path: str, **dataset):
         check_prompt_files({"datasets": {"hh": {"source": "file", "path": path, **dataset}}})
 
-    with pytest.raises(ConfigError, match=r"datasets.hh.path: .*header.csv: no prompts \(the file has a header "
-                                          r"but no rows\)"):
+    with pytest.raises(ConfigError,
+                       match=r"datasets.hh.path: .*header.csv: no prompts \(the file has a header "
+                             r"but no rows\)"):
         check(write_csv(tmp_path / "header.csv", "prompt\n"))
     # a whitespace-only line is row 2 of the file: the bad prompt after it is row 3, as an editor shows it
     with pytest.raises(ConfigError, match=r"datasets.hh.path: .*blank.csv: row 3: does not start with"):
         check(write_csv(tmp_path / "blank.csv", "prompt\n" + ok + "   \n" + bad))
-    with pytest.raises(ConfigError, match=r"config key datasets.hh: no eval prompts: of the 1 prompts of .*split.csv, "
-                                          r"its split column has no 'eval' rows, and the evaluation samples the eval "
-                                          r"ones: mark some rows split=eval"):
+    with pytest.raises(ConfigError,
+                       match=r"config key datasets.hh: no eval prompts: of the 1 prompts of .*split.csv, "
+                             r"its split column has no 'eval' rows, and the evaluation samples the eval "
+                             r"ones: mark some rows split=eval"):
         check(write_csv(tmp_path / "split.csv", "prompt,split\n" + ok.strip() + ",train\n"))
-    with pytest.raises(ConfigError, match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them "
-                                          r"there.*: raise eval_fraction"):
+    with pytest.raises(ConfigError,
+                       match=r"datasets.hh: no eval prompts: .*eval_fraction 0.0 puts none of them "
+                             r"there.*: raise eval_fraction"):
         check(write_csv(tmp_path / "fraction.csv", "prompt\n" + ok), eval_fraction=0.0)
 
 
@@ -209,7 +223,8 @@ def test_blank_csv_rows_are_dropped_and_counted(tmp_path):
     from bonbon.prompts import read_prompt_file
 
     ok = '"\n\nHuman: how do I fold a shirt?\n\nAssistant:"\n'
-    frame = read_prompt_file(write_csv(tmp_path / "p.csv", "prompt\n" + ok + "  \n" + ok.replace("shirt", "towel") + "\n"))
+    frame = read_prompt_file(write_csv(tmp_path / "p.csv",
+                                       "prompt\n" + ok + "  \n" + ok.replace("shirt", "towel") + "\n"))
     assert len(frame) == 2 and frame.attrs["blank_rows"] == 2  # the whitespace line and the empty last line
     assert list(frame.index) == [0, 1]
 
@@ -251,10 +266,11 @@ def test_more_shards_than_batches_give_empty_tables_that_score_sample_and_gather
     # 3 train prompts at 2 a batch (block 0-2), 2 eval prompts with 2 best-of-2 candidates each at 2 a batch,
     # and 1 reference draw each at 4 a batch: 2 batches or fewer, 3 shards
     config["shards"] = {"generate": 3, "sample": 3}
-    run_workflow(tmp_path, config, "results/score/local/rewards.parquet", "results/samples/local-reference.parquet",
-                 "results/samples/local-bon-candidates0-2.parquet")
+    run_workflow(tmp_path, config, "results/score/local/rewards.parquet",
+                 "results/samples/local-reference.parquet", "results/samples/local-bon-candidates0-2.parquet")
     results = tmp_path / "results"
-    generated, scored = results / "generate/local/shards/samples0-2", results / "score/local/shards/samples0-2"
+    generated, scored = (results / "generate/local/shards/samples0-2",
+                         results / "score/local/shards/samples0-2")
     for empty, full in ((generated / "3-of-3.parquet", generated / "1-of-3.parquet"),
                         (scored / "3-of-3.parquet", scored / "1-of-3.parquet"),
                         (results / "samples/local-reference/shards/3-of-3.parquet",
@@ -314,8 +330,9 @@ def tiny_config(toy_models, root: Path) -> dict:
     """The whole DAG on the fixture's tiny models: SFT, one BoNBoN run, evaluation; about 20 jobs."""
     config = local_world(toy_models, root, train=6, eval_=2)
     config["sft"] = {"enabled": True, "data": "toy",
-                     "training": {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_steps": 0, "batch_size": 4,
-                                  "max_steps": 2, "max_length": 64, "max_prompt_length": 32, "checkpoint_every": 1}}
+                     "training": {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_steps": 0,
+                                  "batch_size": 4, "max_steps": 2, "max_length": 64, "max_prompt_length": 32,
+                                  "checkpoint_every": 1}}
     config["runs"] = [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005]}]
     config["toy"] = {"n_dialogues": 60}  # the SFT targets: the toy corpus
     return config
@@ -382,7 +399,8 @@ def test_snakemake_lint_is_clean(tmp_path, configfile):
     args = ["--lint"] + (["--configfile", str(REPO / configfile)] if configfile else [])
     result = snakemake(tmp_path / "work", *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Lints for" not in result.stdout + result.stderr and "good condition" in result.stdout + result.stderr
+    assert ("Lints for" not in result.stdout + result.stderr
+            and "good condition" in result.stdout + result.stderr)
 
 
 # ------------------------------------------------------------------------------ 6, 7. what reruns
@@ -400,9 +418,10 @@ def test_settings_that_change_no_result_rerun_nothing(finished, tmp_path):
     config = yaml.safe_load((run / "test-config.yaml").read_text())
     assert dry_run_jobs(run) == {}
     config = reordered(config)
-    config["training"].update(learning_rate="1e-4", max_grad_norm=10,  # 1e-4 as YAML 1.1 reads it; 10 for 10.0
+    # learning_rate 1e-4 as YAML 1.1 reads it, max_grad_norm 10 for 10.0
+    config["training"].update(learning_rate="1e-4", max_grad_norm=10,
                               weight_decay=0.0, log_every=1, checkpoint_every=7, keep_checkpoints=3,
-                              gradient_checkpointing=True, on_config_change="delete",  # spelled-out defaults, then
+                              gradient_checkpointing=True, on_config_change="delete",  # spelled-out defaults
                               eval_every=3, report_to="tensorboard", tracker_dir="elsewhere",  # runtime keys
                               tracker_project="other", lora={"r": 8})
     config["generation"].update(top_k=0, backend="transformers", vllm={"dtype": "bfloat16"})  # runtime keys
@@ -423,13 +442,15 @@ def test_a_changed_result_setting_reruns_exactly_what_follows_and_the_run_retrai
     config = yaml.safe_load((run / "test-config.yaml").read_text())
     config["training"]["learning_rate"] = 2e-4
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(run) == {"train": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
-                                 "plot_frontier": 1, "plot_distributions": 1, "plot_training": 1}
+    assert dry_run_jobs(run) == {"train": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1,
+                                 "summary": 1, "plot_frontier": 1, "plot_distributions": 1,
+                                 "plot_training": 1}
     run_workflow(run, config)  # the run's checkpoints were written at lr 1e-4: set aside, not resumed
     (stale,) = (run / "results" / "models").glob(f"{name}.stale-*")
     assert (stale / "checkpoints").is_dir()
     log = (run / "logs" / "train" / f"{name}.log").read_text()
-    assert "was written with other settings (learning_rate: 0.0001 -> 0.0002)" in log and "resuming" not in log
+    assert ("was written with other settings (learning_rate: 0.0001 -> 0.0002)" in log
+            and "resuming" not in log)
     assert dry_run_jobs(run) == {}
 
 
@@ -443,9 +464,9 @@ def test_adding_an_n_computes_only_what_is_new_and_moves_no_estimate(finished, t
     config["n_values"] = [2, 4]
     config["runs"] = [{**config["runs"][0], "n": [2]}]  # the existing run alone: n = 4 adds best-of-4
     (run / "test-config.yaml").write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(run) == {"generate": 1, "score": 1, "gather_samples": 1, "gather_rewards": 1, "pairs": 1,
-                                 "sample": 1, "gather_policy_samples": 1, "evaluate": 1, "summary": 1,
-                                 "plot_frontier": 1, "plot_distributions": 1}
+    assert dry_run_jobs(run) == {"generate": 1, "score": 1, "gather_samples": 1, "gather_rewards": 1,
+                                 "pairs": 1, "sample": 1, "gather_policy_samples": 1, "evaluate": 1,
+                                 "summary": 1, "plot_frontier": 1, "plot_distributions": 1}
     kept = {path: path.read_bytes() for pattern in ("eval/local-*.parquet", "pairs/local/*.parquet",
                                                     "score/local/shards/*/*.parquet", "samples/*.parquet",
                                                     "models/*/model.safetensors")
@@ -476,7 +497,8 @@ def test_raising_the_opponents_draws_only_the_new_block(finished, tmp_path):
     assert dry_run_jobs(run) == {"sample": 1, "gather_policy_samples": 1, "evaluate": 3, "summary": 1,
                                  "plot_frontier": 1, "plot_distributions": 1}
     kept = {path: path.read_bytes() for path in (run / "results" / "samples").glob("*.parquet")}
-    assert len(kept) == 3 + 4  # the reference's and the run's samples, best-of-2's candidates, opponents 0-2 ... 8-16
+    # the reference's and the run's samples, best-of-2's candidates, opponents 0-2 ... 8-16
+    assert len(kept) == 3 + 4
     run_workflow(run, config)
     for path, content in kept.items():
         assert path.read_bytes() == content, path
@@ -515,7 +537,8 @@ def test_changed_package_code_reruns_the_rules_that_run_it(finished, tmp_path):
     # code: the rules whose scripts import bonbon.metrics (through bonbon.evaluate) rerun, and what
     # follows them; generation, scoring, pairs, training and sampling (bonbon.sampling) do not
     metrics.write_text(source + "\nVERSION = 2\n")
-    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "plot_frontier": 1, "plot_distributions": 1}
+    assert dry_run_jobs(run, repo=repo) == {"evaluate": 3, "summary": 1, "plot_frontier": 1,
+                                            "plot_distributions": 1}
     # after an upgrade known to change no result, --touch accepts the existing outputs
     assert snakemake(run, "--touch", "--configfile", str(run / "test-config.yaml"), repo=repo).returncode == 0
     assert dry_run_jobs(run, repo=repo) == {}
@@ -547,7 +570,8 @@ def test_code_version_follows_the_package_code_a_script_imports(tmp_path):
     package = tmp_path / "src" / "pkg"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "a.py").write_text('"""A."""\nfrom pkg.b import f\n\n\ndef g():\n    """G."""\n    return f() + 1\n')
+    (package / "a.py").write_text('"""A."""\nfrom pkg.b import f\n\n\n'
+                                  'def g():\n    """G."""\n    return f() + 1\n')
     (package / "b.py").write_text("def f():\n    return 1\n")
     (package / "c.py").write_text("X = 1\n")
     script = tmp_path / "script.py"
@@ -574,7 +598,8 @@ def test_code_versions_know_the_modules_each_script_runs():
     from bonbon.rerun import package_modules
 
     scripts, src = REPO / "workflow" / "scripts", REPO / "src"
-    wanted = {"sample.py": {"bonbon.sampling", "bonbon.models", "bonbon.tables", "bonbon.jobs", "bonbon.generate"},
+    wanted = {"sample.py": {"bonbon.sampling", "bonbon.models", "bonbon.tables", "bonbon.jobs",
+                            "bonbon.generate"},
               "prompts.py": {"bonbon.chat", "bonbon.models", "bonbon.prompts"},
               "exact_world.py": {"bonbon.exact"}, "summary.py": {"bonbon.frontier", "bonbon.evaluate"},
               "train.py": {"bonbon.train", "bonbon.losses"}}
@@ -593,13 +618,15 @@ def test_code_version_tracks_from_package_import_module_and_import_package_dot_m
 
     root = tmp_path / "src"
     (root / "pkg" / "sub").mkdir(parents=True)
-    files = {"pkg/__init__.py": "", "pkg/plots.py": "def draw():\n    from pkg.helper import h\n    return h()\n",
+    files = {"pkg/__init__.py": "",
+             "pkg/plots.py": "def draw():\n    from pkg.helper import h\n    return h()\n",
              "pkg/helper.py": "def h():\n    return 1\n", "pkg/sub/__init__.py": "Y = 1\n",
              "pkg/sub/mod.py": "Z = 1\n", "pkg/unused.py": "U = 1\n"}
     for name, text in files.items():
         (root / name).write_text(text)
     script = tmp_path / "script.py"
-    script.write_text("import os\nimport pkg.sub.mod\nfrom pkg import plots\n\nprint(plots.draw(), pkg.sub.mod.Z)\n")
+    script.write_text("import os\nimport pkg.sub.mod\nfrom pkg import plots\n\n"
+                      "print(plots.draw(), pkg.sub.mod.Z)\n")
     found = package_modules(script, root, package="pkg")
     assert found == {"pkg": root / "pkg/__init__.py", "pkg.plots": root / "pkg/plots.py",
                      "pkg.helper": root / "pkg/helper.py", "pkg.sub": root / "pkg/sub/__init__.py",

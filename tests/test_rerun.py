@@ -15,7 +15,8 @@ from conftest import REPO
 
 MARKS = ("x-runtime", "x-resumable")
 # the header of config/README.md's table of each mark's keys
-TABLES = {"x-runtime": "| key | why it changes no result |", "x-resumable": "| key | why a run resumes across it |"}
+TABLES = {"x-runtime": "| key | why it changes no result |",
+          "x-resumable": "| key | why a run resumes across it |"}
 # the training blocks that share definitions.training_options with `training`: the README and
 # RUNTIME_KEYS name a training key once, as training.<key>
 OTHER_TRAINING_BLOCKS = ("sft.training", "runs[].training")
@@ -61,7 +62,8 @@ def test_a_key_marked_or_listed_on_one_side_only_is_a_disagreement():
     marked["properties"]["generation"]["properties"]["max_new_tokens"]["x-runtime"] = True
     assert disagreements(readme, marked) == {"x-runtime": (["generation.max_new_tokens"], [])}
     header = TABLES["x-resumable"]
-    listed = readme.replace(f"{header}\n| --- | --- |\n", f"{header}\n| --- | --- |\n| `training.seed` | no |\n")
+    listed = readme.replace(f"{header}\n| --- | --- |\n",
+                            f"{header}\n| --- | --- |\n| `training.seed` | no |\n")
     assert disagreements(listed, schema) == {"x-resumable": ([], ["training.seed"])}
     unmarked = copy.deepcopy(schema)
     del unmarked["definitions"]["training_options"]["properties"]["log_every"]["x-runtime"]
@@ -87,7 +89,8 @@ SMALL = {
                                                 "x": {"$ref": "#/definitions/flag"}}},
         # a key beside the $ref is merged in: slow is marked here, where it stays in the block's order
         "training": {"$ref": "#/definitions/block", "properties": {"slow": {"x-resumable": True}}},
-        "runs": {"type": "array", "items": {"type": "object", "properties": {"training": {"$ref": "#/definitions/block"}}}},
+        "runs": {"type": "array",
+                 "items": {"type": "object", "properties": {"training": {"$ref": "#/definitions/block"}}}},
         "whole": {"type": "object", "x-runtime": True, "properties": {"c": {"type": "string"}}},
     },
 }
@@ -113,9 +116,11 @@ def test_the_code_reads_its_keys_from_the_marks():
     for mark in MARKS:
         keys = marked_keys(mark)
         for block in OTHER_TRAINING_BLOCKS:
-            assert [k.removeprefix(f"{block}.") for k in keys if k.startswith(f"{block}.")] == list(training_keys(mark))
+            assert ([k.removeprefix(f"{block}.") for k in keys if k.startswith(f"{block}.")]
+                    == list(training_keys(mark)))
     # a marked training key is a loop setting, and a runtime one is split from the result-affecting ones
-    assert set(training_keys("x-runtime")) | set(training_keys("x-resumable")) <= {f.name for f in fields(train.TrainConfig)}
+    assert (set(training_keys("x-runtime")) | set(training_keys("x-resumable"))
+            <= {f.name for f in fields(train.TrainConfig)})
     block = {f.name: None for f in fields(train.TrainConfig)}
     assert set(rerun.runtime_training(block)) == set(training_keys("x-runtime"))
     assert not set(rerun.result_training(block)) & set(training_keys("x-runtime"))

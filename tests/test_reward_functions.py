@@ -59,7 +59,8 @@ def broken(conversations, responses):
 
 def test_a_reward_function_scores_into_the_reward_column():
     samples = pd.DataFrame({"prompt_id": ["a", "a", "b"], "sample_idx": [0, 1, 0],
-                            "prompt": ["\n\nHuman: Hi there\n\nAssistant:"] * 2 + ["\n\nHuman: Yo\n\nAssistant:"],
+                            "prompt": (["\n\nHuman: Hi there\n\nAssistant:"] * 2
+                                       + ["\n\nHuman: Yo\n\nAssistant:"]),
                             "response": [" one two three", " one", ""]})
     model, tokenizer = load_scorer({"function": "test_reward_functions:word_count", "scale": 2.0})
     assert tokenizer is None and isinstance(model, RewardFunction)
@@ -82,11 +83,13 @@ def test_a_verifier_is_a_reward_function():
 
 @pytest.mark.parametrize(("name", "message"), [
     ("no_such_module_x:f", r"models.judge.function: cannot import 'no_such_module_x' \(ModuleNotFoundError"),
-    ("test_reward_functions:missing", r"models.judge.function: 'test_reward_functions' has no callable 'missing'"),
+    ("test_reward_functions:missing",
+     r"models.judge.function: 'test_reward_functions' has no callable 'missing'"),
     ("test_reward_functions:too_few", r"models.judge: .*too_few returned 2 scores for 3 responses"),
     ("test_reward_functions:not_finite", r"models.judge: .*not_finite scored row 2 as nan"),
     ("test_reward_functions:changes", r"models.judge: .*changes is not deterministic"),
-    ("test_reward_functions:broken", r"models.judge: .*broken fails on a probe batch of 3 rows \(RuntimeError: lexicon"),
+    ("test_reward_functions:broken",
+     r"models.judge: .*broken fails on a probe batch of 3 rows \(RuntimeError: lexicon"),
 ])
 def test_a_bad_reward_function_is_named_before_any_job(name, message):
     config = {"models": {"base": "toy", "reward": "toy", "judge": {"function": name}}}
@@ -96,7 +99,8 @@ def test_a_bad_reward_function_is_named_before_any_job(name, message):
 
 def test_the_check_scores_a_probe_batch_twice():
     CALLS.clear()
-    check_reward_functions({"models": {"base": "toy", "reward": {"function": "test_reward_functions:word_count"},
+    check_reward_functions({"models": {"base": "toy",
+                                       "reward": {"function": "test_reward_functions:word_count"},
                                        "judge": None}})
     assert CALLS == [3, 3]
 
@@ -123,7 +127,8 @@ def test_schema_and_checks_of_model_settings():
     assert "config key models.base.gguf: GGUF file './no/such.gguf' does not exist" in str(error.value)
     assert "config key models.reward: a GGUF file holds a language model" in str(error.value)
     config["models"] = {"base": {"gguf": "no_such_package_x:a.gguf"}, "reward": "toy", "judge": None}
-    with pytest.raises(ConfigError, match=r"models.base.gguf: package 'no_such_package_x' .* is not installed"):
+    with pytest.raises(ConfigError,
+                       match=r"models.base.gguf: package 'no_such_package_x' .* is not installed"):
         check_config(config)
 
 
@@ -132,7 +137,8 @@ def test_lexicon_scorers_tie_at_zero_and_pairs_drop_all_tied_prompts():
     pytest.importorskip("textblob")
     from bonbon.scorers import textblob, vader
 
-    texts = ["The table is made of wood.", "I absolutely loved this wonderful cafe!", "This was a terrible, awful day."]
+    texts = ["The table is made of wood.", "I absolutely loved this wonderful cafe!",
+             "This was a terrible, awful day."]
     v, t = vader(None, texts), textblob(None, texts)
     assert v[0] == 0.0 and t[0] == 0.0  # no sentiment words: exactly 0, so such samples tie
     assert v[1] > 0.5 > -0.5 > v[2] and t[1] > 0 > t[2]

@@ -42,7 +42,8 @@ def test_grid_expansion_names_and_training_blocks():
         ({"loss": "dpo", "beta": ["auto"]}, r"runs\[0\].beta: 'auto'"),
         ({"loss": "ipo", "beta": [0.1], "n": [16]}, r"runs\[0\].n: \[16\] not in n_values"),
         ({"loss": "ipo", "beta": [0.1], "datasets": ["nope"]}, r"runs\[0\].datasets: unknown dataset"),
-        ({"loss": "ipo", "beta": [0.1], "training": {"max_length": 64}}, r"runs\[0\].training: \['max_length'\]"),
+        ({"loss": "ipo", "beta": [0.1], "training": {"max_length": 64}},
+         r"runs\[0\].training: \['max_length'\]"),
     ],
 )
 def test_run_errors_name_the_key(spec, message):
@@ -60,7 +61,8 @@ def test_duplicate_runs_are_an_error():
     [
         ({"loss": "ipo", "beta": [0]}, "runs.0.beta.0", "is not valid under any of the given schemas"),
         ({"loss": "ipo", "beta": [-1.0]}, "runs.0.beta.0", "is not valid"),
-        ({"loss": "bonbon", "beta": ["auto"], "alpha": [1.5]}, "runs.0.alpha.0", "greater than the maximum of 1"),
+        ({"loss": "bonbon", "beta": ["auto"], "alpha": [1.5]}, "runs.0.alpha.0",
+         "greater than the maximum of 1"),
         ({"loss": "kto", "beta": [0.1]}, "runs.0.loss", "is not one of"),
     ],
 )
@@ -72,14 +74,16 @@ def test_schema_rejects_bad_runs(run, key, message):
     assert any(e.startswith(f"config key {key}:") and message in e for e in errors), errors
 
 
-LORA_DEFAULTS = {"enabled": False, "r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["query_key_value", "dense"]}
+LORA_DEFAULTS = {"enabled": False, "r": 8, "alpha": 16.0, "dropout": 0.0,
+                 "target_modules": ["query_key_value", "dense"]}
 
 
 def test_lora_runs_get_their_own_names_and_inherit_the_shared_lora_block():
     shared = {"enabled": False, "r": 16, "alpha": 32}
     config = base(training={"learning_rate": 1e-4, "max_length": 192, "lora": dict(shared)}, runs=[
         {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8]},
-        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "training": {"lora": {"enabled": True}}},
+        {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8],
+         "training": {"lora": {"enabled": True}}},
         {"loss": "ipo", "beta": [0.1], "datasets": ["toy"], "n": [8], "tag": "r4",
          "training": {"lora": {"enabled": True, "r": 4}, "learning_rate": 1e-3}},
     ])
@@ -94,24 +98,28 @@ def test_lora_runs_get_their_own_names_and_inherit_the_shared_lora_block():
     # keeps r 16 and alpha 32
     assert runs["toy-n8-ipo-beta0.1-lora"]["training"]["lora"] == {**LORA_DEFAULTS, **shared, "enabled": True}
     tagged = runs["toy-n8-ipo-beta0.1-lora-r4"]["training"]
-    assert tagged["lora"] == {**LORA_DEFAULTS, "enabled": True, "r": 4, "alpha": 32} and tagged["learning_rate"] == 1e-3
+    assert (tagged["lora"] == {**LORA_DEFAULTS, "enabled": True, "r": 4, "alpha": 32}
+            and tagged["learning_rate"] == 1e-3)
     assert tagged["warmup_steps"] == 150 and tagged["report_to"] == "none"  # the schema's defaults
     assert [is_lora_run(r) for r in sorted(runs)] == [False, True, True]
     assert is_lora_run("toy-n8-ipo-beta0.1-lora-step20") and not is_lora_run("toy-n8-ipo-beta0.1-loraX")
     # LoRA switched on for every run in the shared block: all names say so, none collide
-    every = expand_runs(base(training={"lora": {"enabled": True}}, runs=[{"loss": "dpo", "beta": [0.1], "n": [2]}]))
+    every = expand_runs(base(training={"lora": {"enabled": True}},
+                             runs=[{"loss": "dpo", "beta": [0.1], "n": [2]}]))
     assert sorted(every) == ["hh-n2-dpo-beta0.1-lora", "toy-n2-dpo-beta0.1-lora"]
     assert every["toy-n2-dpo-beta0.1-lora"]["training"]["lora"] == {**LORA_DEFAULTS, "enabled": True}
     with pytest.raises(ConfigError, match="declared twice .*'tag'"):
-        expand_runs(base(runs=[{"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 4}}},
-                               {"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 8}}}]))
+        expand_runs(base(runs=[
+            {"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 4}}},
+            {"loss": "ipo", "beta": [0.1], "training": {"lora": {"enabled": True, "r": 8}}}]))
 
 
 def test_lora_and_tracker_defaults_come_from_the_schema():
     config = base(sft={"training": {}}, runs=[{"loss": "ipo", "beta": [0.1], "n": [2], "datasets": ["toy"]}])
     for block in (config["training"], config["sft"]["training"]):
         assert block["lora"] == LORA_DEFAULTS
-        assert (block["report_to"], block["tracker_dir"], block["tracker_project"]) == ("none", None, "bonbon")
+        assert (block["report_to"], block["tracker_dir"], block["tracker_project"]) == ("none", None,
+                                                                                        "bonbon")
     assert config["runs"][0]["training"] == {}
     assert list(expand_runs(config)) == ["toy-n2-ipo-beta0.1"]  # no -lora
 
@@ -171,7 +179,8 @@ def test_fractions_only_need_snapshots_too():
     assert snapshot_interval({"checkpoint_every": 20, "snapshot_every": 8}) == 8
     # a run entry's own checkpoints win over the evaluation block's
     runs = {"r": {"training": {"checkpoint_every": 20}, "checkpoints": {"steps": [30]}}}
-    with pytest.raises(ConfigError, match=r"checkpoints.steps: 30 is not a multiple of run r's snapshot interval 20"):
+    with pytest.raises(ConfigError,
+                       match=r"checkpoints.steps: 30 is not a multiple of run r's snapshot interval 20"):
         check_checkpoints({"evaluation": {"checkpoints": {"steps": [40]}}}, runs)
 
 

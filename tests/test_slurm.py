@@ -89,7 +89,8 @@ def snakemake_cmd(workdir: Path, configfile: Path, *args: str, timeout: int) -> 
             "--profile", str(PROFILE), *args]
 
 
-def run(cmd: list[str], timeout: int, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str, float]:
+def run(cmd: list[str], timeout: int,
+        env: dict | None = None) -> tuple[subprocess.CompletedProcess, str, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
     start = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 120)
@@ -118,7 +119,8 @@ def test_profile_sizes_every_gpu_rule_in_one_place():
     gpu_rules = workflow_gpu_rules()
     assert KNOWN_GPU_RULES <= gpu_rules, gpu_rules
     sized = {rule for rule, res in profile["set-resources"].items() if res.get("gpu", 0) >= 1}
-    assert sized == gpu_rules, f"rules with gpu= in workflow/rules but not in the profile: {gpu_rules - sized}"
+    assert sized == gpu_rules, (f"rules with gpu= in workflow/rules but not in the profile: "
+                                f"{gpu_rules - sized}")
     for rule in gpu_rules:
         for key in ("gpu", "runtime", "mem_mb", "slurm_partition"):
             assert key in profile["set-resources"][rule], f"profiles/slurm: set-resources.{rule}.{key}"
@@ -133,7 +135,8 @@ def test_no_workflow_profile_replaces_the_slurm_profiles_resources():
             if path.exists():
                 keys = set(yaml.safe_load(path.read_text()) or {})
                 assert not keys & {"set-resources", "default-resources", "set-threads"}, (
-                    f"{path.relative_to(REPO)} sets {keys & {'set-resources', 'default-resources', 'set-threads'}}, "
+                    f"{path.relative_to(REPO)} sets "
+                    f"{keys & {'set-resources', 'default-resources', 'set-threads'}}, "
                     "which replaces profiles/slurm's on every run; put such settings in profiles/slurm")
 
 
@@ -224,7 +227,8 @@ def slurm_cluster():
     """The local test cluster: started here (and stopped at the end) with BONBON_SLURM_TESTS=1, or
     one already running; otherwise the SLURM tests are skipped."""
     if not HAVE_PLUGIN:
-        message = "snakemake-executor-plugin-slurm is not installed (pip install snakemake-executor-plugin-slurm)"
+        message = ("snakemake-executor-plugin-slurm is not installed "
+                   "(pip install snakemake-executor-plugin-slurm)")
         if FORCED:
             pytest.fail(message)
         pytest.skip(message)
@@ -275,8 +279,8 @@ def slurm_run(tmp_path_factory, slurm_profile):
     workdir = tmp_path_factory.mktemp("slurm-run")
     configfile = workdir / "test-config.yaml"
     configfile.write_text(yaml.safe_dump(TINY))
-    cmd = snakemake_cmd(workdir, configfile, "--profile", str(slurm_profile), "--until", "pairs", "gather_rewards",
-                        "--verbose",
+    cmd = snakemake_cmd(workdir, configfile, "--profile", str(slurm_profile), "--until", "pairs",
+                        "gather_rewards", "--verbose",
                         timeout=SLURM_RUN_TIMEOUT)
     result, output, seconds = run(cmd, timeout=SLURM_RUN_TIMEOUT)
     jobs = {}
@@ -291,7 +295,8 @@ def slurm_run(tmp_path_factory, slurm_profile):
 
 def test_workflow_runs_on_slurm_with_gpus_for_the_gpu_rules(slurm_run):
     result, output = slurm_run["result"], slurm_run["output"]
-    assert result.returncode != 124, f"Snakemake on SLURM did not finish in {SLURM_RUN_TIMEOUT} s:\n{output[-6000:]}"
+    assert result.returncode != 124, (f"Snakemake on SLURM did not finish in {SLURM_RUN_TIMEOUT} s:\n"
+                                      f"{output[-6000:]}")
     assert result.returncode == 0, output[-6000:]
     for table in TABLES:
         assert (slurm_run["workdir"] / table).exists(), table
@@ -339,10 +344,12 @@ def test_more_gpus_than_the_cluster_has_fails_fast_with_slurms_reason(slurm_run,
     shutil.copytree(slurm_run["workdir"] / "results", tmp_path / "results")  # prompts and toy models
     # --set-resources on the command line replaces the profiles' whole set-resources: repeat the partition
     cmd = snakemake_cmd(tmp_path, slurm_run["configfile"], "--profile", str(slurm_run["profile"]),
-                        "--forcerun", "generate", "--set-resources", "generate:gpu=8", "generate:slurm_partition=gpu",
+                        "--forcerun", "generate", "--set-resources", "generate:gpu=8",
+                        "generate:slurm_partition=gpu",
                         "--", "results/generate/toy/shards/samples0-2/1-of-2.parquet", timeout=300)
     result, output, seconds = run(cmd, timeout=300)
-    assert result.returncode not in (0, 124, 137), f"rc {result.returncode} after {seconds:.0f} s:\n{output[-4000:]}"
+    assert result.returncode not in (0, 124, 137), (f"rc {result.returncode} after {seconds:.0f} s:\n"
+                                                    f"{output[-4000:]}")
     assert seconds < 120, f"took {seconds:.0f} s to fail"
     assert "--gpus=8" in output
     assert "Requested node configuration is not available" in output, output[-4000:]

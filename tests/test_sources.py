@@ -136,7 +136,8 @@ def test_original_pairs_round_trip_to_training(tmp_path: Path) -> None:
     write_parquet(pairs, tmp_path / "original.parquet")
     back = read_table(tmp_path / "original.parquet", PAIR_TEXT_COLUMNS)
     assert back["n"].isna().all() and back["prompt"].tolist() == [MULTI, SINGLE]
-    assert back["chosen"].tolist() == [" About an hour.", " 4."] and back["rejected"].tolist() == [" Forever.", " 5."]
+    assert (back["chosen"].tolist() == [" About an hour.", " 4."]
+            and back["rejected"].tolist() == [" Forever.", " 5."])
     with pytest.raises(TableError, match=r"missing\.parquet: file does not exist"):
         read_table(tmp_path / "missing.parquet", PAIR_TEXT_COLUMNS)
     write_parquet(pairs.drop(columns="rejected"), tmp_path / "bad.parquet")

@@ -12,7 +12,8 @@ from conftest import REPO
 def test_every_template_is_filled_with_every_subject_of_its_kind(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("kinds:\n  review:\n    templates: ['Review {subject}.', 'Rate {subject}!']\n"
-                    "    subjects: [a cafe, a film, a bike]\n  description:\n    templates: ['Describe {subject}.']\n"
+                    "    subjects: [a cafe, a film, a bike]\n"
+                    "  description:\n    templates: ['Describe {subject}.']\n"
                     "    subjects: [rain]\n")
     table = read_template_prompts(path)
     assert table["prompt"].tolist() == [
@@ -26,8 +27,10 @@ def test_every_template_is_filled_with_every_subject_of_its_kind(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("kinds: {}\n", "a template file needs 'kinds'"),
-    ("kinds:\n  r: {templates: ['Review it.'], subjects: [x]}\n", r"kinds.r.templates\[0\] has no \{subject\} field"),
-    ("kinds:\n  r: {templates: ['Review {subject}.'], subjects: []}\n", "kinds.r.subjects must be a non-empty list"),
+    ("kinds:\n  r: {templates: ['Review it.'], subjects: [x]}\n",
+     r"kinds.r.templates\[0\] has no \{subject\} field"),
+    ("kinds:\n  r: {templates: ['Review {subject}.'], subjects: []}\n",
+     "kinds.r.subjects must be a non-empty list"),
     ("kinds:\n  r: {templates: ['{subject}', '{subject}'], subjects: [x]}\n", "is generated twice"),
 ])
 def test_a_bad_template_file_is_named(tmp_path, text, message):
@@ -46,5 +49,6 @@ def test_the_sentiment_templates_give_enough_train_and_eval_prompts():
     prompts, counts = build_prompt_table(table, 0.33, 0)
     assert (counts["train"], counts["eval"]) == (234, 102)
     # every kind is in both splits
-    split_kinds = table.set_index("prompt").loc[prompts["prompt"], "kind"].groupby(prompts["split"].to_numpy()).nunique()
+    split_kinds = (table.set_index("prompt").loc[prompts["prompt"], "kind"]
+                   .groupby(prompts["split"].to_numpy()).nunique())
     assert split_kinds.to_dict() == {"eval": 3, "train": 3}

@@ -115,7 +115,8 @@ def test_monte_carlo_best_of_n_win_rate(n: int) -> None:
 
 @pytest.mark.parametrize("n", [2, 4, 8])
 def test_monte_carlo_target_margin(n: int) -> None:
-    """(n-1) H_{n-1} is E[log pi_n/pi_0 of best] - E[log pi_n/pi_0 of worst], log pi_n/pi_0 = log n + (n-1) log u."""
+    """(n-1) H_{n-1} is E[log pi_n/pi_0 of best] - E[log pi_n/pi_0 of worst],
+    log pi_n/pi_0 = log n + (n-1) log u."""
     rng = np.random.default_rng(99 + n)
     u = rng.random((200_000, n))
     d = (n - 1) * (np.log(u.max(axis=1)) - np.log(u.min(axis=1)))

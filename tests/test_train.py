@@ -197,7 +197,8 @@ def test_two_processes_equal_one_process_with_both_batches(world, tmp_path):
     assert two["steps_per_epoch"] == 32 // (2 * 2)  # both processes counted
     metrics = pd.read_csv(tmp_path / "two" / "metrics.csv")
     assert metrics["step"].tolist() == [0, 1, 2]  # written once, by the main process
-    assert metrics["loss"].tolist() == pytest.approx(pd.read_csv(one / "metrics.csv")["loss"].tolist(), rel=1e-4)
+    assert metrics["loss"].tolist() == pytest.approx(pd.read_csv(one / "metrics.csv")["loss"].tolist(),
+                                                     rel=1e-4)
     a, b = params(one), params(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=0)
@@ -232,8 +233,8 @@ def test_launch_command_parses_as_multi_gpu_run(tmp_path, config, kind):
     args = validated[0] if isinstance(validated, tuple) else args
     assert args.num_processes == 4 and getattr(args, kind) and args.module
     assert args.training_script == "bonbon.train"
-    assert args.training_script_args == ["--policy", "m", "--pairs", "p.parquet", "--out", "out", "--config", "o.yaml",
-                                         "--ref-logps", "r.parquet"]
+    assert args.training_script_args == ["--policy", "m", "--pairs", "p.parquet", "--out", "out",
+                                         "--config", "o.yaml", "--ref-logps", "r.parquet"]
     env = prepare_multi_gpu_env(args)
     if kind == "use_fsdp":
         assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
@@ -264,12 +265,14 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
     parts = []
     for k in range(3):
         path = tmp_path / f"{k + 1}-of-3.parquet"
-        write_reference_logps(world["model"], world["pairs"], path, MAX_PROMPT, MAX_LEN, batch_size=16, shard=(k, 3))
+        write_reference_logps(world["model"], world["pairs"], path, MAX_PROMPT, MAX_LEN, batch_size=16,
+                              shard=(k, 3))
         parts.append(pd.read_parquet(path))
     assert [len(p) for p in parts] == [11, 11, 11]
     gathered = gather_reference_shards(parts)
     pd.testing.assert_frame_equal(gathered, whole, check_exact=False, atol=1e-4, rtol=0)  # float32 sums
-    assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()  # the emptied pair stays put
+    # the emptied pair stays put
+    assert gathered.loc[7, ["chosen_ref_logp", "rejected_ref_logp"]].isna().all()
     with pytest.raises(ValueError, match="shard 2 of 3 has 10 rows, expected 11 of 32"):
         gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])
 
@@ -283,7 +286,8 @@ def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
     for padding_free in (False, True):
         out = tmp_path / f"padding-free-{padding_free}"
         train(world["model"], world["pairs"], world["ref"], out,
-              cfg(loss=loss, max_steps=4, padding_free=padding_free, validation_fraction=0.3, eval_every=2, **extra))
+              cfg(loss=loss, max_steps=4, padding_free=padding_free, validation_fraction=0.3, eval_every=2,
+                  **extra))
         metrics[padding_free] = pd.read_csv(out / "metrics.csv")
         models[padding_free] = AutoModelForCausalLM.from_pretrained(out).eval()
     assert metrics[True]["val_loss"].notna().tolist() == [False, True, False, True]
@@ -489,4 +493,5 @@ def test_a_checkpoint_of_another_pair_count_or_setting_is_not_resumed():
     assert check_resumable(state, other, 28) == "learning_rate: 0.001 -> 0.002"
     assert check_resumable(state, other, 30) == "learning_rate: 0.001 -> 0.002, examples: 28 -> 30"
     assert {"eval_every", "max_steps", "snapshot_every"} <= set(RESUMABLE_CHANGES)
-    assert not {"learning_rate", "loss", "beta", "alpha", "seed", "batch_size", "lora"} & set(RESUMABLE_CHANGES)
+    assert not ({"learning_rate", "loss", "beta", "alpha", "seed", "batch_size", "lora"}
+                & set(RESUMABLE_CHANGES))

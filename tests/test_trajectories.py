@@ -35,7 +35,8 @@ def test_snapshot_is_the_final_model_of_the_shorter_run_and_samples_alike(world,
     a, b = params(snapshot), params(short)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
-    prompts = read_table(world["pairs"], PAIR_TEXT_COLUMNS).drop_duplicates("prompt_id")[["prompt_id", "prompt"]].head(6)
+    prompts = (read_table(world["pairs"], PAIR_TEXT_COLUMNS).drop_duplicates("prompt_id")
+               [["prompt_id", "prompt"]].head(6))
     sampling = SamplingConfig(n=2, max_new_tokens=8, max_prompt_length=24, seed=3)
     tables = [generate_samples(*load_policy(str(path)), prompts, sampling)[0] for path in (snapshot, short)]
     pd.testing.assert_frame_equal(tables[0], tables[1])
@@ -71,8 +72,8 @@ def test_validation_metrics_equal_the_loss_recomputed_on_held_out_pairs(world, t
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["val_loss"].notna().tolist() == [False, True, False, True]  # steps 2 and 4
     # recompute by hand with the final model on the pairs the split holds out
-    examples, _ = tokenize_pairs(read_table(world["pairs"], PAIR_TEXT_COLUMNS), world["tokenizer"], options.max_prompt_length,
-                                 options.max_length)
+    examples, _ = tokenize_pairs(read_table(world["pairs"], PAIR_TEXT_COLUMNS), world["tokenizer"],
+                                 options.max_prompt_length, options.max_length)
     attach_reference(examples, world["ref"])
     _, validation = split_validation(examples, 0.3)
     assert summary["validation_pairs"] == len(validation) > 0

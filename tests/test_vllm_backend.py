@@ -70,7 +70,8 @@ class FakeLLM:
         outputs = []
         for prompt, params in zip(prompts, sampling_params, strict=True):
             ids, reason, stop_reason = self.script(prompt["prompt_token_ids"], params)
-            outputs.append(RequestOutput(list(prompt["prompt_token_ids"]), [Completion(list(ids), reason, stop_reason)]))
+            outputs.append(RequestOutput(list(prompt["prompt_token_ids"]),
+                                         [Completion(list(ids), reason, stop_reason)]))
         return outputs
 
 
@@ -92,7 +93,8 @@ def test_sampling_kwargs_map_top_k_top_p_temperature_stop():
     cfg = SamplingConfig(n=2, max_new_tokens=7, temperature=0.7, top_k=5, top_p=0.9, stop_strings=("###",))
     kwargs = sampling_kwargs(cfg, 9, 0)
     assert (kwargs["temperature"], kwargs["top_k"], kwargs["top_p"]) == (0.7, 5, 0.9)
-    assert kwargs["max_tokens"] == 7 and kwargs["stop"] == ["###"] and kwargs["seed"] == 9 and kwargs["n"] == 1
+    assert (kwargs["max_tokens"] == 7 and kwargs["stop"] == ["###"] and kwargs["seed"] == 9
+            and kwargs["n"] == 1)
     assert sampling_kwargs(replace(cfg, top_k=-1), 9, 0)["top_k"] == 0  # any top_k <= 0 is off: vLLM's 0
     assert sampling_kwargs(replace(cfg, stop_strings=()), 9, 0)["stop"] == []
     # a chat template's end-of-turn ids (bonbon.chat) stop too, beside EOS and once each
@@ -131,7 +133,8 @@ def test_a_block_of_sample_indices_is_seeded_by_its_indices():
     llm = FakeLLM(length_limited)
     cfg = SamplingConfig(n=4, max_new_tokens=2, seed=5)
     vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["x"], cfg, make_params=dict)
-    vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["x"], replace(cfg, n=2, first_sample=2), make_params=dict)
+    vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["x"], replace(cfg, n=2, first_sample=2),
+                      make_params=dict)
     assert llm.calls[1]["params"] == llm.calls[0]["params"][2:]
     assert [p["seed"] for p in llm.calls[1]["params"]] == [row_seed(5, "x", 2), row_seed(5, "x", 3)]
 
@@ -168,7 +171,8 @@ def test_eos_is_appended_where_vllm_left_it_out():
     (row,) = vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=2), make_params=dict)
     assert row == [([1, 2, 0], True), ([1, 2, 0], True)]
     llm = FakeLLM(lambda prompt, params: ([], "stop", None))  # EOS as the first token, dropped
-    assert vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=1), make_params=dict) == [[([0], True)]]
+    assert vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=1),
+                             make_params=dict) == [[([0], True)]]
     llm = FakeLLM(lambda prompt, params: ([1], "stop", 0))  # our stop_token_ids=[EOS], the id left out
     assert vllm_sample_batch(llm, PieceTokenizer(), [[9]], ["k"], SamplingConfig(n=1), make_params=dict) == [
         [([1, 0], True)]]
@@ -184,8 +188,8 @@ def test_tokens_past_the_stop_string_are_cut():
 def test_length_stop_short_of_the_limit_is_unfinished_and_logged(caplog):
     llm = FakeLLM(lambda prompt, params: ([1, 2], "length", None))  # max_model_len reached
     with caplog.at_level("WARNING", logger="bonbon.vllm_backend"):
-        results = vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["k"], SamplingConfig(n=1, max_new_tokens=8),
-                                    make_params=dict)
+        results = vllm_sample_batch(llm, PieceTokenizer(), [[1]], ["k"],
+                                    SamplingConfig(n=1, max_new_tokens=8), make_params=dict)
     assert results == [[([1, 2], False)]]
     assert "max_model_len" in caplog.text
 
@@ -204,12 +208,13 @@ def test_outputs_for_other_prompts_raise():
 
     llm = Reversed(length_limited)
     with pytest.raises(RuntimeError, match="not for the prompt"):
-        vllm_sample_batch(llm, PieceTokenizer(), [[1], [2]], ["a", "b"], SamplingConfig(n=1, max_new_tokens=2),
-                          make_params=dict)
+        vllm_sample_batch(llm, PieceTokenizer(), [[1], [2]], ["a", "b"],
+                          SamplingConfig(n=1, max_new_tokens=2), make_params=dict)
     short = FakeLLM(length_limited)
     short.generate = lambda prompts, params, use_tqdm=True: []
     with pytest.raises(RuntimeError, match="0 outputs for 2 requests"):
-        vllm_sample_batch(short, PieceTokenizer(), [[1], [2]], ["a", "b"], SamplingConfig(n=1), make_params=dict)
+        vllm_sample_batch(short, PieceTokenizer(), [[1], [2]], ["a", "b"], SamplingConfig(n=1),
+                          make_params=dict)
 
 
 def test_llm_kwargs_defaults_and_overrides():
@@ -291,7 +296,8 @@ def test_generate_samples_with_the_vllm_backend(tokenizer):
     limited = encode(" bake bread every day and clean the kitchen first")[:6]
     assert len(limited) == 6
     # sample j of every prompt gets responses[j]: EOS, a stop string, the token limit
-    responses = [(encode(" sure.") + [eos], "stop", None), (stopped, "stop", HUMAN), (limited, "length", None)]
+    responses = [(encode(" sure.") + [eos], "stop", None), (stopped, "stop", HUMAN),
+                 (limited, "length", None)]
     seen = []
 
     def script(prompt, params):
@@ -300,7 +306,8 @@ def test_generate_samples_with_the_vllm_backend(tokenizer):
 
     prompts = prompt_table(2)
     cfg = SamplingConfig(n=3, max_new_tokens=6, max_prompt_length=12, batch_size=6)
-    samples, counts = generate_samples(FakeLLM(script), tokenizer, prompts, cfg, sample_batch=vllm_sampler(dict))
+    samples, counts = generate_samples(FakeLLM(script), tokenizer, prompts, cfg,
+                                       sample_batch=vllm_sampler(dict))
     # the prompts as generate_samples truncated them (from the left), each sent n times
     assert sorted(seen) == sorted(encode(p)[-12:] for p in prompts["prompt"] for _ in range(3))
     assert all(len(encode(p)) > 12 for p in prompts["prompt"])  # the truncation really cut
@@ -334,7 +341,8 @@ def vllm_runs_here() -> bool:
 VLLM_RUNS_HERE = vllm_runs_here()
 
 
-@pytest.mark.skipif(not VLLM_RUNS_HERE, reason="vLLM path needs the vllm package and a CUDA GPU (or a CPU build of vllm)")
+@pytest.mark.skipif(not VLLM_RUNS_HERE,
+                    reason="vLLM path needs the vllm package and a CUDA GPU (or a CPU build of vllm)")
 def test_real_vllm_on_a_tiny_gpt_neox(tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -373,7 +381,8 @@ def test_real_vllm_on_a_tiny_gpt_neox(tmp_path):
         again, _ = generate_samples(llm, tokenizer, prompts.iloc[::-1], replace(cfg, batch_size=12),
                                     sample_batch=vllm_sample_batch)
         pd.testing.assert_frame_equal(first, again)
-        other_seed, _ = generate_samples(llm, tokenizer, prompts, replace(cfg, seed=8), sample_batch=vllm_sample_batch)
+        other_seed, _ = generate_samples(llm, tokenizer, prompts, replace(cfg, seed=8),
+                                         sample_batch=vllm_sample_batch)
         pairs = zip(other_seed["response_ids"], first["response_ids"], strict=True)
         assert sum(a != b for a, b in pairs) > 12  # other seeds, other samples
     finally:
@@ -404,16 +413,17 @@ class EngineStandIn:
         self.calls.append(len(prompts))
         outputs = []
         for prompt, p in zip(prompts, sampling_params, strict=True):
-            cfg = SamplingConfig(n=1, max_new_tokens=p["max_tokens"], temperature=p["temperature"], top_k=p["top_k"],
-                                 top_p=p["top_p"], stop_strings=tuple(p["stop"]))
-            [[(ids, finished)]] = sample_prompt_batch(self.model, self.tokenizer, [prompt["prompt_token_ids"]],
-                                                      [str(p["seed"])], cfg)
+            cfg = SamplingConfig(n=1, max_new_tokens=p["max_tokens"], temperature=p["temperature"],
+                                 top_k=p["top_k"], top_p=p["top_p"], stop_strings=tuple(p["stop"]))
+            [[(ids, finished)]] = sample_prompt_batch(self.model, self.tokenizer,
+                                                      [prompt["prompt_token_ids"]], [str(p["seed"])], cfg)
             if not finished:
                 completion = Completion(ids, "length")
             elif ids[-1] == self.tokenizer.eos_token_id:
                 completion = Completion(ids, "stop", None)
             else:
-                completion = Completion(ids, "stop", next(s for s in p["stop"] if s in self.tokenizer.decode(ids)))
+                completion = Completion(ids, "stop",
+                                        next(s for s in p["stop"] if s in self.tokenizer.decode(ids)))
             outputs.append(RequestOutput(list(prompt["prompt_token_ids"]), [completion]))
         return outputs
 

@@ -112,7 +112,8 @@ def test_same_tokens_loss_and_gradient_norm(world, bench):
 
 @pytest.mark.parametrize("padding_free", [False, True])
 def test_training_loops_give_the_same_losses(world, bench, padding_free):
-    """bonbon.train and DPOTrainer, same schedule, optimizer, clipping and batches: the same loss each step."""
+    """bonbon.train and DPOTrainer, same schedule, optimizer, clipping and batches: the same loss each
+    step."""
     spec = {**world["spec"], "options": {"padding_free": padding_free}}
     ours = bench.run_ours(spec, world["opts"])
     theirs = bench.run_trl(spec, world["opts"])

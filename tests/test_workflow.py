@@ -38,7 +38,8 @@ def test_malformed_prompt_file_fails_with_file_and_row_and_leaves_no_output(tmp_
     result = run_workflow(tmp_path, config, "--until", "prompts", check=False)
     assert result.returncode != 0
     # the file is read before any job starts (bonbon.config.check_prompt_files)
-    assert "config key datasets.bad.path: " in result.stderr and "bad.csv: row 2: does not start with" in result.stderr
+    assert ("config key datasets.bad.path: " in result.stderr
+            and "bad.csv: row 2: does not start with" in result.stderr)
     assert not (tmp_path / "results").exists()
 
 
@@ -70,10 +71,12 @@ def small_run(tmp_path_factory):
     config = copy.deepcopy(SMALL)
     # a local directory standing in for the hub's Anthropic/hh-rlhf: the hub code path, offline
     write_local_hh(workdir / "hh-rlhf")
-    config["datasets"]["hhlocal"] = {"source": "hf", "path": str(workdir / "hh-rlhf"), "data_dir": "helpful-base"}
+    config["datasets"]["hhlocal"] = {"source": "hf", "path": str(workdir / "hh-rlhf"),
+                                     "data_dir": "helpful-base"}
     config["runs"].append({"loss": "dpo", "source": "original", "beta": [0.1], "datasets": ["hhlocal"]})
     if HH_PROMPTS.exists():
-        config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24, "eval_fraction": 0.25}
+        config["datasets"]["hh"] = {"source": "file", "path": str(HH_PROMPTS), "max_prompts": 24,
+                                    "eval_fraction": 0.25}
     run_workflow(workdir, config, "--until", "pairs", "gather_samples", "gather_rewards")
     return workdir
 
@@ -110,8 +113,8 @@ def test_sample_and_pair_tables(small_run):
     assert samples["finished"].mean() > 0.8
     assert (samples.loc[~samples["finished"], "n_tokens"] == 48).all()
     n8 = pd.read_parquet(small_run / "results/pairs/toy/n8.parquet")
-    assert list(n8.columns[:9]) == ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
-                                    "chosen_idx", "rejected_idx", "chosen_finished"]
+    assert list(n8.columns[:9]) == ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward",
+                                    "rejected_reward", "chosen_idx", "rejected_idx", "chosen_finished"]
     rewards = pd.read_parquet(small_run / "results/score/toy/rewards.parquet")
     best = rewards.loc[rewards.groupby("prompt_id")["reward"].idxmax()].set_index("prompt_id")
     assert (n8.set_index("prompt_id")["chosen"] == best.loc[n8["prompt_id"], "response"]).all()
@@ -142,7 +145,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(small_run):
            "--configfile", str(config_file), "--cores", "2", target]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     checkpoints = small_run / "results" / "models" / run / "checkpoints"
-    job = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    job = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("step-*")):
         assert job.poll() is None, "the job ended before its first checkpoint"
@@ -162,7 +166,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(small_run):
     summary = json.loads((small_run / target).read_text())
     pairs = len(pd.read_parquet(small_run / "results/pairs/toy/n4.parquet"))
     assert 0.95 * pairs <= summary["examples"] <= pairs
-    assert summary["steps"] == 2 * (summary["examples"] // 4)  # two epochs of 4 pairs a step, as if never killed
+    # two epochs of 4 pairs a step, as if never killed
+    assert summary["steps"] == 2 * (summary["examples"] // 4)
     assert summary["resumed_from_step"] >= int(first.split("-")[1]) > 0
     metrics = pd.read_csv(small_run / "results" / "models" / run / "metrics.csv")
     assert metrics["step"].tolist() == list(range(summary["steps"]))  # no step twice, none missing
@@ -203,7 +208,8 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     summary = pd.read_parquet(small_run / "results/eval/summary.parquet").set_index("policy")
     summary = summary[summary["dataset"] == "toy"]  # the real HH prompts, where present, are evaluated too
     run = "toy-n4-bonbon-betaauto-alpha0.005"
-    assert set(summary.index) == {"toy-reference", "toy-bon-n2", "toy-bon-n4", "toy-bon-n8", run, f"{run}-step3"}
+    assert set(summary.index) == {"toy-reference", "toy-bon-n2", "toy-bon-n4", "toy-bon-n8", run,
+                                  f"{run}-step3"}
     # the trajectory: the snapshot at step 3 is its own row of the run, the final model has the last step
     steps = json.loads((small_run / f"results/models/{run}/train_summary.json").read_text())["steps"]
     assert summary.loc[f"{run}-step3", ["run", "step"]].tolist() == [run, 3]
@@ -216,29 +222,32 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     assert summary.loc["toy-reference", "calibration"].startswith(("ok: ", "OFF: "))
     for n in (2, 4, 8):
         row = summary.loc[f"toy-bon-n{n}"]
-        assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"], (n, row["win_rate"], row["win_rate_se"])
+        assert abs(row["win_rate"] - n / (n + 1)) < 3 * row["win_rate_se"], (n, row["win_rate"],
+                                                                             row["win_rate_se"])
         assert row["kl_method"] == "analytic" and row["kl"] == pytest.approx(np.log(n) - (n - 1) / n)
     trained = summary.loc["toy-n4-bonbon-betaauto-alpha0.005"]
     # the original HH-format pairs of a hub-layout dataset were loaded, trained on and evaluated
-    original = json.loads((small_run / "results/models/hhlocal-original-dpo-beta0.1/train_summary.json").read_text())
+    original = json.loads((small_run / "results/models/hhlocal-original-dpo-beta0.1/train_summary.json")
+                          .read_text())
     assert original["examples"] >= 40 and original["steps"] == 2 * (original["examples"] // 4)
     hh_summary = pd.read_parquet(small_run / "results/eval/summary.parquet").set_index("policy")
     hh_prompts = pd.read_parquet(small_run / "results/prompts/hhlocal.parquet")
     # HH's test split (16 rows, less prompts seen twice) is the eval set
-    assert hh_summary.loc["hhlocal-original-dpo-beta0.1", "n_prompts"] == (hh_prompts["split"] == "eval").sum() >= 12
+    assert (hh_summary.loc["hhlocal-original-dpo-beta0.1", "n_prompts"]
+            == (hh_prompts["split"] == "eval").sum() >= 12)
     assert trained["kl_method"] == "monte_carlo" and trained["kl"] > 0 and trained["kl_se"] > 0
     assert trained["beta"] == pytest.approx(1 / 11)
     csv = pd.read_csv(small_run / "results/eval/summary.csv")
-    assert list(csv.columns[:13]) == ["policy", "dataset", "kind", "run", "step", "loss", "n", "beta", "alpha",
-                                      "win_rate", "win_rate_se", "kl", "kl_se"]
+    assert list(csv.columns[:13]) == ["policy", "dataset", "kind", "run", "step", "loss", "n", "beta",
+                                      "alpha", "win_rate", "win_rate_se", "kl", "kl_se"]
 
     # adding a checkpoint samples only that checkpoint: no training, no other policy's sampling
     config = yaml.safe_load((small_run / "test-config.yaml").read_text())
     config["evaluation"]["checkpoints"]["steps"] = [3, 6]
     grown = small_run / "grown-config.yaml"
     grown.write_text(yaml.safe_dump(config))
-    dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),
-                          "--configfile", str(grown), "-n", "--quiet", "rules"],
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                          str(small_run), "--configfile", str(grown), "-n", "--quiet", "rules"],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert dry.returncode == 0, dry.stderr[-3000:]
     planned = {line.split()[0]: int(line.split()[1]) for line in dry.stdout.splitlines()
@@ -247,22 +256,27 @@ def test_whole_workflow_to_report(small_run, tmp_path):
     assert planned.get("sample") == 2, dry.stdout  # step 6 of the toy run and of the original-pairs run
 
     report = small_run / "results" / "report.html"
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(small_run),
-                             "--configfile", str(small_run / "test-config.yaml"), "--report", str(report)],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                             str(small_run), "--configfile", str(small_run / "test-config.yaml"), "--report",
+                             str(report)],
+                            capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text()
-    assert "filename=frontier.png;base64" in html and "toy-bon-n8" in html  # the figure and the table are embedded
+    # the figure and the table are embedded
+    assert "filename=frontier.png;base64" in html and "toy-bon-n8" in html
 
     import shutil
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip("no chromium on this machine (Debian: apt-get install chromium); the report was built but not opened")
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium); "
+                    "the report was built but not opened")
     dom = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000", "--dump-dom", report.as_uri()],
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000", "--dump-dom",
+         report.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
     text = rendered_text(dom)

@@ -42,9 +42,11 @@ SMALL = {
     },
     "generation": {"max_new_tokens": 48, "batch_size": 64, "seed": 3},
     "sft": {"training": {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_steps": 2, "batch_size": 16,
-                         "max_steps": 10, "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 100}},
-    "training": {"optimizer": "rmsprop", "learning_rate": 1e-4, "warmup_steps": 5, "batch_size": 4, "epochs": 2,
-                 "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 3, "log_every": 1},
+                         "max_steps": 10, "max_length": 160, "max_prompt_length": 96,
+                         "checkpoint_every": 100}},
+    "training": {"optimizer": "rmsprop", "learning_rate": 1e-4, "warmup_steps": 5, "batch_size": 4,
+                 "epochs": 2, "max_length": 160, "max_prompt_length": 96, "checkpoint_every": 3,
+                 "log_every": 1},
     "runs": [{"loss": "bonbon", "beta": ["auto"], "alpha": [0.005], "n": [4], "datasets": ["toy"]}],
     "evaluation": {"checkpoints": {"steps": [3]}},  # every run's snapshot at step 3 is evaluated too
 }

@@ -63,7 +63,8 @@ def save_tiny_policy(model_dir, **config):
     fields = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
               "max_position_embeddings": 128, **config}
     GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
-                                     pad_token_id=tokenizer.pad_token_id, **fields)).save_pretrained(model_dir)
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     **fields)).save_pretrained(model_dir)
     return tokenizer
 
 

@@ -34,7 +34,14 @@ from bonbon.policies import (
     samples_path,
 )
 from bonbon.gguf_import import IMPORTED, gguf_file, imported_name, is_gguf
-from bonbon.model_refs import TOY_MODELS, TOY_TOKENIZER_FILES, model_files, model_refs
+from bonbon.model_refs import (
+    SFT_MODEL,
+    TOY_MODELS,
+    TOY_TOKENIZER_FILES,
+    TOY_TOKENIZERS,
+    model_files,
+    model_refs,
+)
 from bonbon.rerun import canonical, code_version, result_training, runtime_training
 from bonbon.runs import check_checkpoints, checkpoint_steps, expand_runs, replicates
 
@@ -96,9 +103,6 @@ POLICIES = catalog(DATASETS, N_VALUES, config["evaluation"]["opponents"], RUNS)
 # Which model serves each role (base, reward, judge, reference, tokenizer), the files a rule declares
 # for it and where it loads from (bonbon.model_refs)
 MODELS = model_refs(config)
-PLOTS = expand("results/plots/{plot}.png", plot=["frontier", "rewards", "lengths"]) + (
-    ["results/plots/training.png"] if RUNS else []
-)
 
 
 scattergather:
@@ -107,15 +111,22 @@ scattergather:
     ref_logps=config["shards"]["ref_logps"],
 
 
-def block_shards(stage, dataset, blocks):
-    """The shard files of stage generate or score for the sample blocks `blocks` of a dataset."""
-    return [
-        path
-        for block in blocks
-        for path in gather.generate(
-            f"results/{stage}/{dataset}/shards/samples{block}/{{scatteritem}}.parquet"
-        )
-    ]
+# Every path is written once, where its file is made: in the producing rule's output, or in the package
+# where it owns the layout (bonbon.policies.samples_path, bonbon.model_refs). Other rules and `all` name
+# a file through its producer, rules.<name>.output.<key>: the pattern itself where the wildcards are
+# the same, else filled in by fill() or, for a scattered output, shards().
+def fill(pattern, **wildcards):
+    """The file of an output pattern (rules.<name>.output.<key>) with its wildcards filled in."""
+    (path,) = expand(pattern, **wildcards)
+    return path
+
+
+def shards(pattern, scatter, **wildcards):
+    """The shards of a scattered output pattern as a gather reads them: for each combination of the
+    wildcard values given (a list runs over its values, in order), scattergather `scatter`'s items
+    1-of-N ... N-of-N. Wildcards not given stay (a gather rule's own)."""
+    items = getattr(gather, scatter)("{scatteritem}")
+    return expand(pattern, **wildcards, scatteritem=items, allow_missing=True)
 
 
 def shard_of(scatteritem):
@@ -172,11 +183,6 @@ def generation_settings():
     return canonical(generation)
 
 
-# proxy against judge only where they differ (models.judge set to another model than models.reward)
-if MODELS["judge"].location != MODELS["reward"].location:
-    PLOTS.append("results/plots/judge_vs_proxy.png")
-
-
 def prompt_source(wildcards):
     return dataset_source(wildcards.dataset)
 
@@ -185,7 +191,7 @@ def dataset_source(name):
     """A dataset's source as an input: the toy prompt set, a prompt file, or a local HH directory."""
     dataset = config["datasets"][name]
     if dataset["source"] == "toy":
-        return "results/toy/prompts.parquet"
+        return rules.toy_corpus.output.prompts
     if dataset["source"] == "hf" and not bonbon_config.is_local_path(dataset["path"]):
         return []  # a hub id: nothing on disk to depend on
     return dataset["path"]
@@ -194,13 +200,13 @@ def dataset_source(name):
 def pair_file(dataset, pairs):
     """The pair file a training source names: best/worst pairs 'n{n}' or the dataset's 'original' ones."""
     if pairs == "original":
-        return f"results/original_pairs/{dataset}.parquet"
-    return f"results/pairs/{dataset}/{pairs}.parquet"
+        return fill(rules.original_pairs.output.pairs, dataset=dataset)
+    return fill(rules.pairs.output.pairs, dataset=dataset, n=pairs.removeprefix("n"))
 
 
 def sft_input():
     data = config["sft"]["data"]
-    return "results/toy/corpus.parquet" if data == "toy" else dataset_source(data)
+    return rules.toy_corpus.output.corpus if data == "toy" else dataset_source(data)
 
 
 def policy_spec(policy):
@@ -269,73 +275,89 @@ def opponent_samples(wildcards):
     return [samples_path(p.name) for p in POLICIES.opponents_of(dataset)]
 
 
-def all_outputs():
-    """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
-    where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
-    producer."""
+def plots():
+    """The report's figures: the frontier, the distributions, the training curves where there are runs,
+    and proxy against judge where models.judge is another model than models.reward."""
     outputs = [
-        "results/eval/summary.parquet",
-        "results/eval/runs.parquet",
-        "results/eval/seeds.parquet",
-        "results/eval/theory.parquet",
-        *PLOTS,
+        rules.plot_frontier.output.png,
+        rules.plot_distributions.output.rewards,
+        rules.plot_distributions.output.lengths,
     ]
-    outputs += ["results/exact/exact_world.parquet", "results/plots/exact_world.png"]
-    if (
+    if RUNS:
+        outputs.append(rules.plot_training.output.png)
+    if MODELS["judge"].location != MODELS["reward"].location:
+        outputs.append(rules.plot_judge.output.png)
+    return outputs
+
+
+def uses_toy_world():
+    return (
         any(config["datasets"][d]["source"] == TOY for d in DATASETS)
         or (config["sft"]["enabled"] and config["sft"]["data"] == TOY)
         or any(config["models"][role] == TOY for role in ("base", "reward"))
-    ):
-        outputs += ["results/toy/corpus.parquet", "results/toy/prompts.parquet"]
+    )
+
+
+def all_outputs():
+    """Every file a later job reads, not only the final ones: Snakemake regenerates a missing file only
+    where it is a target (or a job that needs it runs anyway), so deleting any of them reschedules its
+    producer. Each is named through the output pattern of the rule that writes it."""
+    outputs = [
+        rules.summary.output.parquet,
+        rules.summary.output.runs_parquet,
+        rules.summary.output.seeds_parquet,
+        rules.theory.output.table,
+        *plots(),
+    ]
+    outputs += [rules.exact_world.output.table, rules.exact_world.output.png]
+    if uses_toy_world():
+        outputs += [rules.toy_corpus.output.corpus, rules.toy_corpus.output.prompts]
+    toy_models = {
+        "base": rules.toy_base_model,
+        "reward": rules.toy_reward_model,
+        "judge": rules.toy_judge_model,
+    }
     for role in ("base", "reward", "judge"):
         if config["models"][role] == TOY:
-            outputs += MODELS[role].files + [f"{TOY_MODELS[role]}/toy_summary.json"]
-            outputs += [
-                f"results/toy/tokenizer_{'policy' if role == 'base' else 'reward'}/{name}"
-                for name in TOY_TOKENIZER_FILES
-            ]
+            toy_model = toy_models[role].output
+            tokenizer = getattr(
+                rules.toy_tokenizers.output, "policy" if role == "base" else "reward"
+            )
+            outputs += [*toy_model.model, toy_model.summary, *tokenizer]
     for name in GGUF_IMPORTS:
-        outputs += model_files(f"{IMPORTED}/{name}") + [
-            f"{IMPORTED}/{name}/import_summary.json"
-        ]
+        outputs += expand(rules.import_gguf.output, name=name)
     if config["sft"]["enabled"]:
-        outputs += MODELS["reference"].files + ["results/models/sft/train_summary.json"]
+        outputs += rules.sft.output
     for dataset in DATASETS:
-        outputs.append(f"results/prompts/{dataset}.parquet")
+        outputs.append(fill(rules.prompts.output.prompts, dataset=dataset))
         if config["datasets"][dataset].get("build_pairs") is False:
             continue  # a preference dataset trained on its own pairs: no generation, scoring or pairs
-        for stage in ("generate", "score"):
-            outputs += block_shards(stage, dataset, BLOCKS)
+        # the scores are sharded as the samples they score
+        for pattern in (rules.generate.output.samples, rules.score.output.rewards):
+            outputs += shards(pattern, "generate", dataset=dataset, block=BLOCKS)
         outputs += [
-            f"results/generate/{dataset}/samples.parquet",
-            f"results/score/{dataset}/rewards.parquet",
+            fill(rules.gather_samples.output.table, dataset=dataset),
+            fill(rules.gather_rewards.output.table, dataset=dataset),
         ]
-        outputs += [f"results/pairs/{dataset}/n{n}.parquet" for n in N_VALUES]
+        outputs += expand(rules.pairs.output.pairs, dataset=dataset, n=N_VALUES)
     for run, spec in RUNS.items():
-        pairs = pair_file(spec["dataset"], spec["pairs"])
-        ref_logps = "results/ref_logps/{dataset}/{pairs}".format(**spec)
+        pairs = {"dataset": spec["dataset"], "pairs": spec["pairs"]}
         outputs += [
-            pairs,
-            f"{ref_logps}.parquet",
-            *gather.ref_logps(f"{ref_logps}/shards/{{scatteritem}}.parquet"),
+            pair_file(**pairs),
+            fill(rules.gather_ref_logps.output.ref_logps, **pairs),
+            *shards(rules.ref_logps.output.ref_logps, "ref_logps", **pairs),
         ]
-        outputs += model_files(f"results/models/{run}") + [
-            f"results/models/{run}/train_summary.json"
-        ]
-    for (
-        policy
-    ) in POLICIES.sampled():  # best-of-n is built from the reference's candidates
+        outputs += expand(rules.train.output, run=run)
+    # best-of-n is built from the reference's candidates
+    for policy in POLICIES.sampled():
         outputs += [
-            samples_path(policy.name),
-            *gather.sample(
-                f"{SAMPLES_DIR}/{policy.name}/shards/{{scatteritem}}.parquet"
-            ),
+            fill(rules.gather_policy_samples.output.table, policy=policy.name),
+            *shards(rules.sample.output.samples, "sample", policy=policy.name),
         ]
-    outputs += [
-        f"results/eval/{name}.parquet"
-        for name, policy in POLICIES.finals.items()
-        if policy.is_evaluated
-    ]
+    outputs += expand(
+        rules.evaluate.output.table,
+        policy=[name for name, p in POLICIES.finals.items() if p.is_evaluated],
+    )
     return list(dict.fromkeys(outputs))
 
 
@@ -363,19 +385,16 @@ def export_outputs():
     """What `all` adds: the pair exports with export.pairs, the model cards with export.model_cards."""
     outputs = []
     if config["export"]["pairs"]:
-        outputs += [
-            f"results/export/{d}/{kind}.{ext}"
-            for d in DATASETS
-            for kind in sorted(
-                {
-                    f"n{n}"
-                    for n in N_VALUES
-                    if config["datasets"][d].get("build_pairs") is not False
-                }
-                | {spec["pairs"] for spec in RUNS.values() if spec["dataset"] == d}
-            )
-            for ext in ("parquet", "jsonl")
-        ]
+        export = rules.export_pairs.output
+        for d in DATASETS:
+            built = config["datasets"][d].get("build_pairs") is not False
+            kinds = {f"n{n}" for n in N_VALUES if built}
+            kinds |= {spec["pairs"] for spec in RUNS.values() if spec["dataset"] == d}
+            for kind in sorted(kinds):
+                outputs += [
+                    fill(export.parquet, dataset=d, pairs=kind),
+                    fill(export.jsonl, dataset=d, pairs=kind),
+                ]
     if config["export"]["model_cards"] and RUNS:
-        outputs.append("results/cards/cards.json")
+        outputs.append(rules.model_cards.output.index)
     return outputs

@@ -4,8 +4,8 @@
 
 rule sample:
     input:
-        prompts=lambda wc: "results/prompts/{}.parquet".format(
-            policy_spec(wc.policy).dataset
+        prompts=lambda wc: fill(
+            rules.prompts.output.prompts, dataset=policy_spec(wc.policy).dataset
         ),
         policy=policy_model_input,
         run=policy_run_input,
@@ -13,7 +13,7 @@ rule sample:
         reward=MODELS["reward"].files,
         judge=MODELS["judge"].files,
     output:
-        samples="results/samples/{policy}/shards/{scatteritem}.parquet",
+        samples=os.path.join(SAMPLES_DIR, "{policy}", "shards", "{scatteritem}.parquet"),
     log:
         "logs/sample/{policy}/{scatteritem}.log",
     benchmark:
@@ -60,25 +60,17 @@ rule sample:
         "../scripts/sample.py"
 
 
-rule gather_policy_samples:
+# a policy's shards in one table, as rule gather_samples does (generate.smk), where bonbon.policies
+# (Policy.sample_files) reads them
+use rule gather_samples as gather_policy_samples with:
     input:
-        shards=gather.sample("results/samples/{{policy}}/shards/{scatteritem}.parquet"),
+        shards=shards(rules.sample.output.samples, "sample"),
     output:
-        table="results/samples/{policy}.parquet",
+        table=samples_path("{policy}"),
     log:
         "logs/sample/{policy}/gather.log",
     benchmark:
         "benchmarks/sample/{policy}/gather.tsv"
-    conda:
-        "../../envs/tables.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        code=code("gather.py"),
-    script:
-        "../scripts/gather.py"
 
 
 rule evaluate:
@@ -111,7 +103,7 @@ rule evaluate:
 rule summary:
     input:
         tables=lambda wc: expand(
-            "results/eval/{policy}.parquet", policy=evaluated_policies()
+            rules.evaluate.output.table, policy=evaluated_policies()
         ),
     output:
         parquet="results/eval/summary.parquet",

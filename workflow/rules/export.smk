@@ -3,8 +3,8 @@
 rule export_pairs:
     input:
         pairs=lambda wc: pair_file(wc.dataset, wc.pairs),
-        ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
-        prompts="results/prompts/{dataset}.parquet",
+        ref_logps=rules.gather_ref_logps.output.ref_logps,
+        prompts=rules.prompts.output.prompts,
     output:
         # save_to_disk's folder (load_from_disk), and files load_dataset("parquet" | "json") opens
         folder=directory("results/export/{dataset}/{pairs}"),
@@ -28,7 +28,7 @@ rule export_pairs:
 
 rule model_cards:
     input:
-        summary="results/eval/summary.parquet",
+        summary=rules.summary.output.parquet,
         models=lambda wc: [
             model_files(card["directory"])[0] for card in card_specs().values()
         ],

@@ -5,7 +5,7 @@
 
 rule generate:
     input:
-        prompts="results/prompts/{dataset}.parquet",
+        prompts=rules.prompts.output.prompts,
         model=MODELS["reference"].files,
     output:
         samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
@@ -32,9 +32,13 @@ rule generate:
         "../scripts/generate.py"
 
 
+# The samples of every block and shard in one table. The gathers of the other stages are this rule,
+# reused with `use rule gather_samples as ... with:` (gather_rewards in score.smk, gather_policy_samples
+# in evaluate.smk) with their own shards, table, log and benchmark; the script, conda env, resources and
+# params are this rule's.
 rule gather_samples:
     input:
-        shards=lambda wc: block_shards("generate", wc.dataset, BLOCKS),
+        shards=shards(rules.generate.output.samples, "generate", block=BLOCKS),
     output:
         table="results/generate/{dataset}/samples.parquet",
     log:

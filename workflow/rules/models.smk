@@ -7,8 +7,8 @@ rule import_gguf:
     input:
         gguf=lambda wc: str(gguf_file(GGUF_IMPORTS[wc.name])),
     output:
-        model=model_files("results/models/imported/{name}"),
-        summary="results/models/imported/{name}/import_summary.json",
+        model=model_files(os.path.join(IMPORTED, "{name}")),
+        summary=os.path.join(IMPORTED, "{name}", "import_summary.json"),
     log:
         "logs/models/imported/{name}.log",
     benchmark:

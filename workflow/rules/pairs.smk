@@ -4,7 +4,12 @@
 
 rule pairs:
     input:
-        rewards=lambda wc: block_shards("score", wc.dataset, block_names(int(wc.n))),
+        rewards=lambda wc: shards(
+            rules.score.output.rewards,
+            "generate",
+            dataset=wc.dataset,
+            block=block_names(int(wc.n)),
+        ),
     output:
         pairs="results/pairs/{dataset}/n{n}.parquet",
     log:

@@ -3,8 +3,8 @@
 
 rule plot_frontier:
     input:
-        summary="results/eval/summary.parquet",
-        theory="results/eval/theory.parquet",
+        summary=rules.summary.output.parquet,
+        theory=rules.theory.output.table,
     output:
         png=report(
             "results/plots/frontier.png",
@@ -35,7 +35,7 @@ rule plot_frontier:
 
 rule plot_distributions:
     input:
-        tables=expand("results/eval/{policy}.parquet", policy=POLICIES.finals),
+        tables=expand(rules.evaluate.output.table, policy=POLICIES.finals),
     output:
         rewards=report(
             "results/plots/rewards.png",
@@ -73,8 +73,8 @@ rule plot_distributions:
 
 rule plot_judge:
     input:
-        summary="results/eval/summary.parquet",
-        theory="results/eval/theory.parquet",
+        summary=rules.summary.output.parquet,
+        theory=rules.theory.output.table,
     output:
         png=report(
             "results/plots/judge_vs_proxy.png",
@@ -101,7 +101,7 @@ rule plot_judge:
 
 rule plot_training:
     input:
-        summaries=expand("results/models/{run}/train_summary.json", run=RUNS),
+        summaries=expand(rules.train.output.summary, run=RUNS),
     output:
         png=report(
             "results/plots/training.png",

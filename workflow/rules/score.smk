@@ -4,7 +4,7 @@
 
 rule score:
     input:
-        samples="results/generate/{dataset}/shards/samples{block}/{scatteritem}.parquet",
+        samples=rules.generate.output.samples,
         model=MODELS["reward"].files,
     output:
         rewards="results/score/{dataset}/shards/samples{block}/{scatteritem}.parquet",
@@ -30,22 +30,13 @@ rule score:
         "../scripts/score.py"
 
 
-rule gather_rewards:
+# the rewards of every block and shard in one table, as rule gather_samples does (generate.smk)
+use rule gather_samples as gather_rewards with:
     input:
-        shards=lambda wc: block_shards("score", wc.dataset, BLOCKS),
+        shards=shards(rules.score.output.rewards, "generate", block=BLOCKS),
     output:
         table="results/score/{dataset}/rewards.parquet",
     log:
         "logs/score/{dataset}/gather.log",
     benchmark:
         "benchmarks/score/{dataset}/gather.tsv"
-    conda:
-        "../../envs/tables.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        code=code("gather.py"),
-    script:
-        "../scripts/gather.py"

@@ -35,16 +35,11 @@ rule toy_corpus:
 
 rule toy_tokenizers:
     input:
-        corpus="results/toy/corpus.parquet",
+        corpus=rules.toy_corpus.output.corpus,
     output:
-        policy=[
-            "results/toy/tokenizer_policy/tokenizer.json",
-            "results/toy/tokenizer_policy/tokenizer_config.json",
-        ],
-        reward=[
-            "results/toy/tokenizer_reward/tokenizer.json",
-            "results/toy/tokenizer_reward/tokenizer_config.json",
-        ],
+        # where bonbon.model_refs reads the toy tokenizers (the policy's is models.tokenizer's files)
+        policy=[os.path.join(TOY_TOKENIZERS["policy"], f) for f in TOY_TOKENIZER_FILES],
+        reward=[os.path.join(TOY_TOKENIZERS["reward"], f) for f in TOY_TOKENIZER_FILES],
     log:
         "logs/toy/tokenizers.log",
     benchmark:
@@ -72,11 +67,8 @@ rule toy_tokenizers:
 
 rule toy_base_model:
     input:
-        corpus="results/toy/corpus.parquet",
-        tokenizer=[
-            "results/toy/tokenizer_policy/tokenizer.json",
-            "results/toy/tokenizer_policy/tokenizer_config.json",
-        ],
+        corpus=rules.toy_corpus.output.corpus,
+        tokenizer=rules.toy_tokenizers.output.policy,
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["base"]),
@@ -100,11 +92,8 @@ rule toy_base_model:
 
 rule toy_reward_model:
     input:
-        corpus="results/toy/corpus.parquet",
-        tokenizer=[
-            "results/toy/tokenizer_reward/tokenizer.json",
-            "results/toy/tokenizer_reward/tokenizer_config.json",
-        ],
+        corpus=rules.toy_corpus.output.corpus,
+        tokenizer=rules.toy_tokenizers.output.reward,
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["reward"]),
@@ -131,10 +120,7 @@ rule toy_reward_model:
 # It needs only the reward tokenizer, so it trains beside the base and reward models, not after them.
 rule toy_judge_model:
     input:
-        tokenizer=[
-            "results/toy/tokenizer_reward/tokenizer.json",
-            "results/toy/tokenizer_reward/tokenizer_config.json",
-        ],
+        tokenizer=rules.toy_tokenizers.output.reward,
     output:
         # the model's files, not the directory: see MODEL_FILES
         model=model_files(TOY_MODELS["judge"]),

@@ -7,8 +7,8 @@ rule sft:
         data=sft_input(),
     output:
         # the model's files and the summary (written last), not the directory: see MODEL_FILES
-        model=model_files("results/models/sft"),
-        summary="results/models/sft/train_summary.json",
+        model=model_files(SFT_MODEL),
+        summary=os.path.join(SFT_MODEL, "train_summary.json"),
     log:
         "logs/train/sft.log",
     benchmark:
@@ -94,9 +94,7 @@ rule ref_logps:
 
 rule gather_ref_logps:
     input:
-        shards=gather.ref_logps(
-            "results/ref_logps/{{dataset}}/{{pairs}}/shards/{scatteritem}.parquet"
-        ),
+        shards=shards(rules.ref_logps.output.ref_logps, "ref_logps"),
     output:
         ref_logps="results/ref_logps/{dataset}/{pairs}.parquet",
     log:
@@ -120,8 +118,10 @@ rule gather_ref_logps:
 checkpoint train:
     input:
         pairs=lambda wc: pair_file(RUNS[wc.run]["dataset"], RUNS[wc.run]["pairs"]),
-        ref_logps=lambda wc: "results/ref_logps/{dataset}/{pairs}.parquet".format(
-            **RUNS[wc.run]
+        ref_logps=lambda wc: fill(
+            rules.gather_ref_logps.output.ref_logps,
+            dataset=RUNS[wc.run]["dataset"],
+            pairs=RUNS[wc.run]["pairs"],
         ),
         model=MODELS["reference"].files,
     output:
