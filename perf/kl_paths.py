@@ -7,6 +7,9 @@ Train the runs with a snapshot every step first (`training.snapshot_every: 1`), 
 
     python perf/kl_paths.py results --samples 4 --max-step 40
 
+``--every K`` measures only the snapshots at multiples of K, ``--final`` the final model too (its step is
+the run's step count), for runs whose path is slow (BoNBoN alpha 1).
+
 It prints, per run, the KL estimate (mean of log π_θ(y) − log π_ref(y) over samples from π_θ, with its
 SE) at each snapshot, and the steps where the path crosses its n's best-of-n KL.
 """
@@ -14,6 +17,7 @@ SE) at each snapshot, and the steps where the path crosses its n's best-of-n KL.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -44,6 +48,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4, help="responses per validation prompt and snapshot")
     ap.add_argument("--max-step", type=int, default=40, help="snapshots after this step are skipped")
     ap.add_argument("--fraction", type=float, default=0.1, help="training.validation_fraction")
+    ap.add_argument("--every", type=int, default=1, help="only the snapshots at multiples of this step")
+    ap.add_argument("--final", action="store_true", help="also the final model (at the run's step count)")
     ap.add_argument("--runs", nargs="*", help="run names (default: every run under results/models)")
     ap.add_argument("--out", type=Path, help="CSV of (run, step, kl, kl_se)")
     args = ap.parse_args()
@@ -56,12 +62,14 @@ def main() -> None:
                                if p.name.startswith("toy-n"))
     for run in runs:
         n = int(run.split("-n")[1].split("-")[0])
-        snapshots = sorted((args.results / "models" / run / "snapshots").glob("step-*"))
+        snapshots = [(int(p.name.split("-")[1]), p)
+                     for p in sorted((args.results / "models" / run / "snapshots").glob("step-*"))]
+        snapshots = [(step, p) for step, p in snapshots if step <= args.max_step and step % args.every == 0]
+        if args.final:
+            summary = json.loads((args.results / "models" / run / "train_summary.json").read_text())
+            snapshots.append((summary["steps"], args.results / "models" / run))
         path = [(0, 0.0, 0.0)]
-        for snapshot in snapshots:
-            step = int(snapshot.name.split("-")[1])
-            if step > args.max_step:
-                break
+        for step, snapshot in snapshots:
             model, tokenizer = load_policy(snapshot)
             samples, _ = generate_samples(model, tokenizer, prompts, cfg)
             policy = sample_logps(model, tokenizer, samples, cfg.max_prompt_length)

@@ -234,6 +234,22 @@ def test_seeds_overlay_trains_three_seeds_of_the_n8_runs():
     assert {**config["training"], "seed": 0} == default["training"]
 
 
+def test_default_warmups_dpo_keeps_its_own():
+    """BoNBoN and IPO warm up for 20 steps (chosen on the validation loss, docs/toy-sweep.md); DPO keeps
+    the 10 of its own sweep, in the default and in the seeds overlay, which inherits the shared block."""
+    from snakemake.utils import update_config
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    seeds = copy.deepcopy(default)
+    update_config(seeds, yaml.safe_load((REPO / "config" / "seeds-n8.yaml").read_text()))
+    for config in (default, seeds):
+        validate(config, str(SCHEMA))
+        warmups = {run["loss"]: set() for run in expand_runs(config).values()}
+        for run in expand_runs(config).values():
+            warmups[run["loss"]].add(run["training"]["warmup_steps"])
+        assert warmups == {"bonbon": {20}, "ipo": {20}, "dpo": {10}}
+
+
 @pytest.mark.parametrize(
     ("change", "key", "message"),
     [
