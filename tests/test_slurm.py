@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -150,10 +151,8 @@ sys.exit(1)
 """
 
 
-@pytest.mark.skipif(not HAVE_PLUGIN, reason="snakemake-executor-plugin-slurm is not installed")
-@pytest.mark.parametrize("gpu_model", [None, "a100"])
-def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
-    """The sbatch call the plugin builds for `generate` from the profile, caught by a fake sbatch."""
+def fake_slurm_tools(tmp_path: Path) -> Path:
+    """A bin/ folder with the fake sbatch and SLURM tools that answer as a cluster without jobs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
@@ -164,6 +163,14 @@ def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
     (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'MinJobAge = 300 sec'\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.skipif(not HAVE_PLUGIN, reason="snakemake-executor-plugin-slurm is not installed")
+@pytest.mark.parametrize("gpu_model", [None, "a100"])
+def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
+    """The sbatch call the plugin builds for `generate` from the profile, caught by a fake sbatch."""
+    bin_dir = fake_slurm_tools(tmp_path)
     work = tmp_path / "work"
     # generate's inputs and what they are made from, oldest first, so that nothing upstream is due
     # (the files are never read here)
@@ -204,6 +211,73 @@ def test_profile_renders_gpu_flags_for_a_gpu_rule(tmp_path, gpu_model):
     assert args[args.index("--comment") + 1].startswith("rule_generate_wildcards_toy"), args
     # retries: 1 in the profile resubmits the failed job once
     assert len(log.read_text().splitlines()) == 2, log.read_text()
+
+
+BATCHED = REPO / "profiles" / "slurm-batched"
+
+
+@pytest.mark.skipif(not HAVE_PLUGIN, reason="snakemake-executor-plugin-slurm is not installed")
+def test_batched_profile_submits_the_table_jobs_as_one_group_of_capped_size(tmp_path):
+    """profiles/slurm-batched on top of profiles/slurm: once everything before the evaluation exists,
+    the evaluation's table jobs go to SLURM as one submission, sized for `cores` members at a time (not
+    the sum of all of them), and no other rule's job is changed by the cap."""
+    batched = yaml.safe_load((BATCHED / "config.yaml").read_text())
+    grouped = {entry.split("=")[0] for entry in batched["groups"]}
+    cap = batched["cores"]
+    work = tmp_path / "work"
+    work.mkdir()
+    configfile = tmp_path / "config.yaml"
+    # no runs, so no checkpoint hides part of the DAG; enough n that the evaluate jobs outnumber the cap
+    configfile.write_text(yaml.safe_dump({**TINY, "n_values": [2, 4, 8, 16], "shards": {"generate": 1}}))
+    dump = subprocess.run([sys.executable, str(REPO / "scripts" / "dag_jobs.py"), "--directory", str(work),
+                           "--configfile", str(configfile)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=300)
+    jobs = json.loads(dump.stdout)
+    assert max(job["threads"] for job in jobs) <= cap, "the cap would change some job's threads"
+    in_group = [job for job in jobs if job["rule"] in grouped]
+    assert {"evaluate", "summary", "theory"} <= {job["rule"] for job in in_group}
+    assert sum(job["rule"] == "evaluate" for job in in_group) > cap, "too few jobs to show the cap"
+    # every other job's outputs as empty stand-ins, oldest upstream first, so only the group is due
+    producer = {out: job for job in jobs for out in job["output"]}
+    depth: dict[str, int] = {}
+
+    def level(path: str) -> int:
+        if path not in producer:
+            return 0
+        if path not in depth:
+            depth[path] = 1 + max((level(i) for i in producer[path]["input"]), default=0)
+        return depth[path]
+
+    now = time.time()
+    for job in jobs:
+        if job["rule"] in grouped or job["rule"] == "all":
+            continue
+        for out in job["output"]:
+            path = work / out
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            os.utime(path, (now - 1000 + 10 * level(out),) * 2)
+    log = tmp_path / "sbatch.jsonl"
+    cmd = snakemake_cmd(work, configfile, "--profile", str(BATCHED), "--retries", "0",
+                        "--slurm-init-seconds-before-status-checks", "1", timeout=120)
+    result, output, _ = run(cmd, timeout=120, env={
+        "PATH": f"{fake_slurm_tools(tmp_path)}{os.pathsep}{os.environ['PATH']}", "FAKE_SBATCH_LOG": str(log)})
+    assert result.returncode not in (0, 124, 137), output[-3000:]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 1, f"one submission for the whole group, got {len(calls)}:\n{output[-3000:]}"
+    args = calls[0]
+    assert args[args.index("--comment") + 1].startswith("rule_tables_"), args
+    # the group job's command names its members as rule:wildcards after --target-jobs
+    words = shlex.split(next(a for a in args if a.startswith("--wrap="))[len("--wrap="):])
+    first = words.index("--target-jobs") + 1
+    targets = words[first : next(i for i in range(first, len(words)) if words[i].startswith("--"))]
+    members = sorted((t.split(":")[0], sorted(kv.split("=", 1) for kv in t.split(":", 1)[1].split(",") if kv))
+                     for t in targets)
+    expected = sorted((job["rule"], sorted(map(list, job["wildcards"].items()))) for job in in_group)
+    assert members == expected, targets
+    members_mem = sorted(int(job["resources"]["mem_mb"]) for job in in_group)
+    assert f"--cpus-per-task={cap}" in args, args
+    assert int(args[args.index("--mem") + 1]) <= sum(members_mem[-cap:]) < sum(members_mem), args
 
 
 # --- with SLURM ---------------------------------------------------------------------------------------
