@@ -82,12 +82,23 @@ def test_bad_config_stops_the_workflow_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_paper_config_is_valid_and_its_dag_builds_offline(tmp_path):
+def test_paper_config_is_valid_and_its_dag_builds_offline(tmp_path, monkeypatch):
+    """Where the Hub cannot be reached the hub ids are only warned about, and the DAG builds; where the
+    user said HF_HUB_OFFLINE=1, ids missing from the local cache are an error naming each key."""
     config = yaml.safe_load((REPO / "config" / "hh-pythia28.yaml").read_text())
     assert schema_errors(config, SCHEMA) == []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     result = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     for rule in ("original_pairs", "sft", "generate", "score", "ref_logps", "train", "sample", "summary"):
         assert rule in result.stdout
+    assert not (tmp_path / "results").exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    result = run_workflow(tmp_path, config, "-n", "--quiet", "rules", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    for key in ("models.base", "models.reward", "datasets.hh.path"):
+        assert f"config key {key}: hub " in output, (key, output[-3000:])
     assert not (tmp_path / "results").exists()
 
 
