@@ -3,13 +3,21 @@
     python scripts/real_world_tables.py results [dataset]
 
 Ties of the lexicon rewards (how often the n samples of a prompt all score the same, how many samples
-score exactly 0.0), the pairs kept, every evaluated policy (win rates by proxy and judge, KL, length),
-per-stage times from benchmarks/, and a few samples of the reference and the trained policies.
+score exactly 0.0), the pairs kept, the ties of the evaluation (each sample against the reference
+opponents of its prompt), every evaluated policy (win rates by proxy and judge, KL, length), per-stage
+times from benchmarks/ and CPU seconds from the jobs' logs, and a few samples of the reference,
+best-of-8 and the trained policies.
+
+With warm start (bonbon.warm) a job's benchmark times the client that hands the job to a warm worker:
+its wall time is the job's, its max_rss and cpu_time are not. The worker logs its own CPU seconds
+(children included) and peak RSS as the job log's last line ("warm worker N: X CPU-s ..."); the
+per-stage CPU table sums those.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,15 +51,25 @@ def tie_table(rewards: pd.DataFrame, n_values: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def eval_ties(results: Path) -> pd.DataFrame:
+def eval_ties(results: Path, dataset: str = "sentiment") -> pd.DataFrame:
+    """Per evaluated policy: the share of its (sample, opponent) comparisons that tie under the proxy
+    and the judge (a tie counts 1/2 in the win rates), and of its samples each scores exactly 0.0."""
+    opponents = [pd.read_parquet(p)
+                 for p in sorted((results / "samples").glob(f"{dataset}-opponents*.parquet"))]
+    if not opponents:
+        return pd.DataFrame()
+    against = pd.concat(opponents)[["prompt_id", "reward", "judge_reward"]]
     rows = []
-    for path in sorted((results / "eval").glob("*.parquet")):
+    for path in sorted((results / "eval").glob(f"{dataset}-*.parquet")):
         table = pd.read_parquet(path)
-        if "opponent_reward" not in table.columns or path.stem.endswith("-reference"):
-            continue  # the reference's samples are their own opponents: ties by construction
-        rows.append({"policy": path.stem, "rows": len(table),
-                     "proxy_ties": float((table["reward"] == table["opponent_reward"]).mean()),
-                     "judge_ties": float((table["judge_reward"] == table["opponent_judge_reward"]).mean()),
+        if "judge_reward" not in table.columns:
+            continue
+        pairs = table[["prompt_id", "reward", "judge_reward"]].merge(against, on="prompt_id",
+                                                                     suffixes=("", "_opp"))
+        rows.append({"policy": path.stem, "samples": len(table), "comparisons": len(pairs),
+                     "proxy_ties": float((pairs["reward"] == pairs["reward_opp"]).mean()),
+                     "judge_ties": float((pairs["judge_reward"] == pairs["judge_reward_opp"]).mean()),
+                     "proxy_zero": float((table["reward"] == 0).mean()),
                      "judge_zero": float((table["judge_reward"] == 0).mean())})
     return pd.DataFrame(rows)
 
@@ -70,16 +88,36 @@ def stage_times(benchmarks: Path) -> pd.DataFrame:
                                      max_rss_mb=("max_rss_mb", "max")).reset_index()
 
 
+WORKER = re.compile(r"warm worker \d+: ([\d.]+) CPU-s \(children included\), peak RSS (\d+) MB")
+
+
+def worker_cpu(logs: Path) -> pd.DataFrame:
+    """Per stage (the first folder under logs/): the jobs whose log ends with a warm worker's line, their
+    CPU seconds (children included) in all and at most, and the largest peak RSS."""
+    rows = []
+    for path in sorted(logs.rglob("*.log")):
+        for cpu, rss in WORKER.findall(path.read_text(errors="replace")):
+            rows.append({"stage": path.relative_to(logs).parts[0], "cpu_s": float(cpu),
+                         "peak_rss_mb": float(rss)})
+    jobs = pd.DataFrame(rows)
+    if jobs.empty:
+        return jobs
+    return jobs.groupby("stage").agg(jobs=("cpu_s", "count"), cpu_s=("cpu_s", "sum"),
+                                     max_job_cpu_s=("cpu_s", "max"),
+                                     max_peak_rss_mb=("peak_rss_mb", "max")).reset_index()
+
+
 def samples(results: Path, policies: list[str], count: int = 4) -> str:
-    tables = {p: pd.read_parquet(results / "samples" / f"{p}.parquet") for p in policies
-              if (results / "samples" / f"{p}.parquet").exists()}
+    """Sample 0 of the first `count` evaluation prompts by prompt id, from eval/<policy>.parquet."""
+    tables = {p: pd.read_parquet(results / "eval" / f"{p}.parquet") for p in policies
+              if (results / "eval" / f"{p}.parquet").exists()}
     if not tables:
         return ""
     reference = next(iter(tables.values()))
     lines = []
     for prompt_id in sorted(reference["prompt_id"].unique())[:count]:
         row = reference[reference["prompt_id"] == prompt_id].iloc[0]
-        lines.append(f"**{json.loads(row['messages'])[-1]['content']}**\n")
+        lines.append(f"**{json.loads(row['messages'])[-1]['content']}** (prompt {prompt_id})\n")
         for policy, table in tables.items():
             hit = table[(table["prompt_id"] == prompt_id) & (table["sample_idx"] == 0)]
             if len(hit):
@@ -107,27 +145,31 @@ def main(results: Path, dataset: str = "sentiment") -> None:
     if pairs:
         print("\n## Pairs kept\n")
         print(markdown(pd.DataFrame(pairs, columns=["pairs", "rows"])))
-    ties = eval_ties(results)
+    ties = eval_ties(results, dataset)
     if len(ties):
-        print("\n## Ties in the evaluation (each sample against the reference's sample of its prompt)\n")
+        print("\n## Ties in the evaluation (each sample against the reference opponents of its prompt)\n")
         print(markdown(ties))
     summary_path = results / "eval" / "summary.parquet"
     if summary_path.exists():
         summary = pd.read_parquet(summary_path)
         columns = ["policy", "step", "win_rate", "win_rate_se", "judge_win_rate", "judge_win_rate_se", "kl",
-                   "kl_se", "mean_reward", "mean_judge_reward", "mean_length", "unfinished_share"]
+                   "kl_se", "mean_reward", "mean_judge_reward", "mean_length", "unfinished_share",
+                   "proxy_judge_corr"]
         print("\n## Every evaluated policy\n")
         print(markdown(summary[[c for c in columns if c in summary.columns]]))
     times = stage_times(results.parent / "benchmarks")
     if len(times):
-        print("\n## Per-stage times (benchmarks/)\n")
+        print("\n## Per-stage wall times (benchmarks/; with warm start max_rss is the client's)\n")
         print(markdown(times))
-    policies = [f"{dataset}-reference"] + sorted(p.stem
-                                                 for p in (results / "samples").glob(f"{dataset}-n*.parquet")
-                                                 if "-step" not in p.stem)
+    cpu = worker_cpu(results.parent / "logs")
+    if len(cpu):
+        print("\n## Per-stage CPU seconds and peak RSS of the warm workers (the jobs' logs)\n")
+        print(markdown(cpu))
+    policies = [f"{dataset}-reference", f"{dataset}-bon-n8"] + sorted(
+        p.stem for p in (results / "eval").glob(f"{dataset}-n*.parquet") if "-step" not in p.stem)
     text = samples(results, policies)
     if text:
-        print("\n## Samples (sample 0 of the first eval prompts by id)\n")
+        print("\n## Samples (sample 0 of the first eval prompts by id, from eval/<policy>.parquet)\n")
         print(text)
 
 
