@@ -237,7 +237,8 @@ def test_batched_profile_submits_the_table_jobs_as_one_group_of_capped_size(tmp_
     in_group = [job for job in jobs if job["rule"] in grouped]
     assert {"evaluate", "summary", "theory"} <= {job["rule"] for job in in_group}
     assert sum(job["rule"] == "evaluate" for job in in_group) > cap, "too few jobs to show the cap"
-    # every other job's outputs as empty stand-ins, oldest upstream first, so only the group is due
+    # every other job's outputs as empty stand-ins, oldest upstream first and newer than every source
+    # file (a fresh clone's files are minutes old), so only the group is due
     producer = {out: job for job in jobs for out in job["output"]}
     depth: dict[str, int] = {}
 
@@ -256,7 +257,7 @@ def test_batched_profile_submits_the_table_jobs_as_one_group_of_capped_size(tmp_
             path = work / out
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
-            os.utime(path, (now - 1000 + 10 * level(out),) * 2)
+            os.utime(path, (now + 0.01 * level(out),) * 2)
     log = tmp_path / "sbatch.jsonl"
     cmd = snakemake_cmd(work, configfile, "--profile", str(BATCHED), "--retries", "0",
                         "--slurm-init-seconds-before-status-checks", "1", timeout=120)
