@@ -17,11 +17,12 @@ per-stage CPU table sums those.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from bonbon.warm import worker_usage
 
 
 def _fmt(value: object) -> str:
@@ -88,17 +89,13 @@ def stage_times(benchmarks: Path) -> pd.DataFrame:
                                      max_rss_mb=("max_rss_mb", "max")).reset_index()
 
 
-WORKER = re.compile(r"warm worker \d+: ([\d.]+) CPU-s \(children included\), peak RSS (\d+) MB")
-
-
 def worker_cpu(logs: Path) -> pd.DataFrame:
     """Per stage (the first folder under logs/): the jobs whose log ends with a warm worker's line, their
     CPU seconds (children included) in all and at most, and the largest peak RSS."""
     rows = []
     for path in sorted(logs.rglob("*.log")):
-        for cpu, rss in WORKER.findall(path.read_text(errors="replace")):
-            rows.append({"stage": path.relative_to(logs).parts[0], "cpu_s": float(cpu),
-                         "peak_rss_mb": float(rss)})
+        for cpu, rss in worker_usage(path.read_text(errors="replace")):
+            rows.append({"stage": path.relative_to(logs).parts[0], "cpu_s": cpu, "peak_rss_mb": rss})
     jobs = pd.DataFrame(rows)
     if jobs.empty:
         return jobs

@@ -168,3 +168,12 @@ def test_a_changed_setting_or_package_file_keys_another_server(warm_dir, monkeyp
     finally:
         os.utime(package, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert warm.fingerprint() == key
+
+
+def test_the_worker_line_reads_back():
+    """worker_usage parses what the worker logs (scripts/real_world_tables.py sums it per stage)."""
+    log = ("2026-12-06 19:04:09,195 INFO bonbon: done: {'prompts': 234}\n"
+           f"2026-12-06 19:04:09,210 INFO bonbon: {warm.WORKER_LINE % (9648, 132.44, 1341.4)}\n"
+           f"{warm.WORKER_LINE % (7, 0.04, 365.0)}\n")
+    assert warm.worker_usage(log) == [(132.4, 1341.0), (0.0, 365.0)]
+    assert warm.worker_usage("warm worker 1: 2.0 CPU-s") == []

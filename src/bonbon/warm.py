@@ -355,6 +355,19 @@ def _die_with_client(conn: socket.socket) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+# A warm job's last log line: the worker's own CPU time and peak memory, which its benchmark file (the
+# client's) does not have; scripts/real_world_tables.py reads it back with worker_usage
+WORKER_LINE = "warm worker %d: %.1f CPU-s (children included), peak RSS %.0f MB"
+
+
+def worker_usage(log_text: str) -> list[tuple[float, float]]:
+    """(CPU seconds, peak RSS in MB) of every :data:`WORKER_LINE` in a job log's text."""
+    import re
+
+    pattern = r"warm worker \d+: ([\d.]+) CPU-s \(children included\), peak RSS (\d+) MB"
+    return [(float(cpu), float(rss)) for cpu, rss in re.findall(pattern, log_text)]
+
+
 def _finish(code: int) -> None:
     """What the interpreter does at exit (non-daemon threads joined, atexit handlers, streams flushed),
     then the worker's CPU time and peak memory as the job log's last line."""
@@ -368,8 +381,8 @@ def _finish(code: int) -> None:
             thread.join()
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     logging.getLogger("bonbon").info(
-        "warm worker %d: %.1f CPU-s (children included), peak RSS %.0f MB", os.getpid(),
-        sum(u.ru_utime + u.ru_stime for u in usage), max(u.ru_maxrss for u in usage) / 1024)
+        WORKER_LINE, os.getpid(), sum(u.ru_utime + u.ru_stime for u in usage),
+        max(u.ru_maxrss for u in usage) / 1024)
     atexit._run_exitfuncs()  # logging.shutdown among them
     for stream in (sys.stdout, sys.stderr):
         try:
