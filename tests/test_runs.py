@@ -244,9 +244,9 @@ def test_default_warmups_dpo_keeps_its_own():
     update_config(seeds, yaml.safe_load((REPO / "config" / "seeds-n8.yaml").read_text()))
     for config in (default, seeds):
         validate(config, str(SCHEMA))
-        warmups = {run["loss"]: set() for run in expand_runs(config).values()}
+        warmups: dict[str, set[int]] = {}
         for run in expand_runs(config).values():
-            warmups[run["loss"]].add(run["training"]["warmup_steps"])
+            warmups.setdefault(run["loss"], set()).add(run["training"]["warmup_steps"])
         assert warmups == {"bonbon": {20}, "ipo": {20}, "dpo": {10}}
 
 
