@@ -585,6 +585,28 @@ def test_code_version_follows_the_package_code_a_script_imports(tmp_path):
     assert code_version(script, tmp_path / "src", package="pkg") != version
 
 
+def test_a_result_free_module_is_left_out_of_every_code_version(tmp_path):
+    """bonbon.warm changes how a job starts, not what it computes: every workflow script imports it, and
+    an edit to it must rerun nothing (rerun.RESULT_FREE_MODULES names it below the package)."""
+    from bonbon.rerun import RESULT_FREE_MODULES, code_version, package_modules
+
+    assert RESULT_FREE_MODULES == {"warm"}
+    for script in (REPO / "workflow" / "scripts").glob("*.py"):
+        assert "bonbon.warm" not in package_modules(script, REPO / "src"), script.name
+    package = tmp_path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "warm.py").write_text("def hand_over(g):\n    return None\n")
+    (package / "b.py").write_text("def f():\n    return 1\n")
+    script = tmp_path / "script.py"
+    script.write_text("from pkg.warm import hand_over\n\nhand_over(globals())\nfrom pkg.b import f\n")
+    version = code_version(script, tmp_path / "src", package="pkg")
+    (package / "warm.py").write_text("def hand_over(g):\n    return 1\n")
+    assert code_version(script, tmp_path / "src", package="pkg") == version
+    (package / "b.py").write_text("def f():\n    return 2\n")
+    assert code_version(script, tmp_path / "src", package="pkg") != version
+
+
 def test_an_evaluated_checkpoint_retrains_no_run(finished, tmp_path):
     run = copy_run(finished, tmp_path)
     config = yaml.safe_load((run / "test-config.yaml").read_text())

@@ -32,7 +32,8 @@ RUNTIME_KEYS = tuple(
 RUNTIME_TRAINING_KEYS = training_keys("x-runtime")
 
 
-# modules that change how a job runs, never what it computes: no rule reruns when they change
+# modules of the package (names below it) that change how a job runs, never what it computes: no rule
+# reruns when they change
 RESULT_FREE_MODULES = frozenset({"warm"})
 
 
@@ -108,7 +109,7 @@ def package_modules(script: str | Path, source_root: str | Path, package: str = 
         _, imports = _analysed(pending.pop().read_text(), package)
         for module in imports:
             parts = module.split(".")
-            if module in RESULT_FREE_MODULES:
+            if module.removeprefix(f"{package}.") in RESULT_FREE_MODULES:
                 continue
             for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
                 if candidate.is_file() and module not in found:
