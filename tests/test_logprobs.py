@@ -10,7 +10,14 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 import bonbon.logprobs as logprobs_module
-from bonbon.logprobs import PACKED_ATTENTION, position_ids_from_mask, sequence_logps, token_logps
+from bonbon.logprobs import (
+    PACKED_ATTENTION,
+    padding_free_gap,
+    padding_free_problem,
+    position_ids_from_mask,
+    sequence_logps,
+    token_logps,
+)
 from bonbon.metrics import kl_estimate
 
 PAD = 0
@@ -296,7 +303,7 @@ def test_padding_free_with_gradient_checkpointing():
     """The packed row's layout reaches the attention also when a layer is recomputed in backward."""
     plain = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()
     checkpointed = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2).train()
-    checkpointed.gradient_checkpointing_enable()
+    getattr(checkpointed, "activation_checkpointing_enable", checkpointed.gradient_checkpointing_enable)()
     ids, att, rsp = mixed_batch()
     weights = torch.linspace(-1.0, 2.0, len(ids))
     a, a_grads = grads_of(plain, lambda: sequence_logps(plain, ids, att, rsp, padding_free=True), weights)
@@ -337,13 +344,50 @@ def test_padding_free_leaves_the_model_as_it_was(tmp_path):
 
 def test_padding_free_needs_sdpa_and_checks_context():
     ids, att, rsp = mixed_batch()
-    with pytest.raises(ValueError, match="needs the model's attention implementation 'sdpa'"):
+    with pytest.raises(ValueError, match="implementation is 'eager', not 'sdpa'.*padding_free: false"):
         sequence_logps(tiny_neox(0, vocab=37, attn="eager"), ids, att, rsp, padding_free=True)
     rsp_bad = rsp.clone()
     rsp_bad[0, 0] = 1
     with pytest.raises(ValueError, match="no real token before it"):
         sequence_logps(tiny_neox(0, vocab=37, attn="sdpa"), ids, att, rsp_bad, padding_free=True)
 
+
+
+class DroppingKwargs(torch.nn.Module):
+    """A model whose forward does not pass attention keyword arguments on (the packed layout is lost)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, bonbon_packed=None, **kwargs):
+        return self.inner(**kwargs)
+
+
+class ZeroPositions(DroppingKwargs):
+    """Passes the packed layout on but not a packed row's positions: rotary embeddings see 0 everywhere."""
+
+    def forward(self, position_ids=None, bonbon_packed=None, **kwargs):
+        if bonbon_packed is not None:
+            position_ids = torch.zeros_like(position_ids)
+        return self.inner(position_ids=position_ids, bonbon_packed=bonbon_packed, **kwargs)
+
+
+def test_padding_free_refuses_a_model_that_drops_the_packed_layout():
+    """Without the layout the packed row would be one long sequence attending across its parts: an error,
+    not wrong values; the support check names what a model lacks; the gap is float32 rounding on a
+    supporting model and large where positions are lost."""
+    ids, att, rsp = mixed_batch()
+    model = tiny_neox(9, vocab=37, init=0.3, attn="sdpa", layers=2)
+    assert padding_free_problem(model) is None
+    assert padding_free_problem(tiny_neox(9, vocab=37, attn="eager")) == (
+        "the model's attention implementation is 'eager', not 'sdpa'")
+    with torch.no_grad(), pytest.raises(RuntimeError, match="no attention layer of the model received"):
+        sequence_logps(DroppingKwargs(model), ids, att, rsp, padding_free=True)
+    model.train()
+    assert padding_free_gap(model, ids, att, rsp) < 1e-5
+    assert model.training  # put back as it was
+    assert padding_free_gap(ZeroPositions(model), ids, att, rsp) > 1e-2
 
 # ------------------------------------------------------------------------------ KL vs enumeration
 

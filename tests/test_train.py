@@ -55,8 +55,9 @@ def test_one_policy_forward_per_step_and_no_reference_model(world, tmp_path, mon
     calls, loaded = [], []
     forward = GPTNeoXForCausalLM.forward
     monkeypatch.setattr(
-        GPTNeoXForCausalLM, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k)
-    )
+        GPTNeoXForCausalLM, "forward",
+        lambda self, *a, **k: (torch.is_grad_enabled() and calls.append(1)) or forward(self, *a, **k)
+    )  # forwards with gradients: padding_free's check before step 0 runs two without
     from_pretrained = AutoModelForCausalLM.from_pretrained.__func__
 
     def recording(cls, path, *a, **k):
@@ -105,8 +106,9 @@ def test_resume_after_crash_matches_uninterrupted_run(world, tmp_path, monkeypat
     calls = []
     forward = GPTNeoXForCausalLM.forward
     monkeypatch.setattr(
-        GPTNeoXForCausalLM, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k)
-    )
+        GPTNeoXForCausalLM, "forward",
+        lambda self, *a, **k: (torch.is_grad_enabled() and calls.append(1)) or forward(self, *a, **k)
+    )  # forwards with gradients: padding_free's check before step 0 runs two without
     summary = train(
         world["model"], world["pairs"], world["ref"], broken, cfg(max_steps=6, checkpoint_every=2)
     )
@@ -277,6 +279,29 @@ def test_sharded_reference_logps_gather_to_the_unsharded_table(world, tmp_path):
         gather_reference_shards([parts[0], parts[1].iloc[1:], parts[2]])
 
 
+def test_padding_free_auto_packs_where_the_model_supports_it(world, tmp_path, monkeypatch, caplog):
+    """The default (auto) trains packed on a model that supports it and padded, with a warning, where the
+    packed check fails; true raises there; the summary records what ran."""
+    import bonbon.train.loop as loop
+
+    def trained(name: str, padding_free: object) -> dict:
+        summary = train(world["model"], world["pairs"], world["ref"], tmp_path / name,
+                        cfg(max_steps=1, padding_free=padding_free))
+        return summary["config"]["padding_free"]
+
+    assert cfg().padding_free == "auto"
+    assert trained("auto", "auto") is True
+    assert trained("off", False) is False
+    monkeypatch.setattr(loop, "padding_free_gap", lambda *a: 0.25)  # a model whose packed values differ
+    with caplog.at_level("WARNING", logger="bonbon.train.loop"):
+        assert trained("auto-unsupported", "auto") is False
+    assert "padded rows, because packed log-probs differ from padded ones by 0.25" in caplog.text
+    with pytest.raises(ValueError, match="training.padding_free is true but packed log-probs differ"):
+        trained("forced", True)
+    with pytest.raises(ValueError, match="padding_free must be true, false or 'auto', got 'yes'"):
+        replace(cfg(), padding_free="yes")
+
+
 @pytest.mark.parametrize("loss", ["bonbon", "dpo"])
 def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
     """training.padding_free: the same pairs per step, the same losses, validation values and model up to
@@ -349,7 +374,8 @@ def batches_seen(world, monkeypatch) -> list[list[str]]:
 
 def test_data_order_is_a_new_permutation_every_epoch_and_fixed_by_the_seed(world, tmp_path, monkeypatch):
     seen = batches_seen(world, monkeypatch)
-    two_epochs = cfg(batch_size=8, max_steps=None, epochs=2)  # 4 steps an epoch
+    # 4 steps an epoch; padded rows, whose owners the recording reads back
+    two_epochs = cfg(batch_size=8, max_steps=None, epochs=2, padding_free=False)
     train(world["model"], world["pairs"], world["ref"], tmp_path / "a", two_epochs)
     first = list(seen)
     assert len(first) == 8

@@ -12,7 +12,8 @@ chunks of :data:`LSE_CHUNK_ROWS`), never on the prompt or padding positions. Row
 same computation as over the whole [B, T, V] tensor, so values and gradients are bit-identical to it
 (tested).
 
-``padding_free=True`` (opt-in, training's ``padding_free``) packs the real tokens of the B rows
+``padding_free=True`` (training's ``padding_free``, on by default where the model supports it: see
+:func:`padding_free_problem`) packs the real tokens of the B rows
 into one row: every linear layer runs on real tokens only, attention runs per sequence (each
 sequence is put back in its own row for the attention product, so no token attends across
 sequences), positions restart at 0 in every sequence, and the LM head projects only the positions
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LSE_CHUNK_ROWS", "position_ids_from_mask", "sequence_logps", "token_logps"]
+__all__ = ["LSE_CHUNK_ROWS", "padding_free_gap", "padding_free_problem", "position_ids_from_mask",
+           "sequence_logps", "token_logps"]
 
 # rows of logits per logsumexp chunk: bounds the float32 copy of a reference / evaluation pass
 LSE_CHUNK_ROWS = 4096
@@ -185,6 +187,7 @@ class PackedSequences:
 
     gather: torch.Tensor
     home: torch.Tensor
+    calls: int = 0  # attention layers that ran on this layout (0 after a forward: the model dropped it)
 
 
 def _packed_sdpa(
@@ -207,7 +210,7 @@ def _packed_sdpa(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     p = bonbon_packed
-
+    p.calls += 1
     n_rows, width = p.gather.shape
 
     def rows(x: torch.Tensor) -> torch.Tensor:  # [1, H, L, D] -> [B, H, W, D], right-padded with 0
@@ -240,21 +243,53 @@ def _use_packed_attention(model: torch.nn.Module) -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    inner = model
-    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):  # DDP / FSDP / torch.compile wrappers
-        inner = getattr(inner, "module", None) or inner._orig_mod
-    config = inner.config
-    current = config._attn_implementation
-    if current == PACKED_ATTENTION:
+    problem = padding_free_problem(model)
+    if problem:
+        raise ValueError(f"padding_free: {problem} (load the model with attn_implementation='sdpa' or set "
+                         "training.padding_free: false)")
+    config = _unwrapped(model).config
+    if config._attn_implementation == PACKED_ATTENTION:
         return
-    if current != "sdpa":
-        raise ValueError(
-            f"padding_free needs the model's attention implementation 'sdpa', got {current!r} "
-            "(load the model with attn_implementation='sdpa' or turn padding_free off)"
-        )
     AttentionInterface.register(PACKED_ATTENTION, _packed_sdpa)
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, _packed_mask)
     config._attn_implementation = PACKED_ATTENTION  # not saved with the config (transformers drops it)
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    inner = model
+    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):  # DDP / FSDP / torch.compile wrappers
+        inner = getattr(inner, "module", None) or inner._orig_mod
+    return inner
+
+
+def padding_free_problem(model: torch.nn.Module) -> str | None:
+    """Why packed rows cannot run on ``model`` (None if they can): they need the model's attention to be
+    transformers' ``sdpa`` (the default where an architecture supports it), which the packed attention
+    function replaces. Models whose forward drops the attention keyword arguments are caught on the
+    first packed forward; :func:`padding_free_gap` checks the values."""
+    config = getattr(_unwrapped(model), "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current in ("sdpa", PACKED_ATTENTION):
+        return None
+    return f"the model's attention implementation is {current!r}, not 'sdpa'"
+
+
+@torch.no_grad()
+def padding_free_gap(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+) -> float:
+    """Mean |packed - padded| per-token log-prob over the response tokens of a batch (0.0 for none), with
+    the model in eval mode (no dropout) and put back as it was. Float32 rounding gives ~1e-6; a model
+    that mixes packed sequences or ignores their positions gives tenths or more."""
+    was_training = model.training
+    model.eval()
+    try:
+        padded = token_logps(model, input_ids, attention_mask, response_mask)
+        packed = token_logps(model, input_ids, attention_mask, response_mask, padding_free=True)
+    finally:
+        model.train(was_training)
+    counted = response_mask.bool() & attention_mask.bool()
+    return float((packed - padded).abs()[counted].mean()) if counted.any() else 0.0
 
 
 def _pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.Tensor):
@@ -311,6 +346,12 @@ def _packed_token_logps(
         bonbon_packed=layout,
         use_cache=False,
     )
+    if layout.calls == 0:
+        raise RuntimeError(
+            "padding_free: no attention layer of the model received the packed layout (its forward does not "
+            "pass attention keyword arguments on), so the sequences would attend to one another; set "
+            "training.padding_free: false for this model"
+        )
     n_kept = int(keep.sum())
     if out.logits.shape[:-1] != (n_kept,):
         raise RuntimeError(

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bonbon.batching import collate_pairs, pad_id, tokenize_pairs, tokenize_sft
-from bonbon.logprobs import sequence_logps
+from bonbon.logprobs import padding_free_gap, padding_free_problem, sequence_logps
 from bonbon.losses import LOSSES
 from bonbon.models import load_causal_lm, load_tokenizer
 from bonbon.tables import LOSS_METRICS, PAIR_TEXT_COLUMNS, VALIDATION_COLUMNS, read_table
@@ -102,9 +102,11 @@ def fit(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     run = _setup(model_path, len(examples), out_dir, cfg, info)
+    pad = pad_id(tokenizer)
+    # before the resume: checkpoints record (and are compared on) the layout that ran
+    cfg = replace(cfg, padding_free=_padding_free(run, cfg, examples, pad))
     resume(run, cfg, len(examples))
     init_trackers(run.accelerator, cfg, out_dir.name)  # all processes; after the resume's metrics reset
-    pad = pad_id(tokenizer)
     order, order_epoch = [], -1
     progress = tqdm(range(run.start_step, run.total_steps), desc=f"train {cfg.loss}", disable=not run.main,
                     mininterval=5)
@@ -171,7 +173,8 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
                          "needs")
     model = load_causal_lm(model_path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5.25 renamed it (the old name warns, and goes in v6); 5.24 has only the old one
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model = wrap_lora(model, cfg.lora, info)  # after checkpointing: peft then makes the inputs require grad
     optimizer_class = torch.optim.RMSprop if cfg.optimizer == "rmsprop" else torch.optim.AdamW
     optimizer = optimizer_class(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -179,6 +182,41 @@ def _setup(model_path: str | Path, n_examples: int, out_dir: Path, cfg: TrainCon
     model.train()
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     return Run(accelerator, model, optimizer, out_dir, steps_per_epoch, total_steps)
+
+
+def _padding_free(run: Run, cfg: TrainConfig, examples: list[dict[str, Any]], pad: int) -> bool:
+    """training.padding_free resolved for this model: packed rows where the model's attention supports
+    them and their log-probs on the first micro-batch equal the padded ones (mean |diff| per token within
+    PACKED_TOLERANCE); "auto" falls back to padded rows otherwise, True raises."""
+    if cfg.padding_free is False:
+        return False
+    problem = padding_free_problem(run.model)
+    if problem is None:
+        batch = collate_pairs(examples[: cfg.batch_size], pad)
+        device = run.accelerator.device
+        try:
+            gap = padding_free_gap(run.model, *(batch[k].to(device) for k in
+                                                ("input_ids", "attention_mask", "response_mask")))
+        except (RuntimeError, TypeError, ValueError) as error:  # a forward that cannot take a packed row
+            problem = f"a packed forward failed ({type(error).__name__}: {error})"
+        else:
+            tolerance = PACKED_TOLERANCE[run.accelerator.mixed_precision != "no"]
+            if gap > tolerance:
+                problem = (f"packed log-probs differ from padded ones by {gap:.3g} nats a token on the first "
+                           f"micro-batch (tolerance {tolerance})")
+            else:
+                log.info("padding_free: packed rows (first micro-batch: mean |packed - padded| %.2g nats a "
+                         "token)", gap)
+    if problem is None:
+        return True
+    if cfg.padding_free is True:
+        raise ValueError(f"training.padding_free is true but {problem}; set it to auto or false")
+    log.warning("padding_free auto: padded rows, because %s", problem)
+    return False
+
+
+# mean |packed - padded| per-token log-prob allowed on the first micro-batch: [float32, mixed precision]
+PACKED_TOLERANCE = (1e-3, 5e-2)
 
 
 def _micro_batches(

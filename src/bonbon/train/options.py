@@ -63,8 +63,8 @@ class TrainConfig:
     gradient_checkpointing: bool
     # pack each micro-batch's sequences into one row (no padding; attention per sequence; a pair's prompt
     # computed once; the LM head only where a response token is predicted): same pairs per step, values
-    # equal up to float32 rounding
-    padding_free: bool
+    # equal up to float32 rounding. "auto": where the model supports it (resolved by the loop at start)
+    padding_free: bool | str
     snapshot_every: int | None
     validation_fraction: float
     eval_every: int
@@ -83,6 +83,8 @@ class TrainConfig:
         if isinstance(self.lora, dict):  # from config_from_dict, YAML or asdict
             self.lora = LoraOptions(**self.lora)
         # what the schema cannot say of one run
+        if self.padding_free not in (True, False, "auto"):
+            raise ValueError(f"padding_free must be true, false or 'auto', got {self.padding_free!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         if self.loss != "sft" and self.beta is None:
