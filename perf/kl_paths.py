@@ -7,6 +7,12 @@ Train the runs with a snapshot every step first (`training.snapshot_every: 1`), 
 
     python perf/kl_paths.py results --samples 4 --max-step 40
 
+Another world: ``--dataset`` (its runs and prompts), ``--reference`` (its reference model) and
+``--max-new-tokens`` (its generation.max_new_tokens), e.g. config/smollm2-sentiment.yaml's:
+
+    python perf/kl_paths.py results --dataset sentiment --max-new-tokens 32 \
+        --reference results/models/imported/SmolLM2-135M-Instruct --samples 2 --max-step 16
+
 ``--every K`` measures only the snapshots at multiples of K, ``--final`` the final model too (its step is
 the run's step count), for runs whose path is slow (BoNBoN alpha 1).
 
@@ -25,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bonbon.chat import chat_sampling
 from bonbon.generate import generate_samples, sample_logps
 from bonbon.metrics import kl_estimate
 from bonbon.models import load_policy
@@ -52,14 +59,18 @@ def main() -> None:
     ap.add_argument("--final", action="store_true", help="also the final model (at the run's step count)")
     ap.add_argument("--runs", nargs="*", help="run names (default: every run under results/models)")
     ap.add_argument("--out", type=Path, help="CSV of (run, step, kl, kl_se)")
+    ap.add_argument("--dataset", default="toy", help="the runs' dataset (results/prompts/<dataset>.parquet)")
+    ap.add_argument("--reference", type=Path, help="the reference model (default: results/models/sft)")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="generation.max_new_tokens of the world")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    prompts = validation_prompts(pd.read_parquet(args.results / "prompts" / "toy.parquet"), args.fraction)
-    cfg = SamplingConfig(n=args.samples, max_new_tokens=64, seed=12345)
-    reference, reference_tokenizer = load_policy(args.results / "models" / "sft")
+    prompts = validation_prompts(pd.read_parquet(args.results / "prompts" / f"{args.dataset}.parquet"),
+                                 args.fraction)
+    cfg = SamplingConfig(n=args.samples, max_new_tokens=args.max_new_tokens, seed=12345)
+    reference, reference_tokenizer = load_policy(args.reference or args.results / "models" / "sft")
     rows = []
     runs = args.runs or sorted(p.name for p in (args.results / "models").iterdir()
-                               if p.name.startswith("toy-n"))
+                               if p.name.startswith(f"{args.dataset}-n") and "." not in p.name)
     for run in runs:
         n = int(run.split("-n")[1].split("-")[0])
         snapshots = [(int(p.name.split("-")[1]), p)
@@ -71,7 +82,8 @@ def main() -> None:
         path = [(0, 0.0, 0.0)]
         for step, snapshot in snapshots:
             model, tokenizer = load_policy(snapshot)
-            samples, _ = generate_samples(model, tokenizer, prompts, cfg)
+            # a chat-template policy stops at its end-of-turn ids, as the workflow's sampling does
+            samples, _ = generate_samples(model, tokenizer, prompts, chat_sampling(cfg, tokenizer, model))
             policy = sample_logps(model, tokenizer, samples, cfg.max_prompt_length)
             ref = sample_logps(reference, reference_tokenizer, samples, cfg.max_prompt_length)
             kl, se = kl_estimate(policy, ref, groups=samples["prompt_id"].to_numpy())
