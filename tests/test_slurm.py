@@ -127,6 +127,39 @@ def test_profile_sizes_every_gpu_rule_in_one_place():
             assert key in profile["set-resources"][rule], f"profiles/slurm: set-resources.{rule}.{key}"
 
 
+def declared_mem_mb() -> dict[str, int]:
+    """Each rule's literal `mem_mb=` in workflow/rules/*.smk."""
+    declared = {}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        blocks = re.split(r"^(?:rule|checkpoint) (\w+):", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
+            if found := re.search(r"^\s+mem_mb=(\d+),", body, flags=re.M):
+                declared[name] = int(found.group(1))
+    return declared
+
+
+def test_small_models_cpu_profile_sizes_every_model_rule_within_its_budget():
+    """profiles/small-models-cpu: the rules it names exist (a misspelt one would be ignored), every GPU
+    rule's memory, declared or set there, fits the machine's budget on its own, and the threads it
+    sets are at most its cores."""
+    profile = yaml.safe_load((REPO / "profiles" / "small-models-cpu" / "config.yaml").read_text())
+    declared = declared_mem_mb()
+    threads = dict(item.split("=") for item in profile["set-threads"])
+    sized = {}
+    for item in profile["set-resources"]:
+        rule, setting = item.split(":")
+        key, value = setting.split("=")
+        assert key == "mem_mb", item
+        sized[rule] = int(value)
+    assert set(threads) | set(sized) <= set(declared), set(threads) | set(sized) - set(declared)
+    assert all(1 <= int(t) <= profile["cores"] for t in threads.values()), threads
+    (budget,) = [int(r.split("=")[1]) for r in profile["resources"] if r.startswith("mem_mb=")]
+    for rule in workflow_gpu_rules():
+        assert sized.get(rule, declared[rule]) <= budget, f"{rule} needs more than the profile's {budget} MB"
+    # the two heaviest of SmolLM2's measured peaks (docs/real-world.md), each under what is declared
+    assert sized["train"] >= 4271 and sized["ref_logps"] >= 3382 and sized["sample"] >= 1798
+
+
 def test_no_workflow_profile_replaces_the_slurm_profiles_resources():
     """A workflow profile is loaded automatically and replaces --profile's keys one top-level key at a
     time: set-resources there would silently take the GPUs away from every GPU rule on SLURM."""
