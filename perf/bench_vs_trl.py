@@ -40,7 +40,8 @@ What is aligned, and why (every difference found between the two):
   CPU) and only the completion positions on CUDA; ours only the positions that predict a response
   token, everywhere.
 * TRL 1.16's own ``padding_free`` is disabled (it warns and falls back to padding), so TRL always
-  pads; ours is timed padded (the default) and with ``padding_free: true`` (opt-in).
+  pads; ours is timed padded (``padding_free: false``) and packed (``padding_free: true``, the default
+  ``auto`` where the model supports it).
 
 Printed: the equality check (loss and gradient norm of TRL, ours and ours padding-free on the same
 batch with the same weights, at step 0 and after ``--later`` optimizer steps of a trained policy),
@@ -514,7 +515,7 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 
 def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
-    variants = [{"name": "trl", "kind": "trl"}, {"name": "ours", "kind": "ours", "options": {}}]
+    variants = [{"name": "trl", "kind": "trl"}, {"name": "ours", "kind": "ours", "options": {"padding_free": False}}]
     if not args.no_padding_free:
         variants.append({"name": "ours padding_free", "kind": "ours", "options": {"padding_free": True}})
     for name, src, options in args.extra or []:
