@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--max-step", type=int, default=40, help="snapshots after this step are skipped")
     ap.add_argument("--fraction", type=float, default=0.1, help="training.validation_fraction")
     ap.add_argument("--every", type=int, default=1, help="only the snapshots at multiples of this step")
+    ap.add_argument("--steps", type=int, nargs="*", help="only these snapshot steps (instead of --every)")
     ap.add_argument("--final", action="store_true", help="also the final model (at the run's step count)")
     ap.add_argument("--runs", nargs="*", help="run names (default: every run under results/models)")
     ap.add_argument("--out", type=Path, help="CSV of (run, step, kl, kl_se)")
@@ -75,7 +76,8 @@ def main() -> None:
         n = int(run.split("-n")[1].split("-")[0])
         snapshots = [(int(p.name.split("-")[1]), p)
                      for p in sorted((args.results / "models" / run / "snapshots").glob("step-*"))]
-        snapshots = [(step, p) for step, p in snapshots if step <= args.max_step and step % args.every == 0]
+        snapshots = [(step, p) for step, p in snapshots if step <= args.max_step and step % args.every == 0
+                     and (not args.steps or step in args.steps)]
         if args.final:
             summary = json.loads((args.results / "models" / run / "train_summary.json").read_text())
             snapshots.append((summary["steps"], args.results / "models" / run))
@@ -88,6 +90,7 @@ def main() -> None:
             ref = sample_logps(reference, reference_tokenizer, samples, cfg.max_prompt_length)
             kl, se = kl_estimate(policy, ref, groups=samples["prompt_id"].to_numpy())
             path.append((step, float(kl), float(se)))
+            print(f"  {run} step {step}: KL {kl:.3f} ± {se:.3f}", flush=True)
             rows.append({"run": run, "n": n, "step": step, "kl": kl, "kl_se": se})
         target = bon_kl(n)
         steps = [f"{s}:{k:.2f}" for s, k, _ in path]
