@@ -515,7 +515,8 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 
 def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
-    variants = [{"name": "trl", "kind": "trl"}, {"name": "ours", "kind": "ours", "options": {"padding_free": False}}]
+    variants = [{"name": "trl", "kind": "trl"},
+                {"name": "ours", "kind": "ours", "options": {"padding_free": False}}]
     if not args.no_padding_free:
         variants.append({"name": "ours padding_free", "kind": "ours", "options": {"padding_free": True}})
     for name, src, options in args.extra or []:
