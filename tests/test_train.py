@@ -302,6 +302,18 @@ def test_padding_free_auto_packs_where_the_model_supports_it(world, tmp_path, mo
         replace(cfg(), padding_free="yes")
 
 
+def test_gradient_checkpointing_uses_the_current_api(world, tmp_path):
+    """transformers 5.25 deprecates gradient_checkpointing_enable (gone in v6): training with activation
+    checkpointing warns no FutureWarning (it would fail here on the old name, where the new one exists)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        summary = train(world["model"], world["pairs"], world["ref"], tmp_path / "run",
+                        cfg(max_steps=1, gradient_checkpointing=True))
+    assert summary["config"]["gradient_checkpointing"] is True
+
+
 @pytest.mark.parametrize("loss", ["bonbon", "dpo"])
 def test_padding_free_trains_like_padded_batches(world, tmp_path, loss):
     """training.padding_free: the same pairs per step, the same losses, validation values and model up to
