@@ -17,7 +17,8 @@ Another world: ``--dataset`` (its runs and prompts), ``--reference`` (its refere
 the run's step count), for runs whose path is slow (BoNBoN alpha 1).
 
 It prints, per run, the KL estimate (mean of log π_θ(y) − log π_ref(y) over samples from π_θ, with its
-SE) at each snapshot, and the steps where the path crosses its n's best-of-n KL.
+SE) at each snapshot, the steps where the path crosses its n's best-of-n KL, and the checkpoints to
+evaluate: those two and one more measured snapshot on each side (:func:`steps_to_evaluate`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def bon_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
+def steps_to_evaluate(path: list[tuple[int, float]], target: float, around: int = 1) -> list[int]:
+    """The snapshot steps to evaluate for a reading at KL ``target``: the last measured point at or below
+    it and the first above, plus ``around`` more measured snapshots on each side, because the evaluation
+    prompts' KL at a step differs from the validation prompts' by about one SE (a two-point bracket can
+    miss). ``path`` is (step, KL) from step 0 (π_ref, never returned) on; [] if it never crosses."""
+    crossing = next((i for i in range(len(path) - 1) if path[i][1] <= target < path[i + 1][1]), None)
+    if crossing is None:
+        return []
+    chosen = path[max(0, crossing - around) : crossing + 2 + around]
+    return [step for step, _ in chosen if step > 0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path)
@@ -78,9 +91,10 @@ def main() -> None:
                      for p in sorted((args.results / "models" / run / "snapshots").glob("step-*"))]
         snapshots = [(step, p) for step, p in snapshots if step <= args.max_step and step % args.every == 0
                      and (not args.steps or step in args.steps)]
+        summary = json.loads((args.results / "models" / run / "train_summary.json").read_text())
+        final_step = summary["steps"]
         if args.final:
-            summary = json.loads((args.results / "models" / run / "train_summary.json").read_text())
-            snapshots.append((summary["steps"], args.results / "models" / run))
+            snapshots.append((final_step, args.results / "models" / run))
         path = [(0, 0.0, 0.0)]
         for step, snapshot in snapshots:
             model, tokenizer = load_policy(snapshot)
@@ -100,6 +114,9 @@ def main() -> None:
             f"{crossing[1][0]} ({crossing[1][1]:.3f}), width {crossing[1][1] - crossing[0][1]:.3f} "
             f"(bracket {max(0.5, target):.3f})")
         print(f"{run}: {' '.join(steps)}\n  {note}", flush=True)
+        if crossing is not None:  # (the final model, if measured, is evaluated anyway)
+            evaluate = [s for s in steps_to_evaluate([(s, k) for s, k, _ in path], target) if s < final_step]
+            print(f"  evaluate: checkpoints: {{steps: {evaluate}}}", flush=True)
     if args.out:
         pd.DataFrame(rows).to_csv(args.out, index=False)
     print(f"{len(prompts)} validation prompts x {args.samples} samples per snapshot; "

@@ -223,3 +223,22 @@ def test_frontier_edges_of_the_measured_curve_and_non_monotone_win_rates():
     # the reference's length change is 0; the theory gap SE is the policy's own
     assert out.loc["t-reference", "length_change"] == 0.0 and out.loc["r", "frontier_gap_se"] == 0.03
 
+
+
+def test_kl_paths_suggests_the_bracket_and_a_snapshot_either_side():
+    """perf/kl_paths.py's choice of checkpoints: the measured points around the crossing of the target
+    KL plus one more on each side (never step 0, π_ref), including a dip before the first crossing."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "kl_paths", Path(__file__).resolve().parents[1] / "perf" / "kl_paths.py")
+    kl_paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kl_paths)
+    path = [(0, 0.0), (2, 0.06), (4, 0.29), (6, 0.69), (8, 0.91), (10, 1.28), (12, 1.60), (14, 1.1)]
+    assert kl_paths.steps_to_evaluate(path, 1.204) == [6, 8, 10, 12]
+    assert kl_paths.steps_to_evaluate(path, 1.204, around=0) == [8, 10]
+    assert kl_paths.steps_to_evaluate(path, 0.05) == [2, 4]  # before step 2: π_ref, not a checkpoint
+    assert kl_paths.steps_to_evaluate(path, 1.7) == []  # never crosses
+    # the first crossing counts, not a later one after a dip
+    assert kl_paths.steps_to_evaluate([(0, 0.0), (4, 0.5), (8, 0.3), (12, 0.7)], 0.4, around=0) == [4]
