@@ -72,6 +72,16 @@ def test_steps_are_kept_apart_and_one_seed_has_no_seed_se():
     assert row["sampling_se"] == pytest.approx(0.03)
 
 
+def test_a_seed_without_a_value_is_left_out_of_the_mean_and_of_its_seeds():
+    """A replicate never read at best-of-n's KL has no value there: the row's mean, SEs, n_seeds and the
+    seeds it lists are of the other two (listing all three would claim a mean over seeds it is not)."""
+    table = replicated([0.6, float("nan"), 0.8], [0.03, float("nan"), 0.05])
+    row = seed_table(table, REPLICATES, ["win_rate"], keys=["step"]).iloc[0]
+    assert row["n_seeds"] == 2 and row["seeds"] == "0,2"
+    assert row["mean"] == pytest.approx(0.7) and row["seed_se"] == pytest.approx(0.1)
+    assert row["sampling_se"] == pytest.approx(math.sqrt(0.03**2 + 0.05**2) / 2)
+
+
 def test_seed_se_covers_the_grid_points_mean_at_the_nominal_rate():
     """Seeds drawn with training variance tau^2 and sampling variance sigma^2: the mean +- 2 seed_se covers
     the true value as a t interval with S-1 = 9 degrees of freedom does (P(|t_9| <= 2) = 0.923), while the

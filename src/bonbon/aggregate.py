@@ -70,8 +70,9 @@ def seed_table(table: pd.DataFrame, replicates: Mapping[str, Mapping], metrics: 
         for metric in present:
             values = part[metric].astype(float).to_numpy()
             se = part[f"{metric}_se"].astype(float).to_numpy() if f"{metric}_se" in part.columns else None
+            # the seeds the mean is over: a seed without a value (a run never read at best-of-n's KL) is not
             out.append({**where, "metric": metric, **_over_seeds(values, se),
-                        "seeds": ",".join(str(s) for s in sorted(part["seed"]))})
+                        "seeds": ",".join(str(s) for s in sorted(part["seed"][np.isfinite(values)]))})
     return pd.DataFrame(out, columns=list(SEED_COLUMNS))
 
 
