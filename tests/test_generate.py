@@ -23,6 +23,27 @@ def test_gumbel_sample_matches_softmax():
     assert chi2 < 18.47  # chi-square, 4 degrees of freedom, p = 0.001
 
 
+def test_gumbel_sample_is_the_out_of_place_formula_bit_for_bit():
+    """The in-place sampler draws what argmax(logits.double() - log(-log(u))) draws, u from each row's
+    generator, token for token, and leaves every generator where that formula leaves it (the workflow's
+    samples are unchanged by it); filter_logits at temperature 1 is the identity."""
+    logits = torch.randn(6, 5000, generator=torch.Generator().manual_seed(3)) * 4
+
+    def generators():
+        return [torch.Generator().manual_seed(100 + i) for i in range(6)]
+
+    expected_generators, drawn_generators = generators(), generators()
+    for _ in range(5):
+        noise = torch.stack([torch.rand(5000, generator=g, dtype=torch.float64) for g in expected_generators])
+        expected = torch.argmax(logits.double() - torch.log(-torch.log(noise.clamp_min(1e-300))), dim=-1)
+        assert torch.equal(gumbel_sample(filter_logits(logits, 1.0, 0, 1.0), drawn_generators), expected)
+    assert all(torch.equal(a.get_state(), b.get_state())
+               for a, b in zip(expected_generators, drawn_generators, strict=True))
+    assert torch.equal(filter_logits(logits, 1.0, 0, 1.0), logits)
+    untouched = torch.randn(6, 5000, generator=torch.Generator().manual_seed(3)) * 4
+    assert torch.equal(logits, untouched)
+
+
 def test_filter_logits_top_k_top_p_temperature():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     top_k = filter_logits(logits, 1.0, 2, 1.0)

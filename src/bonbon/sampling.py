@@ -66,7 +66,9 @@ def policy_seed(seed: int, policy: str) -> int:
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Temperature, then top-k (0 = off), then nucleus top-p (1.0 = off); removed tokens get -inf."""
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1.0 is x: the copy is skipped, the values are the same
+        logits = logits / temperature
     if top_k > 0 and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -83,12 +85,13 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
 def gumbel_sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
     """One token per row: argmax(logits + Gumbel noise) is a draw from softmax(logits) (the Gumbel-max
     trick); each row's noise comes from that row's own generator."""
-    noise = torch.stack(
-        [torch.rand(logits.shape[-1], generator=g, device=logits.device, dtype=torch.float64)
-         for g in generators]
-    )
-    gumbel = -torch.log(-torch.log(noise.clamp_min(1e-300)))
-    return torch.argmax(logits.double() + gumbel, dim=-1)
+    noise = torch.empty((len(generators), logits.shape[-1]), dtype=torch.float64, device=logits.device)
+    for row, g in zip(noise, generators, strict=True):
+        torch.rand(logits.shape[-1], generator=g, dtype=torch.float64, device=logits.device, out=row)
+    # -log(-log(u)) + logits, in place: the same float64 values as out of place, without four
+    # [rows, vocabulary] temporaries (a fifth of a sampling step's time with a 49k vocabulary)
+    gumbel = noise.clamp_min_(1e-300).log_().neg_().log_().neg_()
+    return torch.argmax(gumbel.add_(logits), dim=-1)
 
 
 def stop_index(text: str, stop_strings: Sequence[str]) -> int | None:
