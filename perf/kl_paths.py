@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from bonbon.generate import generate_samples, sample_logps
 from bonbon.metrics import kl_estimate
 from bonbon.models import load_policy
 from bonbon.sampling import SamplingConfig
+from bonbon.theory import bon_kl
 from bonbon.train import split_validation
 
 
@@ -46,8 +46,9 @@ def validation_prompts(prompts: pd.DataFrame, fraction: float) -> pd.DataFrame:
     return train[train["prompt_id"].isin({e["prompt_id"] for e in held_out})]
 
 
-def bon_kl(n: int) -> float:
-    return math.log(n) - (n - 1) / n
+def first_crossing(kls: list[float], target: float) -> int | None:
+    """Index i of the first consecutive pair of points with kls[i] <= target < kls[i + 1] (None: never)."""
+    return next((i for i in range(len(kls) - 1) if kls[i] <= target < kls[i + 1]), None)
 
 
 def steps_to_evaluate(path: list[tuple[int, float]], target: float, around: int = 1) -> list[int]:
@@ -55,7 +56,7 @@ def steps_to_evaluate(path: list[tuple[int, float]], target: float, around: int 
     it and the first above, plus ``around`` more measured snapshots on each side, because the evaluation
     prompts' KL at a step differs from the validation prompts' by about one SE (a two-point bracket can
     miss). ``path`` is (step, KL) from step 0 (π_ref, never returned) on; [] if it never crosses."""
-    crossing = next((i for i in range(len(path) - 1) if path[i][1] <= target < path[i + 1][1]), None)
+    crossing = first_crossing([kl for _, kl in path], target)
     if crossing is None:
         return []
     chosen = path[max(0, crossing - around) : crossing + 2 + around]
@@ -106,15 +107,15 @@ def main() -> None:
             path.append((step, float(kl), float(se)))
             print(f"  {run} step {step}: KL {kl:.3f} ± {se:.3f}", flush=True)
             rows.append({"run": run, "n": n, "step": step, "kl": kl, "kl_se": se})
-        target = bon_kl(n)
+        target = float(bon_kl(n))
         steps = [f"{s}:{k:.2f}" for s, k, _ in path]
-        crossing = next(((a, b) for a, b in zip(path, path[1:], strict=False) if a[1] <= target < b[1]), None)
-        note = "never crosses" if crossing is None else (
-            f"crosses {target:.3f} between step {crossing[0][0]} ({crossing[0][1]:.3f}) and "
-            f"{crossing[1][0]} ({crossing[1][1]:.3f}), width {crossing[1][1] - crossing[0][1]:.3f} "
+        i = first_crossing([k for _, k, _ in path], target)
+        note = "never crosses" if i is None else (
+            f"crosses {target:.3f} between step {path[i][0]} ({path[i][1]:.3f}) and "
+            f"{path[i + 1][0]} ({path[i + 1][1]:.3f}), width {path[i + 1][1] - path[i][1]:.3f} "
             f"(bracket {max(0.5, target):.3f})")
         print(f"{run}: {' '.join(steps)}\n  {note}", flush=True)
-        if crossing is not None:  # (the final model, if measured, is evaluated anyway)
+        if i is not None:  # (the final model, if measured, is evaluated anyway)
             evaluate = [s for s in steps_to_evaluate([(s, k) for s, k, _ in path], target) if s < final_step]
             print(f"  evaluate: checkpoints: {{steps: {evaluate}}}", flush=True)
     if args.out:
