@@ -37,8 +37,11 @@ def wide(seeds: pd.DataFrame, metrics: list[str]) -> str:
         cells = [cell(by_metric[m]) if m in by_metric else "–" for m in metrics]
         # the seeds the shown means are over (a seed not read at best-of-n's KL is in none of them)
         shown = {by_metric[m]["seeds"] for m in metrics if m in by_metric and by_metric[m]["n_seeds"]}
-        seeds_cell = shown.pop() if len(shown) == 1 else ("–" if not shown else "by metric: " + "; ".join(
-            f"{m} {by_metric[m]['seeds']}" for m in metrics if m in by_metric))
+        if len(shown) <= 1:
+            seeds_cell = shown.pop() if shown else "–"
+        else:
+            seeds_cell = "by metric: " + "; ".join(f"{m} {by_metric[m]['seeds']}" for m in metrics
+                                                   if m in by_metric)
         lines.append(f"| {base_run} | {seeds_cell} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
